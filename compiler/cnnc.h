@@ -1,0 +1,230 @@
+/*
+ * cnnc.h: the compiler's one internal header.
+ *
+ * Structs are grouped under the file that owns them. The passes run in the
+ * order of main.c: parse (grammar/), ir_build, shape_check, then the back end.
+ */
+#ifndef CNNC_H
+#define CNNC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "../grammar/ast.h"
+
+#define CNNC_VERSION "0.1.0"
+
+/* Internal bugs, not user errors: print where and abort. */
+#define CNNC_ASSERT(x) \
+    do { if (!(x)) cnnc_fatal(__FILE__, __LINE__, #x); } while (0)
+#define unreachable() cnnc_fatal(__FILE__, __LINE__, "unreachable")
+_Noreturn void cnnc_fatal(const char *file, int line, const char *what);
+
+/* Limits, documented in docs/language.md. */
+enum {
+    MAX_STMTS = 65536,              /* statements in one block */
+    MAX_FILE_BYTES = 64 << 20,      /* of a .cnn file */
+    MAX_PARAMS_PER_OP = 12,
+};
+#define MAX_TENSOR_ELEMS ((int64_t)1 << 31)    /* floats in one tensor of one image */
+
+/* ---- diag.c: clang-style diagnostics ---- */
+
+typedef struct Diag {
+    FILE *out;
+    const char *file, *text;        /* the source, for quoting lines */
+    size_t len;
+    int errors, warnings;
+    int error_limit;                /* stop reporting past this many errors */
+    bool color;
+    bool suppress_notes;            /* the error the notes belong to was not shown */
+    Loc last;                       /* of the last error or warning, for its notes */
+} Diag;
+
+void diag_init(Diag *d, FILE *out, const char *file, const char *text, size_t len);
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warning(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note_plain(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_fatal(Diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool diag_too_many(const Diag *d);
+const char *diag_suggest(const char *word, const char *const *cands, int n);
+
+/* ---- optable.c: the op and settings tables, as data ---- */
+
+typedef enum {
+#define OP(id, word, family, in, spec, summary) OP_##id,
+#include "ops.def"
+#undef OP
+    OP_COUNT
+} OpKind;
+
+typedef enum {
+#define SETTING(id, word, spec, summary) SET_##id,
+#include "settings.def"
+#undef SETTING
+    SET_COUNT
+} SettingKind;
+
+typedef enum {
+#define OPTIM(id, word, spec) OPT_##id,
+#include "settings.def"
+#undef OPTIM
+    OPT_COUNT
+} OptimKind;
+
+typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
+               PT_FLAG, PT_LIST, PT_CHOICE } ParamType;
+
+typedef struct ParamSpec {
+    const char *key;
+    ParamType type;
+    bool positional, required, has_default;
+    const char *choices[8];
+    int nchoices;
+    Value def;                      /* normalized like a checked argument */
+} ParamSpec;
+
+typedef struct OpSpec {
+    const char *what;               /* "op", "setting" or "optimizer", for messages */
+    const char *word, *family, *summary;
+    int in_rank;
+    ParamSpec params[MAX_PARAMS_PER_OP];
+    int nparams;
+} OpSpec;
+
+/* A parameter after checking: given or defaulted, normalized. dims and pad have
+ * two dims (h, w); a choice or bool has its index in i; pad=same sets `same`. */
+typedef struct Arg {
+    bool present, given, same;
+    Value v;
+    Loc loc;                        /* of the value, or of the statement's word */
+} Arg;
+
+const OpSpec *op_spec(OpKind op);
+const OpSpec *setting_spec(SettingKind s);
+const OpSpec *optim_spec(OptimKind o);
+int spec_param(const OpSpec *spec, const char *key);      /* index or -1 */
+int spec_lookup(const char *const *words, int n, const char *word);
+extern const char *const op_words[OP_COUNT];
+extern const char *const setting_words[SET_COUNT];
+extern const char *const optim_words[OPT_COUNT];
+
+/* Binds a statement's items to spec's parameters (args has spec->nparams
+ * entries), reporting unknown, duplicate, missing and ill-typed ones. A flag
+ * may stand first only if it is no positional value: see ir.c. */
+bool bind_args(Diag *d, const OpSpec *spec, const Stmt *s, const Item *skip, Arg *args);
+
+/* ---- ir.c: the graph ---- */
+
+/* A tensor's shape for one image: rank 3 is H x W x C, rank 1 a vector; rank 0
+ * is unknown (an error upstream), and checks on it stay quiet. */
+typedef struct Shape {
+    int rank;
+    int64_t d[3];
+} Shape;
+
+/* A trainable (or fixed) tensor: PyTorch's layout, .cnnw's name. */
+typedef struct Param {
+    const char *name;               /* conv1.weight */
+    int rank;
+    int64_t dims[4];
+    int64_t size;                   /* elements */
+    int64_t offset;                 /* in floats, into params (trainable ones) */
+    bool fixed;                     /* part of the model, not of params */
+    const double *values;           /* given in the file (weights=[...]), or NULL */
+    int init;                       /* INIT_* */
+    int64_t fan_in, fan_out;
+} Param;
+
+enum { PAD_ZERO, PAD_REPLICATE };
+enum { ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH };
+enum { INIT_HE, INIT_XAVIER, INIT_ZEROS };
+
+typedef struct Node {
+    OpKind op;
+    const char *name;               /* label, or <op><n> */
+    Loc loc;                        /* of the op word */
+    const Stmt *stmt;
+    int index;
+    bool bad;                       /* unknown op or bad attributes: reported */
+    Arg args[MAX_PARAMS_PER_OP];
+    Shape in, out;
+    /* Filled by the op family's shape rule: */
+    int kh, kw, sh, sw, ph, pw;     /* window, stride, padding */
+    int padmode, act;
+    double rate;                    /* dropout */
+    Param *weight, *bias;           /* NULL when the op has none */
+    int64_t nparams, flops;
+    int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
+    bool rf_global;                 /* every output sees the whole image */
+} Node;
+
+typedef struct TrainCfg {
+    int loss;                       /* LOSS_* */
+    int optim;                      /* OPT_* */
+    double lr, momentum, weight_decay, eps, beta1, beta2;
+    int64_t batch, epochs;
+    uint64_t seed;
+    bool loss_given;
+    Loc loss_loc;
+} TrainCfg;
+
+enum { LOSS_CROSS_ENTROPY, LOSS_MSE };
+
+typedef struct Graph {
+    const char *name;               /* the model's */
+    Node *nodes;
+    int n;
+    Param **params;                 /* every Param, in statement order, weight before bias */
+    int nparams;
+    int64_t params_size;            /* floats of the trainable ones */
+    TrainCfg train;
+    Arena *arena;
+    Diag *diag;
+} Graph;
+
+/* Builds the graph of the one model block and reads the train block. */
+bool ir_build(Graph *g, Block *blocks, Arena *arena, Diag *d);
+void ir_print(FILE *out, const Graph *g);
+const Arg *node_arg(const Node *n, const char *key);
+const char *shape_str(Shape s, char *buf, size_t size);
+
+/* ---- shapes.c: shape rules, sizes and the --shapes table ---- */
+
+bool shape_check(Graph *g);
+void shape_print_table(FILE *out, const Graph *g);
+/* Helpers for the op families: */
+bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int pw);
+Param *shape_param(Graph *g, Node *n, const char *suffix, int rank, const int64_t *dims);
+bool shape_mul(Graph *g, Node *n, int64_t *acc, int64_t by);
+void shape_count(Graph *g, Node *n, int64_t per_output);
+int64_t shape_elems(Shape s);
+
+/* ---- main.c: what the user asked for ---- */
+
+typedef enum { MODE_EXE, MODE_OBJECT, MODE_ASM, MODE_LLVM, MODE_IR, MODE_SHAPES } Mode;
+
+typedef struct Options {
+    const char *input, *output, *weights, *target, *cpu;
+    Mode mode;
+    int opt_level;
+    long batch;                     /* 0: the train block's */
+    bool inference_only;
+} Options;
+
+/* ---- emit.c: the back end ---- */
+
+const char *emit_llvm_version(void);
+/* Writes what opts asks for (--emit-ir included); false after reporting an error,
+ * with no output file left behind. */
+bool emit_output(Graph *g, const Options *opts, Diag *d);
+
+/* ---- ops/: per family, beside each other ---- */
+
+#define OP(id, word, family, in, spec, summary) void shape_##family(Graph *g, Node *n);
+#include "ops.def"
+#undef OP
+
+#endif

@@ -1,0 +1,375 @@
+/*
+ * ir.c: the syntax tree to the graph, and the graph back to text.
+ *
+ * ir_build checks the file's structure (one model block, at most one train
+ * block), looks every statement up in the op table, names it (its label, or
+ * <op><n>), binds its attributes and reads the train block's settings. Shapes
+ * are shape_check's job. The graph is a chain: node i reads node i-1.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "cnnc.h"
+
+const Arg *node_arg(const Node *n, const char *key)
+{
+    int i = spec_param(op_spec(n->op), key);
+    CNNC_ASSERT(i >= 0);
+    return &n->args[i];
+}
+
+const char *shape_str(Shape s, char *buf, size_t size)
+{
+    if (s.rank == 3)
+        snprintf(buf, size, "%lldx%lldx%lld", (long long)s.d[0], (long long)s.d[1],
+                 (long long)s.d[2]);
+    else if (s.rank == 1)
+        snprintf(buf, size, "%lld", (long long)s.d[0]);
+    else
+        snprintf(buf, size, "?");
+    return buf;
+}
+
+/* ---- names: a hash set of the nodes' names, so that 65536 layers stay fast ---- */
+
+typedef struct NameSet {
+    const Node **slots;
+    size_t mask;
+} NameSet;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Adds n under its name; returns the node that had the name already, if any. */
+static const Node *names_add(NameSet *set, const Node *n)
+{
+    for (size_t i = hash_str(n->name) & set->mask;; i = (i + 1) & set->mask) {
+        if (!set->slots[i]) {
+            set->slots[i] = n;
+            return NULL;
+        }
+        if (strcmp(set->slots[i]->name, n->name) == 0)
+            return set->slots[i];
+    }
+}
+
+/* ---- the model block ---- */
+
+static bool lookup_op(Diag *d, const Stmt *s, OpKind *op)
+{
+    int i = spec_lookup(op_words, OP_COUNT, s->word);
+    if (i >= 0) {
+        *op = (OpKind)i;
+        return true;
+    }
+    const char *near = diag_suggest(s->word, op_words, OP_COUNT);
+    if (near)
+        diag_error(d, s->loc, "unknown op '%s'; did you mean '%s'?", s->word, near);
+    else
+        diag_error(d, s->loc, "unknown op '%s'", s->word);
+    if (spec_lookup(setting_words, SET_COUNT, s->word) >= 0)
+        diag_note(d, s->loc, "'%s' is a setting of the train block", s->word);
+    return false;
+}
+
+static void build_model(Graph *g, const Block *b)
+{
+    Diag *d = g->diag;
+    int nstmts = b->nstmts < MAX_STMTS ? b->nstmts : MAX_STMTS;
+    g->nodes = arena_alloc(g->arena, (size_t)(nstmts > 0 ? nstmts : 1) * sizeof(Node));
+    size_t cap = 16;
+    while (cap < 2 * (size_t)nstmts)
+        cap *= 2;
+    NameSet names = {arena_alloc(g->arena, cap * sizeof(Node *)), cap - 1};
+    int count[OP_COUNT] = {0};
+    const Node *input = NULL;
+
+    for (const Stmt *s = b->stmts; s && !diag_too_many(d); s = s->next) {
+        Node *n = &g->nodes[g->n];
+        *n = (Node){.index = g->n, .stmt = s, .loc = s->loc, .op = OP_COUNT};
+        g->n++;
+        if (!lookup_op(d, s, &n->op)) {
+            n->name = s->label ? s->label : s->word;
+            n->bad = true;
+            continue;
+        }
+        int nth = ++count[n->op];
+        if (s->label) {
+            n->name = s->label;
+        } else {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s%d", op_words[n->op], nth);
+            n->name = arena_strdup(g->arena, buf, strlen(buf));
+        }
+        const Node *prev = names_add(&names, n);
+        if (prev) {
+            Loc at = s->label ? s->label_loc : s->loc;
+            Loc was = prev->stmt->label ? prev->stmt->label_loc : prev->loc;
+            diag_error(d, at, "duplicate name '%s'", n->name);
+            diag_note(d, was, "'%s' is first defined here", n->name);
+            if (!s->label)
+                diag_note_plain(d, "an unlabeled %s is named %s by its position; give one of "
+                                   "them another label", op_words[n->op], n->name);
+        }
+        if (!bind_args(d, op_spec(n->op), s, NULL, n->args))
+            n->bad = true;
+        if (n->op == OP_INPUT) {
+            if (input) {
+                diag_error(d, s->loc, "'input' may appear only once");
+                diag_note(d, input->loc, "the model's input is defined here");
+            } else if (g->n != 1) {
+                diag_error(d, s->loc, "'input' must be the model's first statement");
+            }
+            input = n;
+        }
+    }
+    if (!input && !diag_too_many(d)) {
+        diag_error(d, b->loc, "model '%s' has no 'input' statement", g->name);
+        diag_note_plain(d, "begin the model with its image shape, e.g. 'input 28x28x1'");
+    }
+}
+
+/* ---- the train block ---- */
+
+static double real_arg(const Arg *a, double dflt)
+{
+    return a->present ? a->v.r : dflt;
+}
+
+static void read_optimizer(Graph *g, const Stmt *s)
+{
+    Diag *d = g->diag;
+    const Item *first = s->items;
+    if (!first || first->has_value || !first->key) {
+        diag_error(d, first ? first->key_loc : s->loc,
+                   "'optimizer' needs its name first: sgd, adagrad or adam");
+        return;
+    }
+    int o = spec_lookup(optim_words, OPT_COUNT, first->key);
+    if (o < 0) {
+        const char *near = diag_suggest(first->key, optim_words, OPT_COUNT);
+        if (near)
+            diag_error(d, first->key_loc, "unknown optimizer '%s'; did you mean '%s'?",
+                       first->key, near);
+        else
+            diag_error(d, first->key_loc,
+                       "unknown optimizer '%s'; expected 'sgd', 'adagrad' or 'adam'", first->key);
+        return;
+    }
+    const OpSpec *spec = optim_spec((OptimKind)o);
+    Arg args[MAX_PARAMS_PER_OP];
+    if (!bind_args(d, spec, s, first, args))
+        return;
+    TrainCfg *t = &g->train;
+    t->optim = o;
+    for (int i = 0; i < spec->nparams; i++) {
+        const char *k = spec->params[i].key;
+        double v = real_arg(&args[i], 0);
+        if (v < 0 || (!strcmp(k, "lr") && v == 0)) {
+            diag_error(d, args[i].loc, "'%s' must be %s", k, !strcmp(k, "lr") ? "positive" : "non-negative");
+            continue;
+        }
+        if ((!strcmp(k, "beta1") || !strcmp(k, "beta2")) && v >= 1) {
+            diag_error(d, args[i].loc, "'%s' must be less than 1", k);
+            continue;
+        }
+        double *field = !strcmp(k, "lr") ? &t->lr : !strcmp(k, "momentum") ? &t->momentum
+                      : !strcmp(k, "weight_decay") ? &t->weight_decay : !strcmp(k, "eps") ? &t->eps
+                      : !strcmp(k, "beta1") ? &t->beta1 : &t->beta2;
+        *field = v;
+    }
+}
+
+static void set_optimizer_defaults(TrainCfg *t, OptimKind o)
+{
+    const OpSpec *spec = optim_spec(o);
+    t->optim = o;
+    t->lr = spec->params[spec_param(spec, "lr")].def.r;
+    t->momentum = t->weight_decay = 0;
+    if (o == OPT_ADAGRAD)
+        t->eps = spec->params[spec_param(spec, "eps")].def.r;
+    if (o == OPT_ADAM) {
+        t->eps = spec->params[spec_param(spec, "eps")].def.r;
+        t->beta1 = spec->params[spec_param(spec, "beta1")].def.r;
+        t->beta2 = spec->params[spec_param(spec, "beta2")].def.r;
+    }
+}
+
+static void build_train(Graph *g, const Block *b)
+{
+    Diag *d = g->diag;
+    const Stmt *seen[SET_COUNT] = {0};
+    TrainCfg *t = &g->train;
+    for (const Stmt *s = b ? b->stmts : NULL; s && !diag_too_many(d); s = s->next) {
+        int k = spec_lookup(setting_words, SET_COUNT, s->word);
+        if (k < 0) {
+            const char *near = diag_suggest(s->word, setting_words, SET_COUNT);
+            if (near)
+                diag_error(d, s->loc, "unknown setting '%s'; did you mean '%s'?", s->word, near);
+            else
+                diag_error(d, s->loc, "unknown setting '%s'", s->word);
+            if (spec_lookup(op_words, OP_COUNT, s->word) >= 0)
+                diag_note(d, s->loc, "'%s' is an op: ops belong in the model block", s->word);
+            continue;
+        }
+        if (s->label)
+            diag_error(d, s->label_loc, "settings take no label");
+        if (seen[k]) {
+            diag_error(d, s->loc, "setting '%s' is given twice", s->word);
+            diag_note(d, seen[k]->loc, "first given here");
+            continue;
+        }
+        seen[k] = s;
+        if (k == SET_OPTIMIZER) {
+            read_optimizer(g, s);
+            continue;
+        }
+        Arg a[MAX_PARAMS_PER_OP];
+        if (!bind_args(d, setting_spec((SettingKind)k), s, NULL, a))
+            continue;
+        switch (k) {
+        case SET_LOSS:
+            t->loss = (int)a[0].v.i;
+            t->loss_given = true;
+            t->loss_loc = a[0].loc;
+            break;
+        case SET_BATCH: t->batch = a[0].v.i; break;
+        case SET_EPOCHS: t->epochs = a[0].v.i; break;
+        case SET_SEED: t->seed = (uint64_t)a[0].v.i; break;
+        }
+    }
+}
+
+static void init_train(TrainCfg *t)
+{
+    *t = (TrainCfg){0};
+    t->batch = setting_spec(SET_BATCH)->params[0].def.i;
+    t->epochs = setting_spec(SET_EPOCHS)->params[0].def.i;
+    set_optimizer_defaults(t, OPT_SGD);
+}
+
+bool ir_build(Graph *g, Block *blocks, Arena *arena, Diag *d)
+{
+    *g = (Graph){.arena = arena, .diag = d};
+    init_train(&g->train);
+    const Block *model = NULL, *train = NULL;
+    static const char *const block_words[] = {"model", "train"};
+    for (const Block *b = blocks; b; b = b->next) {
+        const Block **slot = !strcmp(b->word, "model") ? &model
+                           : !strcmp(b->word, "train") ? &train : NULL;
+        if (!slot) {
+            const char *near = diag_suggest(b->word, block_words, 2);
+            if (near)
+                diag_error(d, b->loc, "unknown block '%s'; did you mean '%s'?", b->word, near);
+            else
+                diag_error(d, b->loc, "unknown block '%s'; expected 'model' or 'train'", b->word);
+            continue;
+        }
+        if (*slot) {
+            diag_error(d, b->loc, "a file has only one %s block", b->word);
+            diag_note(d, (*slot)->loc, "the first one is here");
+            continue;
+        }
+        *slot = b;
+        if (slot == &model && !b->name) {
+            diag_error(d, b->loc, "the model needs a name: 'model <name> {'");
+        } else if (slot == &train && b->name) {
+            diag_error(d, b->name_loc, "the train block takes no name");
+        }
+    }
+    if (!model) {
+        if (!d->errors)
+            diag_error(d, (Loc){.file = d->file, .line = 1, .col = 1, .len = 1},
+                       "no model block in this file");
+        return false;
+    }
+    g->name = model->name ? model->name : "model";
+    /* In file order, so that diagnostics come in file order. */
+    for (const Block *b = blocks; b; b = b->next) {
+        if (b == model)
+            build_model(g, model);
+        else if (b == train)
+            build_train(g, train);
+    }
+    return d->errors == 0;
+}
+
+/* ---- --emit-ir ---- */
+
+static void print_arg(FILE *out, const ParamSpec *p, const Arg *a)
+{
+    switch (p->type) {
+    case PT_DIMS:
+    case PT_PAD:
+        if (a->same)
+            fprintf(out, " %s=same", p->key);
+        else
+            fprintf(out, " %s=%lldx%lld", p->key, (long long)a->v.dims[0], (long long)a->v.dims[1]);
+        break;
+    case PT_SHAPE:
+        break;
+    case PT_CHOICE:
+        fprintf(out, " %s=%s", p->key, p->choices[a->v.i]);
+        break;
+    case PT_BOOL:
+        fprintf(out, " %s=%s", p->key, a->v.i ? "true" : "false");
+        break;
+    case PT_FLAG:
+        fprintf(out, " %s", p->key);
+        break;
+    case PT_LIST:
+        fprintf(out, " %s=[%lld numbers]", p->key, (long long)a->v.nlist);
+        break;
+    case PT_REAL:
+    case PT_RATE:
+        fprintf(out, " %s=%g", p->key, a->v.r);
+        break;
+    default:
+        fprintf(out, " %s=%lld", p->key, (long long)a->v.i);
+    }
+}
+
+void ir_print(FILE *out, const Graph *g)
+{
+    char buf[64];
+    fprintf(out, "graph %s {\n", g->name);
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = g->params[i];
+        fprintf(out, "  param %s [", p->name);
+        for (int r = 0; r < p->rank; r++)
+            fprintf(out, "%s%lld", r ? "x" : "", (long long)p->dims[r]);
+        if (p->fixed)
+            fprintf(out, "] fixed\n");
+        else
+            fprintf(out, "] at %lld\n", (long long)p->offset);
+    }
+    fprintf(out, "  forward:\n");
+    for (int i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        const OpSpec *spec = op_spec(n->op);
+        fprintf(out, "    %%%s = %s", n->name, spec->word);
+        if (i > 0)
+            fprintf(out, " %%%s", g->nodes[i - 1].name);
+        if (n->weight)
+            fprintf(out, ", @%s", n->weight->name);
+        if (n->bias)
+            fprintf(out, ", @%s", n->bias->name);
+        for (int a = 0; a < spec->nparams; a++) {
+            const ParamSpec *p = &spec->params[a];
+            bool window = !strcmp(p->key, "size") || !strcmp(p->key, "stride") ||
+                          !strcmp(p->key, "pad");
+            if (!n->args[a].present || p->type == PT_LIST || p->type == PT_SHAPE || window)
+                continue;
+            print_arg(out, p, &n->args[a]);
+        }
+        if (n->kh)
+            fprintf(out, " size=%dx%d stride=%dx%d pad=%dx%d", n->kh, n->kw, n->sh, n->sw,
+                    n->ph, n->pw);
+        fprintf(out, " : %s\n", shape_str(n->out, buf, sizeof buf));
+    }
+    fprintf(out, "}\n");
+}

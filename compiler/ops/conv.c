@@ -1,0 +1,71 @@
+/*
+ * conv.c: the conv op: shape rule, forward and backward code side by side.
+ *
+ * out (N,H',W',M) = b (M) + sum over (kh, kw, c) of
+ *                   inp (N, oh*S-P+kh, ow*S-P+kw, C) * weight (M,C,Kh,Kw)
+ * with the border zero or, with padmode=replicate, the nearest edge pixel.
+ * Activations are channels last; weights keep PyTorch's layout.
+ */
+#include "../cnnc.h"
+
+void shape_conv(Graph *g, Node *n)
+{
+    Diag *d = g->diag;
+    const Arg *size = node_arg(n, "size"), *stride = node_arg(n, "stride");
+    const Arg *pad = node_arg(n, "pad"), *weights = node_arg(n, "weights");
+    int64_t m = node_arg(n, "kernels")->v.i;
+    int kh = (int)size->v.dims[0], kw = (int)size->v.dims[1];
+    int ph = (int)pad->v.dims[0], pw = (int)pad->v.dims[1];
+    if (pad->same) {
+        if (kh % 2 == 0 || kw % 2 == 0) {
+            diag_error(d, pad->loc, "pad=same needs an odd kernel size, but '%s' has size %dx%d",
+                       n->name, kh, kw);
+            diag_note(d, size->loc, "'same' pads (k - 1) / 2 on each side, which keeps the "
+                      "size only when k is odd; give pad=P instead");
+            return;
+        }
+        ph = (kh - 1) / 2;
+        pw = (kw - 1) / 2;
+    }
+    n->padmode = (int)node_arg(n, "padmode")->v.i;
+    n->act = (int)node_arg(n, "act")->v.i;
+    if (!shape_window(g, n, kh, kw, (int)stride->v.dims[0], (int)stride->v.dims[1], ph, pw))
+        return;
+    int64_t c = n->in.d[2];
+    n->out.d[2] = m;
+
+    bool fixed = node_arg(n, "fixed")->present;
+    int init = (int)node_arg(n, "init")->v.i;
+    n->weight = shape_param(g, n, "weight", 4, (int64_t[]){m, c, kh, kw});
+    if (!n->weight) {
+        n->out.rank = 0;
+        return;
+    }
+    Param *w = n->weight;
+    w->fixed = fixed;
+    w->init = init;
+    w->fan_in = c * kh * kw;
+    w->fan_out = m * kh * kw;
+    if (weights->present) {
+        if (weights->v.nlist != w->size) {
+            diag_error(d, weights->loc, "'weights' of '%s' has %lld numbers, but needs %lld",
+                       n->name, (long long)weights->v.nlist, (long long)w->size);
+            diag_note_plain(d, "%lld kernel(s) x %lld channel(s) x %dx%d, in the order "
+                            "[kernel][channel][row][col]", (long long)m, (long long)c, kh, kw);
+        }
+        w->values = weights->v.list;
+    }
+    if (node_arg(n, "bias")->v.i) {
+        n->bias = shape_param(g, n, "bias", 1, (int64_t[]){m});
+        if (n->bias) {
+            n->bias->fixed = fixed;
+            n->bias->init = INIT_ZEROS;
+        }
+    }
+    /* per output: a multiply-add per (c, kh, kw), then the bias and the activation */
+    int64_t per = 2;
+    shape_mul(g, n, &per, c);
+    shape_mul(g, n, &per, (int64_t)kh * kw);
+    per += (n->bias != NULL) + (n->act != ACT_NONE);
+    shape_count(g, n, per);
+}
