@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <llvm-c/Core.h>
 #include "../grammar/ast.h"
 
 #define CNNC_VERSION "0.1.0"
@@ -221,9 +222,69 @@ const char *emit_llvm_version(void);
  * with no output file left behind. */
 bool emit_output(Graph *g, const Options *opts, Diag *d);
 
+int64_t plan_workspace_bytes(const Graph *g, int64_t batch);
+uint64_t emit_shape_hash(const Graph *g);
+
+/* ---- header.c: NAME.h beside NAME.o ---- */
+
+bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
+                  const char *lname, int64_t batch);
+
+/* ---- codegen.c: the helpers every emitter shares ---- */
+
+/* One function being generated. Tensors are float pointers; indices are i64. */
+typedef struct Cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTypeRef f32, i64, i32, ptr, voidt;
+    LLVMValueRef fn;
+    LLVMValueRef params;            /* float *: the trainable tensors */
+    LLVMValueRef batch;             /* i64: images in this call */
+    LLVMValueRef *fixed;            /* per Param index: its constant global, or NULL */
+    const Graph *g;
+} Cg;
+
+/* A counted loop `for (iv = 0; iv < count; iv++)`, count >= 1, opened by
+ * cg_loop and closed by cg_loop_end; the body may open loops and ifs of its own. */
+typedef struct Loop {
+    LLVMBasicBlockRef body, exit;
+    LLVMValueRef iv, count;
+} Loop;
+
+LLVMValueRef cg_i64(Cg *c, int64_t v);
+LLVMValueRef cg_f32(Cg *c, double v);
+LLVMValueRef cg_loop(Cg *c, Loop *l, LLVMValueRef count, const char *name);
+LLVMValueRef cg_loopn(Cg *c, Loop *l, int64_t count, const char *name);
+void cg_loop_end(Cg *c, Loop *l);
+LLVMBasicBlockRef cg_if(Cg *c, LLVMValueRef cond, const char *name);   /* returns the join */
+void cg_if_end(Cg *c, LLVMBasicBlockRef join);
+LLVMValueRef cg_add(Cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_mul(Cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_muladd(Cg *c, LLVMValueRef a, int64_t k, LLVMValueRef b);   /* a*k + b */
+LLVMValueRef cg_at(Cg *c, LLVMValueRef base, LLVMValueRef idx);             /* &base[idx] */
+LLVMValueRef cg_load(Cg *c, LLVMValueRef base, LLVMValueRef idx, const char *name);
+void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_fadd(Cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_var(Cg *c, const char *name);          /* a float slot, promoted by mem2reg */
+LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
+LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x);
+LLVMValueRef cg_param(Cg *c, const Param *p);          /* float * to the tensor's data */
+/* i in [0, n) as an i1, for padding checks */
+LLVMValueRef cg_inside(Cg *c, LLVMValueRef i, int64_t n);
+LLVMValueRef cg_clamp(Cg *c, LLVMValueRef i, int64_t n);
+
+typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMValueRef kh,
+                        LLVMValueRef kw);
+void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
+               bool replicate, WindowBody *body, void *ctx);
+
 /* ---- ops/: per family, beside each other ---- */
 
-#define OP(id, word, family, in, spec, summary) void shape_##family(Graph *g, Node *n);
+#define OP(id, word, family, in, spec, summary) \
+    void shape_##family(Graph *g, Node *n); \
+    void emit_##family##_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
 #include "ops.def"
 #undef OP
 

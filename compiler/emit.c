@@ -1,8 +1,40 @@
 /*
- * emit.c: the back end's driver (for now: --emit-ir only).
+ * emit.c: the back end. The checked graph to an LLVM module, optimized with
+ * the new pass manager for the host CPU (or --target/-mcpu), written as LLVM
+ * IR, assembly, an object plus header, or an executable linked with the
+ * runtime by the system cc.
+ *
+ * The module defines, for a model NAME (lower case):
+ *   NAME_infer(params, input, output, n, workspace)   the forward pass
+ *   NAME_init_params(params, seed)                    the init rules
+ * and, for an executable, the constant `cnn_model` (runtime/cnnrt.h) through
+ * which the runtime's command line reaches them. Every op's loop nest comes
+ * from its family's emit_<family>_fwd; this file only wires them together.
  */
-#include <llvm-c/Core.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
 #include "cnnc.h"
+#include "../runtime/cnnrt.h"
+
+static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
+                       LLVMModuleRef mod, const char *lname, int64_t batch);
+
+typedef void EmitFn(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+
+static EmitFn *const emit_fwd_fn[OP_COUNT] = {
+#define OP(id, word, family, in, spec, summary) [OP_##id] = emit_##family##_fwd,
+#include "ops.def"
+#undef OP
+};
 
 const char *emit_llvm_version(void)
 {
@@ -13,12 +45,485 @@ const char *emit_llvm_version(void)
     return buf;
 }
 
+/* ---- the memory plan ---- */
+
+/* Inference needs two activation buffers of the largest activation, used in
+ * turn: node i reads its input's buffer and writes the other one. The input
+ * is read in place and the last node writes the caller's output. */
+static int64_t plan_max_elems(const Graph *g)
+{
+    int64_t max = 1;
+    for (int i = 1; i < g->n; i++)
+        if (shape_elems(g->nodes[i].out) > max)
+            max = shape_elems(g->nodes[i].out);
+    return max;
+}
+
+static int64_t plan_slot_bytes(const Graph *g, int64_t batch)
+{
+    int64_t bytes = plan_max_elems(g) * batch * (int64_t)sizeof(float);
+    return (bytes + 63) & ~(int64_t)63;
+}
+
+int64_t plan_workspace_bytes(const Graph *g, int64_t batch)
+{
+    return 2 * plan_slot_bytes(g, batch);
+}
+
+/* ---- module pieces ---- */
+
+static LLVMValueRef const_floats(Cg *c, const char *name, const double *v, const float *vf,
+                                 int64_t n)
+{
+    LLVMValueRef *elems = malloc((size_t)n * sizeof *elems);
+    for (int64_t i = 0; i < n; i++)
+        elems[i] = cg_f32(c, v ? v[i] : vf[i]);
+    LLVMValueRef init = LLVMConstArray2(c->f32, elems, (uint64_t)n);
+    free(elems);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, true);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetAlignment(gv, 64);
+    return gv;
+}
+
+static void set_target_attrs(Cg *c, LLVMValueRef fn, const char *cpu, const char *features)
+{
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(c->ctx, "target-features", 15, features, (unsigned)strlen(features)));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+}
+
+static void name_params(LLVMValueRef fn, const char *const *names)
+{
+    for (unsigned i = 0; i < LLVMCountParams(fn); i++)
+        LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
+}
+
+/* void NAME_infer(const float *params, const float *input, float *output,
+ *                 int n, void *workspace) */
+static LLVMValueRef emit_infer(Cg *c, const char *lname, int64_t batch, LLVMValueRef baked)
+{
+    const Graph *g = c->g;
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_infer", lname);
+    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 5, false));
+    name_params(fn, (const char *[]){"params", "input", "output", "n", "workspace"});
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    c->params = baked ? baked : LLVMGetParam(fn, 0);
+    c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
+    LLVMValueRef ws = LLVMGetParam(fn, 4);
+    LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
+                                                      (LLVMValueRef[]){cg_i64(c, plan_slot_bytes(g, batch))},
+                                                      1, "slot1")};
+    LLVMValueRef cur = LLVMGetParam(fn, 1);
+    for (int i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        LLVMValueRef dst = i == g->n - 1 ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[i % 2];
+        emit_fwd_fn[n->op](c, n, cur, dst);
+        cur = dst;
+    }
+    if (g->n == 1) {
+        /* a model of only `input`: copy it through */
+        LLVMBuildMemCpy(c->b, LLVMGetParam(fn, 2), 4, LLVMGetParam(fn, 1), 4,
+                        cg_mul(c, c->batch, cg_i64(c, 4 * shape_elems(g->nodes[0].out))));
+    }
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+/* void NAME_init_params(float *params, uint64_t seed): per tensor, its given
+ * values, zeros, or uniform(-bound, bound) with He's bound sqrt(6 / fan_in) or
+ * Xavier's sqrt(6 / (fan_in + fan_out)). The random numbers are splitmix64 of
+ * (seed + tensor index * 2^32 + element index): no state carried between
+ * elements, so the loop stays simple and the result is the same everywhere. */
+static LLVMValueRef emit_init(Cg *c, const char *lname)
+{
+    const Graph *g = c->g;
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_init_params", lname);
+    LLVMTypeRef args[] = {c->ptr, c->i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 2, false));
+    name_params(fn, (const char *[]){"params", "seed"});
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef params = LLVMGetParam(fn, 0), seed = LLVMGetParam(fn, 1);
+    LLVMBuilderRef b = c->b;
+    for (int t = 0; t < g->nparams; t++) {
+        const Param *p = g->params[t];
+        if (p->fixed)
+            continue;
+        LLVMValueRef base = cg_at(c, params, cg_i64(c, p->offset));
+        if (p->values) {
+            LLVMValueRef src = const_floats(c, p->name, p->values, NULL, p->size);
+            LLVMBuildMemCpy(b, base, 4, src, 4, cg_i64(c, 4 * p->size));
+            continue;
+        }
+        double bound = p->init == INIT_HE ? sqrt(6.0 / (double)p->fan_in)
+                     : p->init == INIT_XAVIER ? sqrt(6.0 / (double)(p->fan_in + p->fan_out)) : 0;
+        Loop l;
+        LLVMValueRef i = cg_loopn(c, &l, p->size, p->name);
+        LLVMValueRef v = cg_f32(c, 0);
+        if (bound > 0) {
+            LLVMValueRef z = LLVMBuildAdd(b, seed, LLVMBuildAdd(b, cg_i64(c, (int64_t)t << 32), i, ""), "");
+            z = LLVMBuildMul(b, LLVMBuildAdd(b, z, cg_i64(c, 1), ""), cg_i64(c, (int64_t)0x9E3779B97F4A7C15ull), "");
+            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 30), ""), ""),
+                             cg_i64(c, (int64_t)0xBF58476D1CE4E5B9ull), "");
+            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 27), ""), ""),
+                             cg_i64(c, (int64_t)0x94D049BB133111EBull), "");
+            z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 31), ""), "");
+            /* the top 24 bits as a float in [0, 1), then to [-bound, bound) */
+            LLVMValueRef u = LLVMBuildUIToFP(b, LLVMBuildLShr(b, z, cg_i64(c, 40), ""), c->f32, "");
+            u = LLVMBuildFMul(b, u, cg_f32(c, 1.0 / 16777216.0), "");
+            v = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFMul(b, u, cg_f32(c, 2), ""),
+                                               cg_f32(c, 1), ""), cg_f32(c, bound), "init");
+        }
+        cg_store(c, v, base, i);
+        cg_loop_end(c, &l);
+    }
+    LLVMBuildRetVoid(b);
+    return fn;
+}
+
+/* FNV-1a over the tensors' names and shapes: the key of a weights file. */
+uint64_t emit_shape_hash(const Graph *g)
+{
+    CnnTensor *t = calloc((size_t)g->nparams + 1, sizeof *t);
+    int n = 0;
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = g->params[i];
+        if (p->fixed)
+            continue;
+        t[n].name = p->name;
+        t[n].rank = p->rank;
+        for (int r = 0; r < p->rank; r++)
+            t[n].dims[r] = (int32_t)p->dims[r];
+        n++;
+    }
+    uint64_t h = cnnw_shape_hash(t, n);
+    free(t);
+    return h;
+}
+
+static LLVMValueRef const_str(Cg *c, const char *s, const char *name)
+{
+    LLVMValueRef init = LLVMConstStringInContext(c->ctx, s, (unsigned)strlen(s), false);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, true);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+/* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
+static void emit_descriptor(Cg *c, int64_t batch, LLVMValueRef infer, LLVMValueRef init,
+                            LLVMValueRef baked)
+{
+    const Graph *g = c->g;
+    LLVMTypeRef dims = LLVMArrayType2(c->i32, 4);
+    LLVMTypeRef tensor_t = LLVMStructTypeInContext(c->ctx,
+        (LLVMTypeRef[]){c->ptr, c->i32, dims, c->i64, c->i64}, 5, false);
+    LLVMValueRef *tensors = calloc((size_t)g->nparams + 1, sizeof *tensors);
+    int nt = 0;
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = g->params[i];
+        if (p->fixed)
+            continue;
+        LLVMValueRef d[4];
+        for (int r = 0; r < 4; r++)
+            d[r] = LLVMConstInt(c->i32, r < p->rank ? (unsigned long long)p->dims[r] : 0, false);
+        LLVMValueRef f[] = {const_str(c, p->name, "tensor.name"), LLVMConstInt(c->i32, (unsigned)p->rank, false),
+                            LLVMConstArray2(c->i32, d, 4), cg_i64(c, p->offset), cg_i64(c, p->size)};
+        tensors[nt++] = LLVMConstNamedStruct(tensor_t, f, 5);
+    }
+    LLVMValueRef tarr = LLVMConstArray2(tensor_t, tensors, (uint64_t)nt);
+    free(tensors);
+    LLVMValueRef tglob = LLVMAddGlobal(c->mod, LLVMTypeOf(tarr), "cnn_model.tensors");
+    LLVMSetInitializer(tglob, tarr);
+    LLVMSetGlobalConstant(tglob, true);
+    LLVMSetLinkage(tglob, LLVMPrivateLinkage);
+
+    const Shape *in = &g->nodes[0].out;
+    LLVMValueRef f[] = {
+        const_str(c, g->name, "cnn_model.name"),
+        LLVMConstInt(c->i32, (unsigned long long)batch, false),
+        LLVMConstInt(c->i32, (unsigned long long)in->d[0], false),
+        LLVMConstInt(c->i32, (unsigned long long)in->d[1], false),
+        LLVMConstInt(c->i32, (unsigned long long)in->d[2], false),
+        LLVMConstInt(c->i32, (unsigned long long)shape_elems(g->nodes[g->n - 1].out), false),
+        LLVMConstInt(c->i32, (unsigned long long)nt, false),
+        cg_i64(c, g->params_size), cg_i64(c, plan_workspace_bytes(g, batch)),
+        LLVMConstInt(c->i64, emit_shape_hash(g), false),
+        tglob, baked ? baked : LLVMConstPointerNull(c->ptr), init, infer,
+    };
+    LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, 14, false);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");
+    LLVMSetInitializer(gv, init_v);
+    LLVMSetGlobalConstant(gv, true);
+}
+
+/* ---- the target ---- */
+
+static LLVMTargetMachineRef make_target(const Options *o, Diag *d, char **triple_out)
+{
+    LLVMInitializeAllTargetInfos();
+    LLVMInitializeAllTargets();
+    LLVMInitializeAllTargetMCs();
+    LLVMInitializeAllAsmPrinters();
+    char *triple = o->target ? LLVMNormalizeTargetTriple(o->target) : LLVMGetDefaultTargetTriple();
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        diag_fatal(d, "unknown target '%s': %s", o->target ? o->target : triple, err);
+        LLVMDisposeMessage(err);
+        LLVMDisposeMessage(triple);
+        return NULL;
+    }
+    char *cpu, *features;
+    if (o->cpu) {
+        cpu = LLVMCreateMessage(o->cpu);
+        features = LLVMCreateMessage("");
+    } else if (o->target) {
+        cpu = LLVMCreateMessage("generic");
+        features = LLVMCreateMessage("");
+    } else {
+        cpu = LLVMGetHostCPUName();
+        features = LLVMGetHostCPUFeatures();
+    }
+    static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                                 LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive};
+    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features,
+                                                      levels[o->opt_level], LLVMRelocPIC,
+                                                      LLVMCodeModelDefault);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    *triple_out = triple;
+    return tm;
+}
+
+/* ---- output files: written to a temporary name, renamed when complete ---- */
+
+static char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    s = s ? s + 1 : path;
+    char *b = strdup(s);
+    char *dot = strrchr(b, '.');
+    if (dot && dot != b)
+        *dot = '\0';
+    return b;
+}
+
+static bool finish_file(Diag *d, const char *tmp, const char *path, bool ok)
+{
+    if (ok && rename(tmp, path) != 0) {
+        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
+        ok = false;
+    }
+    if (!ok)
+        unlink(tmp);
+    return ok;
+}
+
+/* The runtime library: beside a build tree's cnnc, or installed. */
+static bool find_runtime(char *out, size_t size)
+{
+    char exe[PATH_MAX - 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    static const char *const candidates[] = {"%s/../runtime/libcnnrt.a", "%s/../lib/cnnc/libcnnrt.a"};
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+        snprintf(out, size, candidates[i], exe);
+        if (access(out, R_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool link_exe(Diag *d, const char *obj, const char *out)
+{
+    char rt[PATH_MAX];
+    if (!find_runtime(rt, sizeof rt)) {
+        diag_fatal(d, "cannot find the runtime library libcnnrt.a next to cnnc");
+        return false;
+    }
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", out, (int)getpid());
+    char cmd[4 * PATH_MAX + 256];
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lz -lm -lpthread", CNNC_LINK_FLAGS, tmp, obj, rt);
+    int rc = system(cmd);
+    if (rc != 0) {
+        diag_fatal(d, "linking '%s' failed (cc exited with %d)", out, rc);
+        unlink(tmp);
+        return false;
+    }
+    return finish_file(d, tmp, out, true);
+}
+
+static char *lower(const char *s)
+{
+    char *r = strdup(s);
+    for (char *p = r; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return r;
+}
+
 bool emit_output(Graph *g, const Options *opts, Diag *d)
 {
     if (opts->mode == MODE_IR) {
         ir_print(stdout, g);
         return true;
     }
-    diag_fatal(d, "code generation is not available yet");
-    return false;
+    int64_t batch = opts->batch ? opts->batch : g->train.batch;
+    char *triple = NULL;
+    LLVMTargetMachineRef tm = make_target(opts, d, &triple);
+    if (!tm)
+        return false;
+
+    Cg c = {.g = g};
+    c.ctx = LLVMContextCreate();
+    c.mod = LLVMModuleCreateWithNameInContext(g->name, c.ctx);
+    c.b = LLVMCreateBuilderInContext(c.ctx);
+    c.f32 = LLVMFloatTypeInContext(c.ctx);
+    c.i64 = LLVMInt64TypeInContext(c.ctx);
+    c.i32 = LLVMInt32TypeInContext(c.ctx);
+    c.ptr = LLVMPointerTypeInContext(c.ctx, 0);
+    c.voidt = LLVMVoidTypeInContext(c.ctx);
+    LLVMSetTarget(c.mod, triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    char *layout_str = LLVMCopyStringRepOfTargetData(layout);
+    LLVMSetDataLayout(c.mod, layout_str);
+    LLVMDisposeMessage(layout_str);
+    LLVMDisposeTargetData(layout);
+
+    bool ok = true;
+    c.fixed = calloc((size_t)g->nparams + 1, sizeof *c.fixed);
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = g->params[i];
+        if (p->fixed && p->values)
+            c.fixed[i] = const_floats(&c, p->name, p->values, NULL, p->size);
+        else if (p->fixed) {
+            /* a fixed tensor without values keeps its init: zeros for now */
+            double *zero = calloc((size_t)p->size, sizeof *zero);
+            c.fixed[i] = const_floats(&c, p->name, zero, NULL, p->size);
+            free(zero);
+        }
+    }
+    LLVMValueRef baked = NULL;
+    float *weights = NULL;
+    if (opts->weights) {
+        CnnModel m = {.name = g->name, .params_size = g->params_size, .shape_hash = emit_shape_hash(g)};
+        weights = malloc((size_t)(g->params_size ? g->params_size : 1) * sizeof *weights);
+        char err[512];
+        if (!cnnw_load(opts->weights, &m, weights, err, sizeof err)) {
+            diag_fatal(d, "%s", err);
+            ok = false;
+        } else {
+            baked = const_floats(&c, "weights", NULL, weights, g->params_size);
+        }
+    }
+    char *lname = lower(g->name);
+    char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
+    char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
+    if (ok) {
+        LLVMValueRef infer = emit_infer(&c, lname, batch, baked);
+        LLVMValueRef init = emit_init(&c, lname);
+        set_target_attrs(&c, infer, cpu, features);
+        set_target_attrs(&c, init, cpu, features);
+        if (opts->mode == MODE_EXE)
+            emit_descriptor(&c, batch, infer, init, baked);
+        char *verr = NULL;
+        if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
+            fprintf(stderr, "%s", verr);
+            CNNC_ASSERT(!"the generated module is valid");
+        }
+        LLVMDisposeMessage(verr);
+        char passes[32];
+        snprintf(passes, sizeof passes, "default<O%d>", opts->opt_level);
+        LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+        LLVMPassBuilderOptionsSetLoopVectorization(po, opts->opt_level >= 2);
+        LLVMPassBuilderOptionsSetSLPVectorization(po, opts->opt_level >= 2);
+        LLVMErrorRef perr = LLVMRunPasses(c.mod, passes, tm, po);
+        CNNC_ASSERT(!perr);
+        LLVMDisposePassBuilderOptions(po);
+    }
+    if (ok)
+        ok = emit_files(g, opts, d, tm, c.mod, lname, batch);
+
+    free(cpu);
+    free(features);
+    free(lname);
+    free(weights);
+    free(c.fixed);
+    LLVMDisposeBuilder(c.b);
+    LLVMDisposeModule(c.mod);
+    LLVMContextDispose(c.ctx);
+    LLVMDisposeTargetMachine(tm);
+    LLVMDisposeMessage(triple);
+    return ok;
+}
+
+/* Writes what the mode asks for, each file whole or not at all. */
+static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
+                LLVMModuleRef mod, const char *lname, int64_t batch)
+{
+    char *base = base_name(opts->input);
+    const char *ext = opts->mode == MODE_LLVM ? ".ll" : opts->mode == MODE_ASM ? ".s"
+                    : opts->mode == MODE_OBJECT ? ".o" : "";
+    char dflt[PATH_MAX];
+    snprintf(dflt, sizeof dflt, "%s%s", opts->mode == MODE_EXE ? g->name : base, ext);
+    const char *out = opts->output ? opts->output : dflt;
+    bool to_stdout = !strcmp(out, "-");
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d%s", out, (int)getpid(), opts->mode == MODE_EXE ? ".o" : "");
+    char *err = NULL;
+    bool ok = true;
+    switch (opts->mode) {
+    case MODE_LLVM:
+        if (to_stdout) {
+            char *s = LLVMPrintModuleToString(mod);
+            fputs(s, stdout);
+            LLVMDisposeMessage(s);
+        } else {
+            ok = !LLVMPrintModuleToFile(mod, tmp, &err) && finish_file(d, tmp, out, true);
+        }
+        break;
+    case MODE_ASM:
+    case MODE_OBJECT:
+    case MODE_EXE: {
+        LLVMCodeGenFileType ft = opts->mode == MODE_ASM ? LLVMAssemblyFile : LLVMObjectFile;
+        ok = !LLVMTargetMachineEmitToFile(tm, mod, tmp, ft, &err);
+        if (ok && opts->mode == MODE_EXE) {
+            ok = link_exe(d, tmp, out);
+            unlink(tmp);
+        } else if (ok && opts->mode == MODE_OBJECT) {
+            ok = header_write(g, opts, d, out, lname, batch) && finish_file(d, tmp, out, true);
+        } else {
+            ok = finish_file(d, tmp, out, ok);
+        }
+        break;
+    }
+    default:
+        unreachable();
+    }
+    if (err) {
+        diag_fatal(d, "cannot write '%s': %s", out, err);
+        LLVMDisposeMessage(err);
+        unlink(tmp);
+        ok = false;
+    }
+    free(base);
+    return ok;
 }

@@ -20,3 +20,24 @@ void shape_dropout(Graph *g, Node *n)
     n->rate = node_arg(n, "rate")->v.r;
     shape_count(g, n, 0);
 }
+
+/* out = f(inp), element by element over the batch */
+static void emit_map(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out, int act)
+{
+    Loop l;
+    LLVMValueRef count = cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out)));
+    LLVMValueRef i = cg_loop(c, &l, count, "i");
+    cg_store(c, cg_act(c, act, cg_load(c, inp, i, "x")), out, i);
+    cg_loop_end(c, &l);
+}
+
+void emit_act_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    emit_map(c, n, inp, out, n->act);
+}
+
+/* At inference dropout is the identity. */
+void emit_dropout_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    emit_map(c, n, inp, out, ACT_NONE);
+}

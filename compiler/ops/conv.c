@@ -69,3 +69,50 @@ void shape_conv(Graph *g, Node *n)
     per += (n->bias != NULL) + (n->act != ACT_NONE);
     shape_count(g, n, per);
 }
+
+typedef struct ConvCtx {
+    LLVMValueRef inp, weight, acc, m;
+} ConvCtx;
+
+/* acc += inp (pix, c) * weight (m, c, kh, kw) for c < C */
+static void conv_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                         LLVMValueRef kw)
+{
+    ConvCtx *x = vctx;
+    int64_t C = n->in.d[2];
+    Loop lc;
+    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
+    LLVMValueRef v = cg_load(c, x->inp, cg_muladd(c, pix, C, ch), "x");
+    /* ((m*C + c)*Kh + kh)*Kw + kw */
+    LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, x->m, C, ch),
+                                                           cg_i64(c, n->kh)), kh),
+                                       cg_i64(c, n->kw)), kw);
+    LLVMValueRef w = cg_load(c, x->weight, wi, "w");
+    LLVMValueRef acc = LLVMBuildLoad2(c->b, c->f32, x->acc, "");
+    LLVMBuildStore(c->b, cg_fadd(c, acc, cg_fmul(c, v, w)), x->acc);
+    cg_loop_end(c, &lc);
+}
+
+/* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
+void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    int64_t OH = n->out.d[0], OW = n->out.d[1], M = n->out.d[2];
+    ConvCtx x = {inp, cg_param(c, n->weight), cg_var(c, "acc"), NULL};
+    LLVMValueRef bias = n->bias ? cg_param(c, n->bias) : NULL;
+    Loop ln, loh, low, lm;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
+    x.m = cg_loopn(c, &lm, M, "m");
+    LLVMBuildStore(c->b, bias ? cg_load(c, bias, x.m, "b") : cg_f32(c, 0), x.acc);
+    cg_window(c, n, bn, oh, ow, n->padmode == PAD_REPLICATE, conv_fwd_tap, &x);
+    LLVMValueRef o = cg_act(c, n->act, LLVMBuildLoad2(c->b, c->f32, x.acc, ""));
+    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
+                                                           cg_i64(c, OW)), ow),
+                                       cg_i64(c, M)), x.m);
+    cg_store(c, o, out, oi);
+    cg_loop_end(c, &lm);
+    cg_loop_end(c, &low);
+    cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
+}

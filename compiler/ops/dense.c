@@ -29,3 +29,24 @@ void shape_fc(Graph *g, Node *n)
     per += (n->bias != NULL) + (n->act != ACT_NONE);
     shape_count(g, n, per);
 }
+
+/* out (N,U) = act(bias (U) + weight (U,I) . inp (N,I)) */
+void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    int64_t I = n->in.d[0], U = n->out.d[0];
+    LLVMValueRef w = cg_param(c, n->weight), bias = n->bias ? cg_param(c, n->bias) : NULL;
+    LLVMValueRef acc = cg_var(c, "acc");
+    Loop ln, lu, li;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef u = cg_loopn(c, &lu, U, "u");
+    LLVMBuildStore(c->b, bias ? cg_load(c, bias, u, "b") : cg_f32(c, 0), acc);
+    LLVMValueRef i = cg_loopn(c, &li, I, "i");
+    LLVMValueRef x = cg_load(c, inp, cg_muladd(c, bn, I, i), "x");
+    LLVMValueRef wv = cg_load(c, w, cg_muladd(c, u, I, i), "w");
+    LLVMBuildStore(c->b, cg_fadd(c, LLVMBuildLoad2(c->b, c->f32, acc, ""), cg_fmul(c, x, wv)), acc);
+    cg_loop_end(c, &li);
+    LLVMValueRef o = cg_act(c, n->act, LLVMBuildLoad2(c->b, c->f32, acc, ""));
+    cg_store(c, o, out, cg_muladd(c, bn, U, u));
+    cg_loop_end(c, &lu);
+    cg_loop_end(c, &ln);
+}

@@ -21,3 +21,28 @@ void shape_flatten(Graph *g, Node *n)
     n->out = (Shape){1, {shape_elems(n->in)}};
     n->rf_global = n->rf_global || n->in.rank == 3;
 }
+
+/* The input is read where the caller put it: nothing to emit. */
+void emit_input_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    (void)c, (void)n, (void)inp, (void)out;
+}
+
+/* out (N, C*H*W) in (c, h, w) order from inp (N,H,W,C) */
+void emit_flatten_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    int64_t H = n->in.d[0], W = n->in.d[1], C = n->in.d[2];
+    Loop ln, lh, lw, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef h = cg_loopn(c, &lh, H, "h");
+    LLVMValueRef w = cg_loopn(c, &lw, W, "w");
+    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, H, h), W, w);
+    LLVMValueRef v = cg_load(c, inp, cg_muladd(c, pix, C, ch), "x");
+    LLVMValueRef oi = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
+    cg_store(c, v, out, oi);
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}

@@ -6,6 +6,7 @@
  * Padding is never a maximum and never counted in a mean (PyTorch's
  * count_include_pad=False).
  */
+#include <math.h>
 #include "../cnnc.h"
 
 void shape_pool(Graph *g, Node *n)
@@ -30,4 +31,52 @@ void shape_pool(Graph *g, Node *n)
     if (!shape_window(g, n, kh, kw, sh, sw, ph, pw))
         return;
     shape_count(g, n, (int64_t)kh * kw);
+}
+
+typedef struct PoolCtx {
+    LLVMValueRef inp, acc, count, ch;
+} PoolCtx;
+
+static void pool_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                         LLVMValueRef kw)
+{
+    (void)kh, (void)kw;
+    PoolCtx *x = vctx;
+    LLVMValueRef v = cg_load(c, x->inp, cg_muladd(c, pix, n->in.d[2], x->ch), "x");
+    LLVMValueRef acc = LLVMBuildLoad2(c->b, c->f32, x->acc, "");
+    if (n->op == OP_MAXPOOL) {
+        /* the first maximum wins, as PyTorch's: replace only when strictly greater */
+        LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealUGT, v, acc, "");
+        LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, v, acc, ""), x->acc);
+    } else {
+        LLVMBuildStore(c->b, cg_fadd(c, acc, v), x->acc);
+        LLVMValueRef cnt = LLVMBuildLoad2(c->b, c->f32, x->count, "");
+        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cnt, cg_f32(c, 1), ""), x->count);
+    }
+}
+
+/* out (N,OH,OW,C) = max or mean of inp (N,H,W,C) over each window */
+void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    int64_t OH = n->out.d[0], OW = n->out.d[1], C = n->out.d[2];
+    PoolCtx x = {inp, cg_var(c, "acc"), cg_var(c, "count"), NULL};
+    Loop ln, loh, low, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
+    x.ch = cg_loopn(c, &lc, C, "c");
+    LLVMBuildStore(c->b, cg_f32(c, n->op == OP_MAXPOOL ? -INFINITY : 0), x.acc);
+    LLVMBuildStore(c->b, cg_f32(c, 0), x.count);
+    cg_window(c, n, bn, oh, ow, false, pool_fwd_tap, &x);
+    LLVMValueRef o = LLVMBuildLoad2(c->b, c->f32, x.acc, "");
+    if (n->op == OP_AVGPOOL)
+        o = LLVMBuildFDiv(c->b, o, LLVMBuildLoad2(c->b, c->f32, x.count, ""), "mean");
+    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
+                                                           cg_i64(c, OW)), ow),
+                                       cg_i64(c, C)), x.ch);
+    cg_store(c, o, out, oi);
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &low);
+    cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
 }

@@ -1,0 +1,218 @@
+/*
+ * codegen.c: the small layer between the op emitters and the LLVM C API.
+ *
+ * Emitters write loop nests with constant bounds (only the batch count is
+ * known at run time) through cg_loop / cg_if, and scalars through cg_var slots
+ * that LLVM's mem2reg turns into registers. Float arithmetic carries the
+ * `contract` flag, so that LLVM may fuse a multiply and an add into an FMA, and
+ * `reassoc`, so that reductions vectorize.
+ */
+#include <string.h>
+#include "cnnc.h"
+
+LLVMValueRef cg_i64(Cg *c, int64_t v)
+{
+    return LLVMConstInt(c->i64, (unsigned long long)v, true);
+}
+
+LLVMValueRef cg_f32(Cg *c, double v)
+{
+    return LLVMConstReal(c->f32, v);
+}
+
+/* Do-while form: every count here is at least 1. */
+LLVMValueRef cg_loop(Cg *c, Loop *l, LLVMValueRef count, const char *name)
+{
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(c->b);
+    l->body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+    l->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "");
+    l->count = count;
+    LLVMBuildBr(c->b, l->body);
+    LLVMPositionBuilderAtEnd(c->b, l->body);
+    l->iv = LLVMBuildPhi(c->b, c->i64, name);
+    LLVMValueRef zero = cg_i64(c, 0);
+    LLVMAddIncoming(l->iv, &zero, &pre, 1);
+    return l->iv;
+}
+
+LLVMValueRef cg_loopn(Cg *c, Loop *l, int64_t count, const char *name)
+{
+    return cg_loop(c, l, cg_i64(c, count), name);
+}
+
+void cg_loop_end(Cg *c, Loop *l)
+{
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
+    LLVMValueRef next = LLVMBuildNUWAdd(c->b, l->iv, cg_i64(c, 1), "");
+    LLVMValueRef more = LLVMBuildICmp(c->b, LLVMIntULT, next, l->count, "");
+    LLVMBuildCondBr(c->b, more, l->body, l->exit);
+    LLVMAddIncoming(l->iv, &next, &latch, 1);
+    LLVMMoveBasicBlockAfter(l->exit, latch);
+    LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+LLVMBasicBlockRef cg_if(Cg *c, LLVMValueRef cond, const char *name)
+{
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "");
+    LLVMBuildCondBr(c->b, cond, then, join);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    return join;
+}
+
+void cg_if_end(Cg *c, LLVMBasicBlockRef join)
+{
+    LLVMBuildBr(c->b, join);
+    LLVMMoveBasicBlockAfter(join, LLVMGetInsertBlock(c->b));
+    LLVMPositionBuilderAtEnd(c->b, join);
+}
+
+LLVMValueRef cg_add(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildNSWAdd(c->b, a, b, "");
+}
+
+LLVMValueRef cg_mul(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildNSWMul(c->b, a, b, "");
+}
+
+LLVMValueRef cg_muladd(Cg *c, LLVMValueRef a, int64_t k, LLVMValueRef b)
+{
+    return cg_add(c, cg_mul(c, a, cg_i64(c, k)), b);
+}
+
+LLVMValueRef cg_at(Cg *c, LLVMValueRef base, LLVMValueRef idx)
+{
+    return LLVMBuildInBoundsGEP2(c->b, c->f32, base, &idx, 1, "");
+}
+
+LLVMValueRef cg_load(Cg *c, LLVMValueRef base, LLVMValueRef idx, const char *name)
+{
+    return LLVMBuildLoad2(c->b, c->f32, cg_at(c, base, idx), name);
+}
+
+void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+{
+    LLVMBuildStore(c->b, v, cg_at(c, base, idx));
+}
+
+static LLVMValueRef fast(LLVMValueRef v)
+{
+    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract | LLVMFastMathAllowReassoc);
+    return v;
+}
+
+LLVMValueRef cg_fadd(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return fast(LLVMBuildFAdd(c->b, a, b, ""));
+}
+
+LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return fast(LLVMBuildFMul(c->b, a, b, ""));
+}
+
+LLVMValueRef cg_var(Cg *c, const char *name)
+{
+    LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->ctx);
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
+    LLVMValueRef first = LLVMGetFirstInstruction(entry);
+    if (first)
+        LLVMPositionBuilderBefore(eb, first);
+    else
+        LLVMPositionBuilderAtEnd(eb, entry);
+    LLVMValueRef v = LLVMBuildAlloca(eb, c->f32, name);
+    LLVMDisposeBuilder(eb);
+    return v;
+}
+
+/* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm. */
+LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x)
+{
+    LLVMTypeRef ft = LLVMFunctionType(c->f32, &c->f32, 1, false);
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, fn);
+    if (!f) {
+        f = LLVMAddFunction(c->mod, fn, ft);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+    }
+    return LLVMBuildCall2(c->b, ft, f, &x, 1, "");
+}
+
+LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x)
+{
+    switch (act) {
+    case ACT_NONE:
+        return x;
+    case ACT_RELU: {
+        /* x > 0 ? x : 0, as torch.relu (NaN stays NaN) */
+        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, x, cg_f32(c, 0), "");
+        LLVMValueRef nan = LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, "");
+        return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, pos, nan, ""), x, cg_f32(c, 0), "relu");
+    }
+    case ACT_SIGMOID: {
+        LLVMValueRef e = cg_call(c, "llvm.exp.f32", LLVMBuildFNeg(c->b, x, ""));
+        return LLVMBuildFDiv(c->b, cg_f32(c, 1), LLVMBuildFAdd(c->b, cg_f32(c, 1), e, ""), "sigmoid");
+    }
+    case ACT_TANH:
+        return cg_call(c, "tanhf", x);
+    }
+    unreachable();
+}
+
+LLVMValueRef cg_param(Cg *c, const Param *p)
+{
+    for (int i = 0; i < c->g->nparams; i++)
+        if (c->g->params[i] == p && c->fixed[i])
+            return c->fixed[i];
+    CNNC_ASSERT(!p->fixed);
+    return cg_at(c, c->params, cg_i64(c, p->offset));
+}
+
+LLVMValueRef cg_inside(Cg *c, LLVMValueRef i, int64_t n)
+{
+    /* 0 <= i < n as one unsigned compare */
+    return LLVMBuildICmp(c->b, LLVMIntULT, i, cg_i64(c, n), "");
+}
+
+LLVMValueRef cg_clamp(Cg *c, LLVMValueRef i, int64_t n)
+{
+    LLVMValueRef lo = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, cg_i64(c, 0), ""),
+                                      cg_i64(c, 0), i, "");
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, lo, cg_i64(c, n), ""),
+                           cg_i64(c, n - 1), lo, "");
+}
+
+/* The window walk shared by conv and the pools: for output pixel (bn, oh, ow)
+ * of n, calls body for every (kh, kw) whose input pixel is inside the image,
+ * or, with replicate, for all of them with the pixel clamped to the edge.
+ * pix is the input pixel's index ((bn*H + ih)*W + iw); times C it points at
+ * the pixel's channels. */
+void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
+               bool replicate, WindowBody *body, void *ctx)
+{
+    int64_t H = n->in.d[0], W = n->in.d[1];
+    Loop lkh, lkw;
+    LLVMValueRef kh = cg_loopn(c, &lkh, n->kh, "kh");
+    LLVMValueRef ih = cg_add(c, cg_muladd(c, oh, n->sh, kh), cg_i64(c, -n->ph));
+    LLVMBasicBlockRef hjoin = NULL, wjoin = NULL;
+    if (replicate)
+        ih = cg_clamp(c, ih, H);
+    else if (n->ph)
+        hjoin = cg_if(c, cg_inside(c, ih, H), "ih.inside");
+    LLVMValueRef kw = cg_loopn(c, &lkw, n->kw, "kw");
+    LLVMValueRef iw = cg_add(c, cg_muladd(c, ow, n->sw, kw), cg_i64(c, -n->pw));
+    if (replicate)
+        iw = cg_clamp(c, iw, W);
+    else if (n->pw)
+        wjoin = cg_if(c, cg_inside(c, iw, W), "iw.inside");
+    LLVMValueRef pix = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, bn, cg_i64(c, H)), ih), cg_i64(c, W)), iw);
+    body(c, n, ctx, pix, kh, kw);
+    if (wjoin)
+        cg_if_end(c, wjoin);
+    cg_loop_end(c, &lkw);
+    if (hjoin)
+        cg_if_end(c, hjoin);
+    cg_loop_end(c, &lkh);
+}

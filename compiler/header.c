@@ -1,0 +1,84 @@
+/*
+ * header.c: the C header that goes with `cnnc -c`'s object.
+ *
+ * Self-contained C99: the sizes as constants, the functions' prototypes, and
+ * what the caller owes them (memory, alignment, the batch limit).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cnnc.h"
+
+bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
+                  const char *lname, int64_t batch)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s", obj_path);
+    char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (dot && (!slash || dot > slash))
+        *dot = '\0';
+    strncat(path, ".h", sizeof path - strlen(path) - 1);
+    char up[256];
+    snprintf(up, sizeof up, "%s", lname);
+    for (char *p = up; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
+        return false;
+    }
+    const Shape *in = &g->nodes[0].out;
+    char shape[64];
+    fprintf(f, "/* %s.h: the model '%s', compiled by cnnc %s from %s. */\n", lname, g->name,
+            CNNC_VERSION, o->input);
+    fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n", up, up);
+    fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
+    fprintf(f, "#define %s_BATCH          %lld    /* most images per call */\n", up, (long long)batch);
+    fprintf(f, "#define %s_INPUT_HEIGHT   %lld\n", up, (long long)in->d[0]);
+    fprintf(f, "#define %s_INPUT_WIDTH    %lld\n", up, (long long)in->d[1]);
+    fprintf(f, "#define %s_INPUT_CHANNELS %lld\n", up, (long long)in->d[2]);
+    fprintf(f, "#define %s_INPUT_SIZE     %lld    /* floats per image, %s, channels last */\n", up,
+            (long long)shape_elems(*in), shape_str(*in, shape, sizeof shape));
+    fprintf(f, "#define %s_OUTPUT_SIZE    %lld    /* floats per image%s */\n", up,
+            (long long)shape_elems(g->nodes[g->n - 1].out),
+            g->nodes[g->n - 1].op == OP_SOFTMAX ? ", after softmax" : "");
+    fprintf(f, "#define %s_PARAMS_SIZE    %lld    /* floats: every trainable tensor, in .cnnw order and layouts */\n",
+            up, (long long)g->params_size);
+    fprintf(f, "#define %s_WORKSPACE_SIZE %lld    /* bytes of scratch for one call of up to %s_BATCH images */\n\n",
+            up, (long long)plan_workspace_bytes(g, batch), up);
+    fprintf(f, "/* The trainable tensors, at these float offsets into params:\n");
+    for (int i = 0; i < g->nparams; i++) {
+        const Param *p = g->params[i];
+        if (p->fixed)
+            continue;
+        fprintf(f, " *   %-20s at %-10lld [", p->name, (long long)p->offset);
+        for (int r = 0; r < p->rank; r++)
+            fprintf(f, "%s%lld", r ? "][" : "", (long long)p->dims[r]);
+        fprintf(f, "]\n");
+    }
+    fprintf(f, " */\n\n");
+    fprintf(f, "/* Fills params (%s_PARAMS_SIZE floats) by the model's init rules. */\n", up);
+    fprintf(f, "void %s_init_params(float *params, uint64_t seed);\n\n", lname);
+    fprintf(f, "/* n images (1 <= n <= %s_BATCH) of input, %s_INPUT_SIZE floats each, to\n"
+               " * output, %s_OUTPUT_SIZE floats each. workspace: %s_WORKSPACE_SIZE bytes,\n"
+               " * aligned to 64. No global state: threads may call it at once with\n"
+               " * separate workspaces.%s */\n", up, up, up, up,
+            o->weights ? " The weights are built in: params may be NULL." : "");
+    fprintf(f, "void %s_infer(const float *params, const float *input, float *output,\n"
+               "              int n, void *workspace);\n\n", lname);
+    fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
+    bool ok = !ferror(f);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}

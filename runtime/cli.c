@@ -1,0 +1,317 @@
+/*
+ * cli.c: the compiled program's command line (docs/program.md).
+ *
+ *   ./model infer   --weights W --input x.f32 --output y.f32 [--threads N]
+ *   ./model predict --weights W [--top K] image.pgm ...
+ *   ./model eval    --weights W --data DIR [--threads N]
+ *
+ * The model is reached only through the constant cnn_model that cnnc emits.
+ * Every failure is one line naming the file and the problem, exit status 1,
+ * and no partial output file.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cnnrt.h"
+#include "runtime.h"
+
+extern const CnnModel cnn_model;
+
+typedef struct Args {
+    const char *cmd, *weights, *input, *output, *data, *images, *labels;
+    const char *files[256];
+    int nfiles, top, threads;
+} Args;
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "%s: error: %s\n", cnn_model.name, msg);
+    return 1;
+}
+
+static void *ws_alloc(const CnnModel *m)
+{
+    size_t size = ((size_t)m->workspace_size + 63) & ~(size_t)63;
+    return aligned_alloc(64, size ? size : 64);
+}
+
+/* The weights: built in, or from --weights. */
+static float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
+{
+    float *p = malloc(((size_t)m->params_size + 1) * sizeof *p);
+    if (!a->weights) {
+        if (m->baked || m->params_size == 0) {
+            if (m->baked)
+                memcpy(p, m->baked, (size_t)m->params_size * sizeof *p);
+            return p;
+        }
+        snprintf(err, es, "'%s' needs --weights FILE (this program has no weights built in)", a->cmd);
+        free(p);
+        return NULL;
+    }
+    if (!cnnw_load(a->weights, m, p, err, es)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+typedef struct InferJob {
+    const CnnModel *m;
+    const float *params, *input;
+    float *output;
+    int64_t count;
+    void **ws;
+} InferJob;
+
+static void infer_chunk(void *ctx, int64_t task, int thread)
+{
+    InferJob *j = ctx;
+    int64_t first = task * j->m->batch;
+    int64_t n = j->count - first < j->m->batch ? j->count - first : j->m->batch;
+    int64_t in = (int64_t)j->m->height * j->m->width * j->m->channels;
+    j->m->infer(j->params, j->input + first * in, j->output + first * j->m->outputs, (int)n,
+                j->ws[thread]);
+}
+
+/* Runs count images through the model, in batches, on a few threads. */
+static void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
+                      int64_t count, int threads)
+{
+    int64_t chunks = (count + m->batch - 1) / m->batch;
+    if (threads > chunks)
+        threads = (int)chunks;
+    if (threads < 1)
+        threads = 1;
+    void **ws = calloc((size_t)threads, sizeof *ws);
+    for (int t = 0; t < threads; t++)
+        ws[t] = ws_alloc(m);
+    InferJob j = {m, params, input, output, count, ws};
+    rt_parallel(threads, chunks, infer_chunk, &j);
+    for (int t = 0; t < threads; t++)
+        free(ws[t]);
+    free(ws);
+}
+
+static int cmd_infer(const CnnModel *m, const Args *a)
+{
+    char err[1024];
+    if (!a->input || !a->output)
+        return fail("infer needs --input x.f32 and --output y.f32");
+    float *params = load_params(m, a, err, sizeof err);
+    if (!params)
+        return fail(err);
+    FILE *f = fopen(a->input, "rb");
+    if (!f) {
+        snprintf(err, sizeof err, "%s: cannot open: %s", a->input, strerror(errno));
+        free(params);
+        return fail(err);
+    }
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    int64_t in = (int64_t)m->height * m->width * m->channels;
+    if (bytes <= 0 || bytes % (in * 4) != 0) {
+        snprintf(err, sizeof err, "%s: %ld bytes is not a whole number of %dx%dx%d float32 images "
+                 "(%lld bytes each)", a->input, bytes, m->height, m->width, m->channels,
+                 (long long)(in * 4));
+        fclose(f);
+        free(params);
+        return fail(err);
+    }
+    int64_t count = bytes / (in * 4);
+    float *x = malloc((size_t)bytes);
+    size_t got = fread(x, 1, (size_t)bytes, f);
+    fclose(f);
+    if (got != (size_t)bytes) {
+        free(x);
+        free(params);
+        snprintf(err, sizeof err, "%s: cannot read", a->input);
+        return fail(err);
+    }
+    float *y = malloc((size_t)(count * m->outputs) * sizeof *y);
+    infer_all(m, params, x, y, count, a->threads);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", a->output, (int)getpid());
+    FILE *o = fopen(tmp, "wb");
+    bool ok = o && fwrite(y, sizeof *y, (size_t)(count * m->outputs), o) == (size_t)(count * m->outputs);
+    ok = o && fclose(o) == 0 && ok;
+    if (!ok || rename(tmp, a->output) != 0) {
+        unlink(tmp);
+        snprintf(err, sizeof err, "%s: cannot write: %s", a->output, strerror(errno));
+    }
+    free(x);
+    free(y);
+    free(params);
+    return ok ? 0 : fail(err);
+}
+
+static int cmd_predict(const CnnModel *m, const Args *a)
+{
+    char err[1024];
+    if (a->nfiles == 0)
+        return fail("predict needs at least one image (.pgm or .ppm)");
+    float *params = load_params(m, a, err, sizeof err);
+    if (!params)
+        return fail(err);
+    int64_t in = (int64_t)m->height * m->width * m->channels;
+    float *x = malloc((size_t)in * sizeof *x), *y = malloc((size_t)m->outputs * sizeof *y);
+    void *ws = ws_alloc(m);
+    int rc = 0, top = a->top > m->outputs ? m->outputs : a->top;
+    for (int i = 0; i < a->nfiles && rc == 0; i++) {
+        if (!cnn_read_pnm(a->files[i], m->height, m->width, m->channels, x, err, sizeof err)) {
+            rc = fail(err);
+            break;
+        }
+        m->infer(params, x, y, 1, ws);
+        printf("%s:", a->files[i]);
+        bool *used = calloc((size_t)m->outputs, 1);
+        for (int k = 0; k < top; k++) {
+            int best = -1;
+            for (int j = 0; j < m->outputs; j++)
+                if (!used[j] && (best < 0 || y[j] > y[best]))
+                    best = j;
+            used[best] = true;
+            printf(" %d (%.4f)", best, y[best]);
+        }
+        printf("\n");
+        free(used);
+    }
+    free(ws);
+    free(x);
+    free(y);
+    free(params);
+    return rc;
+}
+
+static bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size)
+{
+    if (a->images && a->labels) {
+        snprintf(img, size, "%s", a->images);
+        snprintf(lbl, size, "%s", a->labels);
+        return true;
+    }
+    if (!a->data)
+        return false;
+    static const char *const suffix[] = {"", ".gz"};
+    for (int s = 0; s < 2; s++) {
+        snprintf(img, size, "%s/%s-images-idx3-ubyte%s", a->data, kind, suffix[s]);
+        snprintf(lbl, size, "%s/%s-labels-idx1-ubyte%s", a->data, kind, suffix[s]);
+        if (access(img, R_OK) == 0)
+            return true;
+    }
+    return true;    /* the reader names the missing file */
+}
+
+static int cmd_eval(const CnnModel *m, const Args *a)
+{
+    char err[8192], img[4096], lbl[4096];
+    if (!data_paths(a, "t10k", img, lbl, sizeof img))
+        return fail("eval needs --data DIR (or --images F --labels F)");
+    float *params = load_params(m, a, err, sizeof err);
+    if (!params)
+        return fail(err);
+    CnnImages im = {0};
+    int32_t *labels = NULL;
+    if (!cnn_read_idx_images(img, &im, err, sizeof err) ||
+        (im.height != m->height || im.width != m->width || im.channels != m->channels
+             ? (snprintf(err, sizeof err, "%s: images of %dx%dx%d; the model takes %dx%dx%d", img,
+                         im.height, im.width, im.channels, m->height, m->width, m->channels), 1)
+             : 0) ||
+        !cnn_read_idx_labels(lbl, im.count, m->outputs, &labels, err, sizeof err)) {
+        free(im.pixels);
+        free(params);
+        return fail(err);
+    }
+    float *y = malloc((size_t)(im.count * m->outputs) * sizeof *y);
+    infer_all(m, params, im.pixels, y, im.count, a->threads);
+    int64_t right = 0;
+    for (int64_t i = 0; i < im.count; i++) {
+        int best = 0;
+        for (int j = 1; j < m->outputs; j++)
+            if (y[i * m->outputs + j] > y[i * m->outputs + best])
+                best = j;
+        right += best == labels[i];
+    }
+    printf("test accuracy: %.2f%% (%lld of %lld)\n", 100.0 * (double)right / (double)im.count,
+           (long long)right, (long long)im.count);
+    free(y);
+    free(labels);
+    free(im.pixels);
+    free(params);
+    return 0;
+}
+
+static void usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "usage: %s infer   --weights W --input x.f32 --output y.f32 [--threads N]\n"
+            "       %s predict --weights W [--top K] image.pgm ...\n"
+            "       %s eval    --weights W --data DIR [--threads N]\n"
+            "model '%s': input %dx%dx%d, %d outputs, %lld parameters\n",
+            prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
+            cnn_model.channels, cnn_model.outputs, (long long)cnn_model.params_size);
+}
+
+static bool parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    const CnnModel *m = &cnn_model;
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout, argv[0]);
+        return argc < 2;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    Args a = {.cmd = argv[1], .top = 3, .threads = cores > 0 ? (int)cores : 1};
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **slot = !strcmp(o, "--weights") ? &a.weights : !strcmp(o, "--input") ? &a.input
+                          : !strcmp(o, "--output") ? &a.output : !strcmp(o, "--data") ? &a.data
+                          : !strcmp(o, "--images") ? &a.images : !strcmp(o, "--labels") ? &a.labels
+                          : NULL;
+        char msg[256];
+        if (slot || !strcmp(o, "--top") || !strcmp(o, "--threads")) {
+            if (!v) {
+                snprintf(msg, sizeof msg, "'%s' needs a value", o);
+                return fail(msg);
+            }
+            i++;
+            if (slot)
+                *slot = v;
+            else if (!parse_int(v, 1, !strcmp(o, "--top") ? 1 << 20 : 1024,
+                                !strcmp(o, "--top") ? &a.top : &a.threads)) {
+                snprintf(msg, sizeof msg, "'%s' needs a positive number, not '%s'", o, v);
+                return fail(msg);
+            }
+        } else if (o[0] == '-') {
+            snprintf(msg, sizeof msg, "unknown option '%s'", o);
+            return fail(msg);
+        } else if (a.nfiles < 256) {
+            a.files[a.nfiles++] = o;
+        }
+    }
+    if (!strcmp(a.cmd, "infer"))
+        return cmd_infer(m, &a);
+    if (!strcmp(a.cmd, "predict"))
+        return cmd_predict(m, &a);
+    if (!strcmp(a.cmd, "eval"))
+        return cmd_eval(m, &a);
+    if (!strcmp(a.cmd, "train"))
+        return fail("'train' is not in this build of cnnc yet (see the README's state table)");
+    char msg[256];
+    snprintf(msg, sizeof msg, "unknown command '%s'; expected infer, predict or eval", a.cmd);
+    usage(stderr, argv[0]);
+    return fail(msg);
+}

@@ -1,0 +1,60 @@
+/*
+ * cnnrt.h: the runtime library's interface, and the descriptor that cnnc
+ * emits (as the constant `cnn_model`) into every executable it builds.
+ *
+ * The runtime knows nothing of the compiler: it sees a model only through
+ * CnnModel. State lives in the structs passed to each call; nothing global.
+ */
+#ifndef CNNRT_H
+#define CNNRT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One trainable tensor: its .cnnw name, PyTorch shape and place in params. */
+typedef struct CnnTensor {
+    const char *name;
+    int32_t rank;
+    int32_t dims[4];
+    int64_t offset, size;           /* in floats */
+} CnnTensor;
+
+/* The ABI between generated code and the runtime: keep in step with
+ * compiler/emit.c (emit_descriptor). */
+typedef struct CnnModel {
+    const char *name;
+    int32_t batch, height, width, channels, outputs, ntensors;
+    int64_t params_size, workspace_size;
+    uint64_t shape_hash;
+    const CnnTensor *tensors;
+    const float *baked;             /* weights built in with --weights, or NULL */
+    void (*init_params)(float *params, uint64_t seed);
+    void (*infer)(const float *params, const float *input, float *output, int n, void *ws);
+} CnnModel;
+
+/* ---- weights.c: .cnnw files ---- */
+
+enum { CNNW_VERSION = 1 };
+
+uint64_t cnnw_shape_hash(const CnnTensor *t, int n);
+/* Reads path into params (params_size floats); false with a one-line message in err. */
+bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, size_t errsize);
+/* Writes atomically: a temporary file, fsync, rename. */
+bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t errsize);
+
+/* ---- data.c: IDX, PGM/PPM and raw float files ---- */
+
+typedef struct CnnImages {
+    int64_t count;
+    int32_t height, width, channels;
+    float *pixels;                  /* count x H x W x C, scaled to [0, 1] */
+} CnnImages;
+
+bool cnn_read_idx_images(const char *path, CnnImages *out, char *err, size_t errsize);
+bool cnn_read_idx_labels(const char *path, int64_t count, int32_t classes, int32_t **labels,
+                         char *err, size_t errsize);
+bool cnn_read_pnm(const char *path, int32_t h, int32_t w, int32_t c, float *out,
+                  char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Writes the PyTorch reference fixtures of test/numeric/fixtures/.
+
+  /usr/bin/python3 tools/gen_fixtures.py test/numeric/fixtures
+
+For each case: NAME.cnn (the model), NAME.cnnw (random weights, under the
+names cnnc gives), NAME.in.f32 (N x H x W x C inputs) and NAME.out.f32 (what
+PyTorch computes from them). The model is described once, below, and turned
+both into .cnn text and into PyTorch calls, so the two cannot drift apart.
+Needs python3-torch; the tests that read the fixtures do not. Never rerun it
+to make a failing test pass: a fixture is the independent reference.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+import cnnw  # noqa: E402
+
+# (name, input HxWxC, batch, layers); a layer is (op, attrs) with attrs as
+# the .cnn statement writes them. Together they cover every op and attribute.
+CASES = [
+    ("conv_basic", (7, 6, 2), 3, [
+        ("conv", "3 size=3"), ("relu", ""), ("flatten", ""), ("fc", "4"), ("softmax", "")]),
+    ("conv_rect_stride", (9, 8, 3), 2, [
+        ("conv", "4 size=3x2 stride=2x1 pad=1x0 act=tanh"),
+        ("conv", "2 size=2 bias=false act=sigmoid"), ("flatten", ""), ("fc", "3 bias=false")]),
+    ("conv_replicate", (6, 7, 1), 2, [
+        ("conv", "2 size=5x3 pad=2x1 padmode=replicate act=relu"),
+        ("conv", "3 size=3 pad=same padmode=replicate"), ("tanh", "")]),
+    ("pools", (9, 9, 2), 2, [
+        ("maxpool", "3 stride=2 pad=1"), ("avgpool", "2 stride=1 pad=1"), ("avgpool", "3"),
+        ("sigmoid", "")]),
+    ("even_sizes", (8, 8, 3), 4, [
+        ("conv", "4 size=4 stride=2 pad=1"), ("maxpool", "2"), ("sigmoid", ""), ("tanh", ""),
+        ("flatten", ""), ("dropout", "0.5"), ("fc", "5 act=relu"), ("fc", "3"), ("softmax", "")]),
+    ("rgb_pool_pad", (10, 12, 3), 3, [
+        ("conv", "5 size=3 pad=same act=relu"), ("avgpool", "3 stride=2 pad=1"),
+        ("maxpool", "2x3 stride=1x2"), ("flatten", ""), ("fc", "6 act=sigmoid"), ("softmax", "")]),
+]
+
+
+def parse_attrs(s):
+    pos, attrs = None, {}
+    for w in s.split():
+        if "=" in w:
+            k, v = w.split("=", 1)
+            attrs[k] = v
+        elif pos is None:
+            pos = w
+    return pos, attrs
+
+
+def pair(v, default):
+    if v is None:
+        return default
+    if v == "same":
+        return "same"
+    parts = [int(x) for x in v.split("x")]
+    return (parts[0], parts[-1])
+
+
+def build(layers, in_shape, rng):
+    """Names, .cnn text, weights and a torch forward for the layer list."""
+    h, w, c = in_shape
+    lines = ["model m {", "    input %dx%dx%d" % in_shape]
+    counts, weights, steps = {"input": 1}, [], []
+    shape = (c, h, w)
+    for op, attr_s in layers:
+        counts[op] = counts.get(op, 0) + 1
+        name = "%s%d" % (op, counts[op])
+        lines.append("    %s %s" % (op, attr_s))
+        pos, a = parse_attrs(attr_s)
+        act = a.get("act", "none")
+        if op == "conv":
+            m = int(pos)
+            kh, kw = pair(a.get("size"), None)
+            sh, sw = pair(a.get("stride"), (1, 1))
+            pad = pair(a.get("pad"), (0, 0))
+            ph, pw = ((kh - 1) // 2, (kw - 1) // 2) if pad == "same" else pad
+            wt = torch.tensor(rng.normal(0, 0.5, (m, shape[0], kh, kw)), dtype=torch.float32)
+            weights.append((name + ".weight", wt))
+            bt = None
+            if a.get("bias", "true") == "true":
+                bt = torch.tensor(rng.normal(0, 0.5, (m,)), dtype=torch.float32)
+                weights.append((name + ".bias", bt))
+            mode = a.get("padmode", "zero")
+            def f(x, wt=wt, bt=bt, s=(sh, sw), p=(ph, pw), mode=mode, act=act):
+                if mode == "replicate":
+                    x = F.pad(x, (p[1], p[1], p[0], p[0]), mode="replicate")
+                    y = F.conv2d(x, wt, bt, stride=s)
+                else:
+                    y = F.conv2d(x, wt, bt, stride=s, padding=p)
+                return ACTS[act](y)
+            steps.append(f)
+            shape = (m, (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1)
+        elif op in ("maxpool", "avgpool"):
+            kh, kw = pair(pos, None)
+            sh, sw = pair(a.get("stride"), (kh, kw))
+            ph, pw = pair(a.get("pad"), (0, 0))
+            if op == "maxpool":
+                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw): F.max_pool2d(x, k, s, p))
+            else:
+                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw):
+                             F.avg_pool2d(x, k, s, p, count_include_pad=False))
+            shape = (shape[0], (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1)
+        elif op in ACTS:
+            steps.append(ACTS[op])
+        elif op == "flatten":
+            steps.append(lambda x: x.flatten(1))
+            shape = (shape[0] * shape[1] * shape[2],)
+        elif op == "dropout":
+            steps.append(lambda x: x)       # identity at inference
+        elif op == "fc":
+            units = int(pos)
+            wt = torch.tensor(rng.normal(0, 0.3, (units, shape[0])), dtype=torch.float32)
+            weights.append((name + ".weight", wt))
+            bt = None
+            if a.get("bias", "true") == "true":
+                bt = torch.tensor(rng.normal(0, 0.3, (units,)), dtype=torch.float32)
+                weights.append((name + ".bias", bt))
+            steps.append(lambda x, wt=wt, bt=bt, act=act: ACTS[act](F.linear(x, wt, bt)))
+            shape = (units,)
+        elif op == "softmax":
+            steps.append(lambda x: torch.softmax(x, dim=1))
+    lines.append("}")
+    def forward(x):
+        for f in steps:
+            x = f(x)
+        return x
+    return "\n".join(lines) + "\n", weights, forward
+
+
+ACTS = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(20261125)
+    for name, in_shape, batch, layers in CASES:
+        text, weights, forward = build(layers, in_shape, rng)
+        x = rng.uniform(0, 1, (batch,) + in_shape).astype(np.float32)   # N H W C
+        with torch.no_grad():
+            y = forward(torch.tensor(x).permute(0, 3, 1, 2))
+            if y.dim() == 4:        # cnnc's outputs are channels last, like its inputs
+                y = y.permute(0, 2, 3, 1)
+            y = y.reshape(batch, -1)
+        base = os.path.join(out, name)
+        open(base + ".cnn", "w").write("# Generated by tools/gen_fixtures.py; do not edit.\n" + text)
+        cnnw.write_cnnw(base + ".cnnw", [(n, t.numpy()) for n, t in weights])
+        x.astype("<f4").tofile(base + ".in.f32")
+        y.numpy().astype("<f4").tofile(base + ".out.f32")
+        print("%s: %d weights tensors, output %s" % (name, len(weights), tuple(y.shape)))
+
+
+if __name__ == "__main__":
+    main()
