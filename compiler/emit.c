@@ -191,8 +191,8 @@ static LLVMValueRef emit_init(Cg *c, const char *lname)
     return fn;
 }
 
-/* FNV-1a over the tensors' names and shapes: the key of a weights file. */
-uint64_t emit_shape_hash(const Graph *g)
+/* The trainable tensors as the runtime sees them (a malloc'd array). */
+static CnnTensor *graph_tensors(const Graph *g, int *count)
 {
     CnnTensor *t = calloc((size_t)g->nparams + 1, sizeof *t);
     int n = 0;
@@ -200,12 +200,20 @@ uint64_t emit_shape_hash(const Graph *g)
         const Param *p = g->params[i];
         if (p->fixed)
             continue;
-        t[n].name = p->name;
-        t[n].rank = p->rank;
+        t[n] = (CnnTensor){.name = p->name, .rank = p->rank, .offset = p->offset, .size = p->size};
         for (int r = 0; r < p->rank; r++)
             t[n].dims[r] = (int32_t)p->dims[r];
         n++;
     }
+    *count = n;
+    return t;
+}
+
+/* FNV-1a over the tensors' names and shapes: the key of a weights file. */
+uint64_t emit_shape_hash(const Graph *g)
+{
+    int n;
+    CnnTensor *t = graph_tensors(g, &n);
     uint64_t h = cnnw_shape_hash(t, n);
     free(t);
     return h;
@@ -424,10 +432,15 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     LLVMValueRef baked = NULL;
     float *weights = NULL;
     if (opts->weights) {
-        CnnModel m = {.name = g->name, .params_size = g->params_size, .shape_hash = emit_shape_hash(g)};
+        int nt;
+        CnnTensor *tensors = graph_tensors(g, &nt);
+        CnnModel m = {.name = g->name, .params_size = g->params_size, .ntensors = nt,
+                      .tensors = tensors, .shape_hash = emit_shape_hash(g)};
         weights = malloc((size_t)(g->params_size ? g->params_size : 1) * sizeof *weights);
         char err[512];
-        if (!cnnw_load(opts->weights, &m, weights, err, sizeof err)) {
+        bool loaded = cnnw_load(opts->weights, &m, weights, err, sizeof err);
+        free(tensors);
+        if (!loaded) {
             diag_fatal(d, "%s", err);
             ok = false;
         } else {

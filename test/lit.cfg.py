@@ -19,6 +19,7 @@ config.test_exec_root = os.path.join(config.cnnc_obj_root, 'test')
 config.substitutions.append(('%cnnc', config.cnnc))
 config.substitutions.append(('%examples', os.path.join(config.cnnc_src_root, 'examples')))
 config.substitutions.append(('%python', '/usr/bin/python3'))
+config.substitutions.append(('%cflags', getattr(config, 'cflags', '')))
 config.substitutions.append(('%tools', os.path.join(config.cnnc_src_root, 'tools')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', os.environ.get('PATH', ''))])
 for var in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'HOME', 'TMPDIR'):
