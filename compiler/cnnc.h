@@ -174,6 +174,12 @@ typedef struct TrainCfg {
 
 enum { LOSS_CROSS_ENTROPY, LOSS_MSE };
 
+/* One step of the backward graph (autodiff.c). */
+typedef struct BwdStep {
+    const struct Node *node;
+    bool dinp, dweight, dbias;      /* what the step computes */
+} BwdStep;
+
 typedef struct Graph {
     const char *name;               /* the model's */
     Node *nodes;
@@ -182,15 +188,39 @@ typedef struct Graph {
     int nparams;
     int64_t params_size;            /* floats of the trainable ones */
     TrainCfg train;
+    BwdStep *bwd;                   /* the backward graph, in execution order */
+    int nbwd;
+    bool ce_fused;                  /* cross_entropy fused with the final softmax */
+    int loss_grad_node;             /* whose output's gradient the loss writes */
     Arena *arena;
     Diag *diag;
 } Graph;
 
 /* Builds the graph of the one model block and reads the train block. */
 bool ir_build(Graph *g, Block *blocks, Arena *arena, Diag *d);
-void ir_print(FILE *out, const Graph *g);
+struct Plan;
+void ir_print(FILE *out, const Graph *g, bool backward, const struct Plan *plan);
 const Arg *node_arg(const Node *n, const char *key);
 const char *shape_str(Shape s, char *buf, size_t size);
+
+/* ---- autodiff.c: the backward graph ---- */
+
+void autodiff_build(Graph *g);
+void autodiff_print(FILE *out, const Graph *g);
+
+/* ---- plan.c: the workspace, planned at compile time ---- */
+
+typedef struct Plan {
+    int64_t batch;
+    int64_t slot, infer_bytes;      /* inference: two buffers of `slot` bytes */
+    int64_t *act, *grad;            /* training: per node, byte offsets */
+    int64_t grad_start, dparams, grad_end;
+    int64_t bytes;                  /* the workspace for any call */
+} Plan;
+
+void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
+void plan_free(Plan *p);
+void plan_print(FILE *out, const Graph *g, const Plan *p);
 
 /* ---- shapes.c: shape rules, sizes and the --shapes table ---- */
 
@@ -202,6 +232,9 @@ Param *shape_param(Graph *g, Node *n, const char *suffix, int rank, const int64_
 bool shape_mul(Graph *g, Node *n, int64_t *acc, int64_t by);
 void shape_count(Graph *g, Node *n, int64_t per_output);
 int64_t shape_elems(Shape s);
+
+typedef struct Cg Cg;
+typedef struct Bwd Bwd;
 
 /* ---- main.c: what the user asked for ---- */
 
@@ -222,18 +255,26 @@ const char *emit_llvm_version(void);
  * with no output file left behind. */
 bool emit_output(Graph *g, const Options *opts, Diag *d);
 
-int64_t plan_workspace_bytes(const Graph *g, int64_t batch);
 uint64_t emit_shape_hash(const Graph *g);
+void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
 
 /* ---- header.c: NAME.h beside NAME.o ---- */
 
 bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
-                  const char *lname, int64_t batch);
+                  const char *lname, const Plan *plan);
+
+/* ---- train.c: train_step and the optimizers ---- */
+
+enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_SEED, HP_COUNT };
+int64_t train_opt_state_size(const Graph *g);
+void train_hyper(const Graph *g, float hp[HP_COUNT]);
+LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMValueRef *hp_fn);
 
 /* ---- codegen.c: the helpers every emitter shares ---- */
 
 /* One function being generated. Tensors are float pointers; indices are i64. */
-typedef struct Cg {
+struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
     LLVMBuilderRef b;
@@ -243,7 +284,17 @@ typedef struct Cg {
     LLVMValueRef batch;             /* i64: images in this call */
     LLVMValueRef *fixed;            /* per Param index: its constant global, or NULL */
     const Graph *g;
-} Cg;
+    bool training;                  /* dropout drops */
+    LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
+};
+
+/* What a backward emitter reads and writes; all (N, ...) like their tensors. */
+struct Bwd {
+    LLVMValueRef inp, out;          /* the forward pass's input and output */
+    LLVMValueRef dout;              /* d loss / d out */
+    LLVMValueRef dinp;              /* d loss / d inp, zeroed, to accumulate; NULL if not needed */
+    LLVMValueRef dparams;           /* float *: d loss / d params, the layout of params */
+};
 
 /* A counted loop `for (iv = 0; iv < count; iv++)`, count >= 1, opened by
  * cg_loop and closed by cg_loop_end; the body may open loops and ifs of its own. */
@@ -268,6 +319,12 @@ void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_fadd(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_var(Cg *c, const char *name);          /* a float slot, promoted by mem2reg */
+LLVMValueRef cg_var_i64(Cg *c, const char *name);
+LLVMValueRef cg_get(Cg *c, LLVMValueRef var);          /* load a float slot */
+void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* base[idx] += v */
+LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
+LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
+LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
 LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x);
 LLVMValueRef cg_param(Cg *c, const Param *p);          /* float * to the tensor's data */
@@ -280,11 +337,17 @@ typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMV
 void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
                bool replicate, WindowBody *body, void *ctx);
 
+/* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
+
+LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValueRef x,
+                       LLVMValueRef probs, LLVMValueRef dst);
+
 /* ---- ops/: per family, beside each other ---- */
 
 #define OP(id, word, family, in, spec, summary) \
     void shape_##family(Graph *g, Node *n); \
-    void emit_##family##_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+    void emit_##family##_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out); \
+    void emit_##family##_bwd(Cg *c, const Node *n, const Bwd *a);
 #include "ops.def"
 #undef OP
 

@@ -113,7 +113,7 @@ LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b)
     return fast(LLVMBuildFMul(c->b, a, b, ""));
 }
 
-LLVMValueRef cg_var(Cg *c, const char *name)
+static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef t, const char *name)
 {
     LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->ctx);
     LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
@@ -122,9 +122,69 @@ LLVMValueRef cg_var(Cg *c, const char *name)
         LLVMPositionBuilderBefore(eb, first);
     else
         LLVMPositionBuilderAtEnd(eb, entry);
-    LLVMValueRef v = LLVMBuildAlloca(eb, c->f32, name);
+    LLVMValueRef v = LLVMBuildAlloca(eb, t, name);
     LLVMDisposeBuilder(eb);
     return v;
+}
+
+LLVMValueRef cg_var_i64(Cg *c, const char *name)
+{
+    return entry_alloca(c, c->i64, name);
+}
+
+LLVMValueRef cg_get(Cg *c, LLVMValueRef var)
+{
+    return LLVMBuildLoad2(c->b, c->f32, var, "");
+}
+
+void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v)
+{
+    LLVMValueRef p = cg_at(c, base, idx);
+    LLVMBuildStore(c->b, cg_fadd(c, LLVMBuildLoad2(c->b, c->f32, p, ""), v), p);
+}
+
+/* dout * f'(x), with f' written through the output y = f(x) */
+LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef y, LLVMValueRef dout)
+{
+    switch (act) {
+    case ACT_NONE:
+        return dout;
+    case ACT_RELU:
+        return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, y, cg_f32(c, 0), ""),
+                               dout, cg_f32(c, 0), "drelu");
+    case ACT_SIGMOID:
+        return cg_fmul(c, dout, cg_fmul(c, y, LLVMBuildFSub(c->b, cg_f32(c, 1), y, "")));
+    case ACT_TANH:
+        return cg_fmul(c, dout, LLVMBuildFSub(c->b, cg_f32(c, 1), cg_fmul(c, y, y), ""));
+    }
+    unreachable();
+}
+
+LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p)
+{
+    if (!p || p->fixed)
+        return NULL;
+    return cg_at(c, dparams, cg_i64(c, p->offset));
+}
+
+/* splitmix64's finalizer of key, its top 24 bits as a float in [0, 1) */
+LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key)
+{
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef z = LLVMBuildMul(b, LLVMBuildAdd(b, key, cg_i64(c, 1), ""),
+                                  cg_i64(c, (int64_t)0x9E3779B97F4A7C15ull), "");
+    z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 30), ""), ""),
+                     cg_i64(c, (int64_t)0xBF58476D1CE4E5B9ull), "");
+    z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 27), ""), ""),
+                     cg_i64(c, (int64_t)0x94D049BB133111EBull), "");
+    z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 31), ""), "");
+    LLVMValueRef u = LLVMBuildUIToFP(b, LLVMBuildLShr(b, z, cg_i64(c, 40), ""), c->f32, "");
+    return LLVMBuildFMul(b, u, cg_f32(c, 1.0 / 16777216.0), "u");
+}
+
+LLVMValueRef cg_var(Cg *c, const char *name)
+{
+    return entry_alloca(c, c->f32, name);
 }
 
 /* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm. */

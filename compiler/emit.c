@@ -26,15 +26,32 @@
 #include "../runtime/cnnrt.h"
 
 static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
-                       LLVMModuleRef mod, const char *lname, int64_t batch);
+                       LLVMModuleRef mod, const char *lname, const Plan *plan);
 
-typedef void EmitFn(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+typedef void EmitFwdFn(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+typedef void EmitBwdFn(Cg *c, const Node *n, const Bwd *a);
 
-static EmitFn *const emit_fwd_fn[OP_COUNT] = {
+static EmitFwdFn *const emit_fwd_fn[OP_COUNT] = {
 #define OP(id, word, family, in, spec, summary) [OP_##id] = emit_##family##_fwd,
 #include "ops.def"
 #undef OP
 };
+
+static EmitBwdFn *const emit_bwd_fn[OP_COUNT] = {
+#define OP(id, word, family, in, spec, summary) [OP_##id] = emit_##family##_bwd,
+#include "ops.def"
+#undef OP
+};
+
+void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    emit_fwd_fn[n->op](c, n, inp, out);
+}
+
+void emit_node_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    emit_bwd_fn[n->op](c, n, a);
+}
 
 const char *emit_llvm_version(void)
 {
@@ -43,31 +60,6 @@ const char *emit_llvm_version(void)
     LLVMGetVersion(&major, &minor, &patch);
     snprintf(buf, sizeof buf, "%u.%u.%u", major, minor, patch);
     return buf;
-}
-
-/* ---- the memory plan ---- */
-
-/* Inference needs two activation buffers of the largest activation, used in
- * turn: node i reads its input's buffer and writes the other one. The input
- * is read in place and the last node writes the caller's output. */
-static int64_t plan_max_elems(const Graph *g)
-{
-    int64_t max = 1;
-    for (int i = 1; i < g->n; i++)
-        if (shape_elems(g->nodes[i].out) > max)
-            max = shape_elems(g->nodes[i].out);
-    return max;
-}
-
-static int64_t plan_slot_bytes(const Graph *g, int64_t batch)
-{
-    int64_t bytes = plan_max_elems(g) * batch * (int64_t)sizeof(float);
-    return (bytes + 63) & ~(int64_t)63;
-}
-
-int64_t plan_workspace_bytes(const Graph *g, int64_t batch)
-{
-    return 2 * plan_slot_bytes(g, batch);
 }
 
 /* ---- module pieces ---- */
@@ -106,7 +98,7 @@ static void name_params(LLVMValueRef fn, const char *const *names)
 
 /* void NAME_infer(const float *params, const float *input, float *output,
  *                 int n, void *workspace) */
-static LLVMValueRef emit_infer(Cg *c, const char *lname, int64_t batch, LLVMValueRef baked)
+static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
 {
     const Graph *g = c->g;
     char fname[256];
@@ -120,7 +112,7 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, int64_t batch, LLVMValu
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
     LLVMValueRef ws = LLVMGetParam(fn, 4);
     LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
-                                                      (LLVMValueRef[]){cg_i64(c, plan_slot_bytes(g, batch))},
+                                                      (LLVMValueRef[]){cg_i64(c, plan->slot)},
                                                       1, "slot1")};
     LLVMValueRef cur = LLVMGetParam(fn, 1);
     for (int i = 0; i < g->n; i++) {
@@ -171,16 +163,8 @@ static LLVMValueRef emit_init(Cg *c, const char *lname)
         LLVMValueRef i = cg_loopn(c, &l, p->size, p->name);
         LLVMValueRef v = cg_f32(c, 0);
         if (bound > 0) {
-            LLVMValueRef z = LLVMBuildAdd(b, seed, LLVMBuildAdd(b, cg_i64(c, (int64_t)t << 32), i, ""), "");
-            z = LLVMBuildMul(b, LLVMBuildAdd(b, z, cg_i64(c, 1), ""), cg_i64(c, (int64_t)0x9E3779B97F4A7C15ull), "");
-            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 30), ""), ""),
-                             cg_i64(c, (int64_t)0xBF58476D1CE4E5B9ull), "");
-            z = LLVMBuildMul(b, LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 27), ""), ""),
-                             cg_i64(c, (int64_t)0x94D049BB133111EBull), "");
-            z = LLVMBuildXor(b, z, LLVMBuildLShr(b, z, cg_i64(c, 31), ""), "");
-            /* the top 24 bits as a float in [0, 1), then to [-bound, bound) */
-            LLVMValueRef u = LLVMBuildUIToFP(b, LLVMBuildLShr(b, z, cg_i64(c, 40), ""), c->f32, "");
-            u = LLVMBuildFMul(b, u, cg_f32(c, 1.0 / 16777216.0), "");
+            LLVMValueRef key = LLVMBuildAdd(b, seed, LLVMBuildAdd(b, cg_i64(c, (int64_t)t << 32), i, ""), "");
+            LLVMValueRef u = cg_hash_uniform(c, key);
             v = LLVMBuildFMul(b, LLVMBuildFSub(b, LLVMBuildFMul(b, u, cg_f32(c, 2), ""),
                                                cg_f32(c, 1), ""), cg_f32(c, bound), "init");
         }
@@ -230,8 +214,8 @@ static LLVMValueRef const_str(Cg *c, const char *s, const char *name)
 }
 
 /* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
-static void emit_descriptor(Cg *c, int64_t batch, LLVMValueRef infer, LLVMValueRef init,
-                            LLVMValueRef baked)
+static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
+                            LLVMValueRef train, LLVMValueRef baked)
 {
     const Graph *g = c->g;
     LLVMTypeRef dims = LLVMArrayType2(c->i32, 4);
@@ -258,19 +242,30 @@ static void emit_descriptor(Cg *c, int64_t batch, LLVMValueRef infer, LLVMValueR
     LLVMSetLinkage(tglob, LLVMPrivateLinkage);
 
     const Shape *in = &g->nodes[0].out;
+    float hp[HP_COUNT];
+    train_hyper(g, hp);
+    LLVMValueRef hpv[HP_COUNT];
+    for (int i = 0; i < HP_COUNT; i++)
+        hpv[i] = cg_f32(c, hp[i]);
     LLVMValueRef f[] = {
         const_str(c, g->name, "cnn_model.name"),
-        LLVMConstInt(c->i32, (unsigned long long)batch, false),
+        LLVMConstInt(c->i32, (unsigned long long)plan->batch, false),
         LLVMConstInt(c->i32, (unsigned long long)in->d[0], false),
         LLVMConstInt(c->i32, (unsigned long long)in->d[1], false),
         LLVMConstInt(c->i32, (unsigned long long)in->d[2], false),
         LLVMConstInt(c->i32, (unsigned long long)shape_elems(g->nodes[g->n - 1].out), false),
         LLVMConstInt(c->i32, (unsigned long long)nt, false),
-        cg_i64(c, g->params_size), cg_i64(c, plan_workspace_bytes(g, batch)),
+        cg_i64(c, g->params_size), cg_i64(c, plan->bytes),
         LLVMConstInt(c->i64, emit_shape_hash(g), false),
         tglob, baked ? baked : LLVMConstPointerNull(c->ptr), init, infer,
+        train ? train : LLVMConstPointerNull(c->ptr),
+        cg_i64(c, train ? train_opt_state_size(g) : 0),
+        LLVMConstArray2(c->f32, hpv, HP_COUNT),
+        LLVMConstInt(c->i32, (unsigned long long)g->train.epochs, false),
+        LLVMConstInt(c->i32, (unsigned long long)g->train.loss, false),
+        LLVMConstInt(c->i64, g->train.seed, false),
     };
-    LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, 14, false);
+    LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, sizeof f / sizeof *f, false);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");
     LLVMSetInitializer(gv, init_v);
     LLVMSetGlobalConstant(gv, true);
@@ -390,11 +385,15 @@ static char *lower(const char *s)
 
 bool emit_output(Graph *g, const Options *opts, Diag *d)
 {
+    int64_t batch = opts->batch ? opts->batch : g->train.batch;
+    bool training = !opts->inference_only && g->n >= 2;
+    Plan plan;
+    plan_build(&plan, g, batch, training);
     if (opts->mode == MODE_IR) {
-        ir_print(stdout, g);
+        ir_print(stdout, g, training, &plan);
+        plan_free(&plan);
         return true;
     }
-    int64_t batch = opts->batch ? opts->batch : g->train.batch;
     char *triple = NULL;
     LLVMTargetMachineRef tm = make_target(opts, d, &triple);
     if (!tm)
@@ -451,12 +450,19 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
     char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
     if (ok) {
-        LLVMValueRef infer = emit_infer(&c, lname, batch, baked);
+        LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);
         LLVMValueRef init = emit_init(&c, lname);
         set_target_attrs(&c, infer, cpu, features);
         set_target_attrs(&c, init, cpu, features);
+        LLVMValueRef train = NULL, train_hp = NULL;
+        if (training && !baked) {
+            c.params = NULL;
+            train = emit_train_step(&c, lname, &plan, &train_hp);
+            set_target_attrs(&c, train, cpu, features);
+            set_target_attrs(&c, train_hp, cpu, features);
+        }
         if (opts->mode == MODE_EXE)
-            emit_descriptor(&c, batch, infer, init, baked);
+            emit_descriptor(&c, &plan, infer, init, train_hp, baked);
         char *verr = NULL;
         if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
             fprintf(stderr, "%s", verr);
@@ -473,7 +479,8 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
         LLVMDisposePassBuilderOptions(po);
     }
     if (ok)
-        ok = emit_files(g, opts, d, tm, c.mod, lname, batch);
+        ok = emit_files(g, opts, d, tm, c.mod, lname, &plan);
+    plan_free(&plan);
 
     free(cpu);
     free(features);
@@ -490,7 +497,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
 
 /* Writes what the mode asks for, each file whole or not at all. */
 static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
-                LLVMModuleRef mod, const char *lname, int64_t batch)
+                LLVMModuleRef mod, const char *lname, const Plan *plan)
 {
     char *base = base_name(opts->input);
     const char *ext = opts->mode == MODE_LLVM ? ".ll" : opts->mode == MODE_ASM ? ".s"
@@ -522,7 +529,7 @@ static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachine
             ok = link_exe(d, tmp, out);
             unlink(tmp);
         } else if (ok && opts->mode == MODE_OBJECT) {
-            ok = header_write(g, opts, d, out, lname, batch) && finish_file(d, tmp, out, true);
+            ok = header_write(g, opts, d, out, lname, plan) && finish_file(d, tmp, out, true);
         } else {
             ok = finish_file(d, tmp, out, ok);
         }

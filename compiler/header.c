@@ -13,7 +13,7 @@
 #include "cnnc.h"
 
 bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
-                  const char *lname, int64_t batch)
+                  const char *lname, const Plan *plan)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s", obj_path);
@@ -39,7 +39,7 @@ bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_pat
             CNNC_VERSION, o->input);
     fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n\n", up, up);
     fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
-    fprintf(f, "#define %s_BATCH          %lld    /* most images per call */\n", up, (long long)batch);
+    fprintf(f, "#define %s_BATCH          %lld    /* most images per call */\n", up, (long long)plan->batch);
     fprintf(f, "#define %s_INPUT_HEIGHT   %lld\n", up, (long long)in->d[0]);
     fprintf(f, "#define %s_INPUT_WIDTH    %lld\n", up, (long long)in->d[1]);
     fprintf(f, "#define %s_INPUT_CHANNELS %lld\n", up, (long long)in->d[2]);
@@ -51,7 +51,11 @@ bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_pat
     fprintf(f, "#define %s_PARAMS_SIZE    %lld    /* floats: every trainable tensor, in .cnnw order and layouts */\n",
             up, (long long)g->params_size);
     fprintf(f, "#define %s_WORKSPACE_SIZE %lld    /* bytes of scratch for one call of up to %s_BATCH images */\n\n",
-            up, (long long)plan_workspace_bytes(g, batch), up);
+            up, (long long)plan->bytes, up);
+    bool training = !o->inference_only && !o->weights && g->n >= 2;
+    if (training)
+        fprintf(f, "#define %s_OPT_STATE_SIZE %lld    /* floats of optimizer state (momentum, Adam moments, ...) */\n\n",
+                up, (long long)train_opt_state_size(g));
     fprintf(f, "/* The trainable tensors, at these float offsets into params:\n");
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = g->params[i];
@@ -72,6 +76,14 @@ bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_pat
             o->weights ? " The weights are built in: params may be NULL." : "");
     fprintf(f, "void %s_infer(const float *params, const float *input, float *output,\n"
                "              int n, void *workspace);\n\n", lname);
+    if (training)
+        fprintf(f, "/* One step of training on n labelled images (labels in [0, %s_OUTPUT_SIZE)):\n"
+                   " * forward, loss, backward and an update of params by the train block's\n"
+                   " * optimizer. opt_state (%s_OPT_STATE_SIZE floats) starts zeroed and\n"
+                   " * belongs to the caller. Returns the batch's mean loss. */\n"
+                   "float %s_train_step(float *params, float *opt_state, const float *input,\n"
+                   "                    const int32_t *labels, int n, void *workspace);\n\n",
+                up, up, lname);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
     bool ok = !ferror(f);
     ok = (fclose(f) == 0) && ok;

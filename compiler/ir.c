@@ -333,7 +333,7 @@ static void print_arg(FILE *out, const ParamSpec *p, const Arg *a)
     }
 }
 
-void ir_print(FILE *out, const Graph *g)
+void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
 {
     char buf[64];
     fprintf(out, "graph %s {\n", g->name);
@@ -371,5 +371,9 @@ void ir_print(FILE *out, const Graph *g)
                     n->ph, n->pw);
         fprintf(out, " : %s\n", shape_str(n->out, buf, sizeof buf));
     }
+    if (backward)
+        autodiff_print(out, g);
+    if (plan && backward)
+        plan_print(out, g, plan);
     fprintf(out, "}\n");
 }

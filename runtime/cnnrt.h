@@ -31,6 +31,13 @@ typedef struct CnnModel {
     const float *baked;             /* weights built in with --weights, or NULL */
     void (*init_params)(float *params, uint64_t seed);
     void (*infer)(const float *params, const float *input, float *output, int n, void *ws);
+    /* NULL when built with --inference-only or --weights */
+    float (*train_step)(float *params, float *opt_state, const float *input,
+                        const int32_t *labels, int n, void *ws, const float *hp);
+    int64_t opt_state_size;         /* floats */
+    float hp[7];                    /* lr, momentum, weight_decay, eps, beta1, beta2, seed */
+    int32_t epochs, loss;
+    uint64_t seed;
 } CnnModel;
 
 /* ---- weights.c: .cnnw files ---- */

@@ -36,8 +36,49 @@ void emit_act_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     emit_map(c, n, inp, out, n->act);
 }
 
-/* At inference dropout is the identity. */
+void emit_act_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    if (!a->dinp)
+        return;
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+    cg_accum(c, a->dinp, i, cg_act_grad(c, n->act, cg_load(c, a->out, i, "y"), cg_load(c, a->dout, i, "dy")));
+    cg_loop_end(c, &l);
+}
+
+/* Dropout's scale for element i: 0 with probability rate, else 1/(1-rate).
+ * The mask is a hash of (step key, node, element), so backward recomputes it
+ * instead of storing it. */
+static LLVMValueRef dropout_scale(Cg *c, const Node *n, LLVMValueRef i)
+{
+    LLVMValueRef key = LLVMBuildXor(c->b, LLVMBuildMul(c->b, c->drop_key,
+                                                       cg_i64(c, (int64_t)0x9E3779B97F4A7C15ull), ""),
+                                    cg_i64(c, (int64_t)n->index << 52), "");
+    LLVMValueRef u = cg_hash_uniform(c, LLVMBuildAdd(c->b, key, i, ""));
+    LLVMValueRef keep = LLVMBuildFCmp(c->b, LLVMRealOGE, u, cg_f32(c, n->rate), "keep");
+    return LLVMBuildSelect(c->b, keep, cg_f32(c, 1.0 / (1.0 - n->rate)), cg_f32(c, 0), "scale");
+}
+
+/* Identity at inference; in training out = inp * scale. */
 void emit_dropout_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    emit_map(c, n, inp, out, ACT_NONE);
+    if (!c->training || n->rate == 0) {
+        emit_map(c, n, inp, out, ACT_NONE);
+        return;
+    }
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+    cg_store(c, cg_fmul(c, cg_load(c, inp, i, "x"), dropout_scale(c, n, i)), out, i);
+    cg_loop_end(c, &l);
+}
+
+void emit_dropout_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    if (!a->dinp)
+        return;
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+    LLVMValueRef dy = cg_load(c, a->dout, i, "dy");
+    cg_accum(c, a->dinp, i, n->rate == 0 ? dy : cg_fmul(c, dy, dropout_scale(c, n, i)));
+    cg_loop_end(c, &l);
 }

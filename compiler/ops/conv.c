@@ -116,3 +116,55 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
 }
+
+typedef struct ConvBwdCtx {
+    LLVMValueRef inp, weight, dweight, dinp, g, m;
+} ConvBwdCtx;
+
+/* For c < C: dweight (m,c,kh,kw) += g * inp (pix, c); dinp (pix, c) += g * weight.
+ * With padmode=replicate pix is clamped, so border gradients reach the edge pixel. */
+static void conv_bwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                         LLVMValueRef kw)
+{
+    ConvBwdCtx *x = vctx;
+    int64_t C = n->in.d[2];
+    Loop lc;
+    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
+    LLVMValueRef xi = cg_muladd(c, pix, C, ch);
+    LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, x->m, C, ch),
+                                                           cg_i64(c, n->kh)), kh),
+                                       cg_i64(c, n->kw)), kw);
+    if (x->dweight)
+        cg_accum(c, x->dweight, wi, cg_fmul(c, x->g, cg_load(c, x->inp, xi, "x")));
+    if (x->dinp)
+        cg_accum(c, x->dinp, xi, cg_fmul(c, x->g, cg_load(c, x->weight, wi, "w")));
+    cg_loop_end(c, &lc);
+}
+
+/* From dout (N,OH,OW,M): dbias (M), dweight (M,C,Kh,Kw) and dinp (N,H,W,C), all += */
+void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    int64_t OH = n->out.d[0], OW = n->out.d[1], M = n->out.d[2];
+    ConvBwdCtx x = {a->inp, cg_param(c, n->weight), cg_dparam(c, a->dparams, n->weight),
+                    a->dinp, NULL, NULL};
+    LLVMValueRef dbias = cg_dparam(c, a->dparams, n->bias);
+    if (!x.dweight && !x.dinp && !dbias)
+        return;
+    Loop ln, loh, low, lm;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
+    x.m = cg_loopn(c, &lm, M, "m");
+    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
+                                                           cg_i64(c, OW)), ow),
+                                       cg_i64(c, M)), x.m);
+    x.g = cg_act_grad(c, n->act, cg_load(c, a->out, oi, "y"), cg_load(c, a->dout, oi, "dy"));
+    if (dbias)
+        cg_accum(c, dbias, x.m, x.g);
+    if (x.dweight || x.dinp)
+        cg_window(c, n, bn, oh, ow, n->padmode == PAD_REPLICATE, conv_bwd_tap, &x);
+    cg_loop_end(c, &lm);
+    cg_loop_end(c, &low);
+    cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
+}

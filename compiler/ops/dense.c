@@ -50,3 +50,27 @@ void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &lu);
     cg_loop_end(c, &ln);
 }
+
+/* From dout (N,U): dbias (U), dweight (U,I) and dinp (N,I), all += */
+void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    int64_t I = n->in.d[0], U = n->out.d[0];
+    LLVMValueRef w = cg_param(c, n->weight);
+    LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
+    Loop ln, lu, li;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef u = cg_loopn(c, &lu, U, "u");
+    LLVMValueRef oi = cg_muladd(c, bn, U, u);
+    LLVMValueRef g = cg_act_grad(c, n->act, cg_load(c, a->out, oi, "y"), cg_load(c, a->dout, oi, "dy"));
+    if (db)
+        cg_accum(c, db, u, g);
+    LLVMValueRef i = cg_loopn(c, &li, I, "i");
+    LLVMValueRef xi = cg_muladd(c, bn, I, i), wi = cg_muladd(c, u, I, i);
+    if (dw)
+        cg_accum(c, dw, wi, cg_fmul(c, g, cg_load(c, a->inp, xi, "x")));
+    if (a->dinp)
+        cg_accum(c, a->dinp, xi, cg_fmul(c, g, cg_load(c, w, wi, "w")));
+    cg_loop_end(c, &li);
+    cg_loop_end(c, &lu);
+    cg_loop_end(c, &ln);
+}

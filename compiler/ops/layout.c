@@ -46,3 +46,28 @@ void emit_flatten_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
 }
+
+void emit_input_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    (void)c, (void)n, (void)a;
+}
+
+/* dinp (N,H,W,C) += dout (N, C*H*W), the inverse of the forward permutation */
+void emit_flatten_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    if (!a->dinp)
+        return;
+    int64_t H = n->in.d[0], W = n->in.d[1], C = n->in.d[2];
+    Loop ln, lh, lw, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef h = cg_loopn(c, &lh, H, "h");
+    LLVMValueRef w = cg_loopn(c, &lw, W, "w");
+    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, H, h), W, w);
+    LLVMValueRef oi = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
+    cg_accum(c, a->dinp, cg_muladd(c, pix, C, ch), cg_load(c, a->dout, oi, "dy"));
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}

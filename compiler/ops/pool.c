@@ -80,3 +80,74 @@ void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
 }
+
+typedef struct PoolBwdCtx {
+    LLVMValueRef inp, dinp, best, at, count, share, ch;
+} PoolBwdCtx;
+
+/* maxpool: remember the first maximum's index */
+static void maxpool_find_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                             LLVMValueRef kw)
+{
+    (void)kh, (void)kw;
+    PoolBwdCtx *x = vctx;
+    LLVMValueRef xi = cg_muladd(c, pix, n->in.d[2], x->ch);
+    LLVMValueRef v = cg_load(c, x->inp, xi, "x");
+    LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealUGT, v, cg_get(c, x->best), "");
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, v, cg_get(c, x->best), ""), x->best);
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, xi, LLVMBuildLoad2(c->b, c->i64, x->at, ""), ""), x->at);
+}
+
+/* avgpool: count the cells inside the image, then give each its share */
+static void avgpool_count_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                              LLVMValueRef kw)
+{
+    (void)n, (void)pix, (void)kh, (void)kw;
+    PoolBwdCtx *x = vctx;
+    LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cg_get(c, x->count), cg_f32(c, 1), ""), x->count);
+}
+
+static void avgpool_share_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                              LLVMValueRef kw)
+{
+    (void)kh, (void)kw;
+    PoolBwdCtx *x = vctx;
+    cg_accum(c, x->dinp, cg_muladd(c, pix, n->in.d[2], x->ch), x->share);
+}
+
+/* dinp (N,H,W,C) += dout (N,OH,OW,C) routed back through each window */
+void emit_pool_bwd(Cg *c, const Node *n, const Bwd *a)
+{
+    if (!a->dinp)
+        return;
+    int64_t OH = n->out.d[0], OW = n->out.d[1], C = n->out.d[2];
+    PoolBwdCtx x = {a->inp, a->dinp, cg_var(c, "best"), cg_var_i64(c, "at"), cg_var(c, "count"),
+                    NULL, NULL};
+    Loop ln, loh, low, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
+    x.ch = cg_loopn(c, &lc, C, "c");
+    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
+                                                           cg_i64(c, OW)), ow),
+                                       cg_i64(c, C)), x.ch);
+    LLVMValueRef dy = cg_load(c, a->dout, oi, "dy");
+    if (n->op == OP_MAXPOOL) {
+        LLVMBuildStore(c->b, cg_f32(c, -INFINITY), x.best);
+        LLVMBuildStore(c->b, cg_i64(c, -1), x.at);
+        cg_window(c, n, bn, oh, ow, false, maxpool_find_tap, &x);
+        LLVMValueRef at = LLVMBuildLoad2(c->b, c->i64, x.at, "argmax");
+        LLVMBasicBlockRef join = cg_if(c, LLVMBuildICmp(c->b, LLVMIntSGE, at, cg_i64(c, 0), ""), "found");
+        cg_accum(c, a->dinp, at, dy);
+        cg_if_end(c, join);
+    } else {
+        LLVMBuildStore(c->b, cg_f32(c, 0), x.count);
+        cg_window(c, n, bn, oh, ow, false, avgpool_count_tap, &x);
+        x.share = LLVMBuildFDiv(c->b, dy, cg_get(c, x.count), "share");
+        cg_window(c, n, bn, oh, ow, false, avgpool_share_tap, &x);
+    }
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &low);
+    cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
+}

@@ -1,0 +1,65 @@
+/*
+ * autodiff.c: the backward graph, built from the forward one.
+ *
+ * The graph is a chain, so backward is the chain reversed: the loss step
+ * first (cross_entropy fused with a final softmax: d logits = (p - onehot)/N),
+ * then each node's backward rule (emit_<family>_bwd, beside its forward rule in
+ * compiler/ops/), which turns d out into d inp and the gradients of its
+ * parameters. A step computes only what is used: no d inp for the node that
+ * reads the image, no gradient for fixed weights; a node needing nothing is
+ * left out. --emit-ir prints the steps.
+ */
+#include <string.h>
+#include "cnnc.h"
+
+void autodiff_build(Graph *g)
+{
+    g->bwd = arena_alloc(g->arena, (size_t)(g->n + 1) * sizeof *g->bwd);
+    g->nbwd = 0;
+    const Node *last = &g->nodes[g->n - 1];
+    g->ce_fused = g->train.loss == LOSS_CROSS_ENTROPY && last->op == OP_SOFTMAX;
+    int first = g->ce_fused ? g->n - 2 : g->n - 1;
+    g->loss_grad_node = first;
+    for (int i = first; i >= 1; i--) {
+        const Node *n = &g->nodes[i];
+        BwdStep s = {.node = n, .dinp = i >= 2,
+                     .dweight = n->weight && !n->weight->fixed,
+                     .dbias = n->bias && !n->bias->fixed};
+        if (s.dinp || s.dweight || s.dbias)
+            g->bwd[g->nbwd++] = s;
+    }
+}
+
+void autodiff_print(FILE *out, const Graph *g)
+{
+    const Node *last = &g->nodes[g->n - 1];
+    const Node *lg = &g->nodes[g->loss_grad_node];
+    fprintf(out, "  backward:\n");
+    if (g->ce_fused)
+        fprintf(out, "    %%d.%s = cross_entropy.grad %%%s, labels    # fused with %%%s\n",
+                lg->name, last->name, last->name);
+    else
+        fprintf(out, "    %%d.%s = %s.grad %%%s, labels\n", lg->name,
+                g->train.loss == LOSS_MSE ? "mse" : "cross_entropy", last->name);
+    for (int i = 0; i < g->nbwd; i++) {
+        const BwdStep *s = &g->bwd[i];
+        const Node *n = s->node;
+        const Node *in = &g->nodes[n->index - 1];
+        fprintf(out, "    ");
+        const char *sep = "";
+        if (s->dinp) {
+            fprintf(out, "%%d.%s", in->name);
+            sep = ", ";
+        }
+        if (s->dweight) {
+            fprintf(out, "%s@d.%s", sep, n->weight->name);
+            sep = ", ";
+        }
+        if (s->dbias)
+            fprintf(out, "%s@d.%s", sep, n->bias->name);
+        fprintf(out, " += %s.grad %%d.%s, %%%s, %%%s", op_words[n->op], n->name, n->name, in->name);
+        if (n->weight)
+            fprintf(out, ", @%s", n->weight->name);
+        fprintf(out, "\n");
+    }
+}

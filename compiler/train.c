@@ -1,0 +1,224 @@
+/*
+ * train.c: the training step and the optimizers, in generated code.
+ *
+ *   float NAME_train_step_hp(params, opt_state, input, labels, n, workspace, hp)
+ *     forward (dropout on) -> loss and its gradient -> the backward graph of
+ *     autodiff.c -> one optimizer update of every trainable float
+ *   float NAME_train_step(params, opt_state, input, labels, n, workspace)
+ *     the same with the train block's hyperparameters (the header's API)
+ *
+ * hp holds lr, momentum, weight_decay, eps, beta1, beta2, seed (HP_*), so the
+ * compiled program can override them. opt_state: the optimizer's buffers
+ * (SGD with momentum: one per parameter; Adagrad: one; Adam: two), then one
+ * step counter when Adam or dropout needs it. Updates follow PyTorch's
+ * torch.optim.SGD, Adagrad and Adam step for step.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "cnnc.h"
+
+static bool has_dropout(const Graph *g)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_DROPOUT)
+            return true;
+    return false;
+}
+
+static int opt_buffers(const Graph *g)
+{
+    switch (g->train.optim) {
+    case OPT_SGD: return g->train.momentum > 0;
+    case OPT_ADAGRAD: return 1;
+    case OPT_ADAM: return 2;
+    }
+    unreachable();
+}
+
+static bool has_counter(const Graph *g)
+{
+    return g->train.optim == OPT_ADAM || has_dropout(g);
+}
+
+int64_t train_opt_state_size(const Graph *g)
+{
+    return opt_buffers(g) * g->params_size + has_counter(g);
+}
+
+void train_hyper(const Graph *g, float hp[HP_COUNT])
+{
+    const TrainCfg *t = &g->train;
+    hp[HP_LR] = (float)t->lr;
+    hp[HP_MOMENTUM] = (float)t->momentum;
+    hp[HP_WEIGHT_DECAY] = (float)t->weight_decay;
+    hp[HP_EPS] = (float)t->eps;
+    hp[HP_BETA1] = (float)t->beta1;
+    hp[HP_BETA2] = (float)t->beta2;
+    hp[HP_SEED] = (float)(t->seed & 0xFFFFFF);
+}
+
+static LLVMValueRef call_f64(Cg *c, const char *name, LLVMValueRef *args, unsigned n)
+{
+    LLVMTypeRef d = LLVMDoubleTypeInContext(c->ctx);
+    LLVMTypeRef ps[2] = {d, d};
+    LLVMTypeRef ft = LLVMFunctionType(d, ps, n, false);
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    if (!f)
+        f = LLVMAddFunction(c->mod, name, ft);
+    return LLVMBuildCall2(c->b, ft, f, args, n, "");
+}
+
+/* params -= update(dparams), for every trainable float at once: they are one
+ * contiguous array, so one loop serves every tensor. */
+static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLVMValueRef state,
+                           LLVMValueRef hp, LLVMValueRef step)
+{
+    const Graph *g = c->g;
+    int64_t P = g->params_size;
+    if (P == 0)
+        return;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef h[HP_COUNT];
+    for (int i = 0; i < HP_COUNT; i++)
+        h[i] = cg_load(c, hp, cg_i64(c, i), "hp");
+    LLVMValueRef step_size = NULL, bc2_sqrt = NULL;
+    if (g->train.optim == OPT_ADAM) {
+        /* in double, as PyTorch computes these scalars in Python */
+        LLVMTypeRef d = LLVMDoubleTypeInContext(c->ctx);
+        LLVMValueRef t = LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), d, "t");
+        LLVMValueRef b1 = LLVMBuildFPExt(b, h[HP_BETA1], d, ""), b2 = LLVMBuildFPExt(b, h[HP_BETA2], d, "");
+        LLVMValueRef one = LLVMConstReal(d, 1);
+        LLVMValueRef bc1 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b1, t}, 2), "bc1");
+        LLVMValueRef bc2 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b2, t}, 2), "bc2");
+        step_size = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildFPExt(b, h[HP_LR], d, ""), bc1, ""), c->f32, "step_size");
+        bc2_sqrt = LLVMBuildFPTrunc(b, call_f64(c, "llvm.sqrt.f64", &bc2, 1), c->f32, "bc2_sqrt");
+    }
+    Loop l;
+    LLVMValueRef i = cg_loopn(c, &l, P, "param");
+    LLVMValueRef p = cg_load(c, params, i, "p");
+    LLVMValueRef gr = cg_load(c, dparams, i, "g");
+    LLVMValueRef one = cg_f32(c, 1);
+    switch (g->train.optim) {
+    case OPT_SGD:
+        gr = LLVMBuildFAdd(b, gr, LLVMBuildFMul(b, h[HP_WEIGHT_DECAY], p, ""), "");
+        if (opt_buffers(g)) {
+            LLVMValueRef buf = LLVMBuildFAdd(b, LLVMBuildFMul(b, h[HP_MOMENTUM], cg_load(c, state, i, "buf"), ""), gr, "buf");
+            cg_store(c, buf, state, i);
+            gr = buf;
+        }
+        p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, h[HP_LR], gr, ""), "");
+        break;
+    case OPT_ADAGRAD: {
+        LLVMValueRef s = LLVMBuildFAdd(b, cg_load(c, state, i, "sum"), LLVMBuildFMul(b, gr, gr, ""), "sum");
+        cg_store(c, s, state, i);
+        LLVMValueRef std = LLVMBuildFAdd(b, cg_call(c, "llvm.sqrt.f32", s), h[HP_EPS], "std");
+        p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, h[HP_LR], LLVMBuildFDiv(b, gr, std, ""), ""), "");
+        break;
+    }
+    case OPT_ADAM: {
+        LLVMValueRef vi = cg_add(c, i, cg_i64(c, P));
+        LLVMValueRef m = LLVMBuildFAdd(b, LLVMBuildFMul(b, cg_load(c, state, i, "m"), h[HP_BETA1], ""),
+                                       LLVMBuildFMul(b, gr, LLVMBuildFSub(b, one, h[HP_BETA1], ""), ""), "m");
+        LLVMValueRef v = LLVMBuildFAdd(b, LLVMBuildFMul(b, cg_load(c, state, vi, "v"), h[HP_BETA2], ""),
+                                       LLVMBuildFMul(b, LLVMBuildFMul(b, gr, gr, ""),
+                                                     LLVMBuildFSub(b, one, h[HP_BETA2], ""), ""), "v");
+        cg_store(c, m, state, i);
+        cg_store(c, v, state, vi);
+        LLVMValueRef denom = LLVMBuildFAdd(b, LLVMBuildFDiv(b, cg_call(c, "llvm.sqrt.f32", v), bc2_sqrt, ""),
+                                           h[HP_EPS], "denom");
+        p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, step_size, LLVMBuildFDiv(b, m, denom, ""), ""), "");
+        break;
+    }
+    }
+    cg_store(c, p, params, i);
+    cg_loop_end(c, &l);
+}
+
+LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMValueRef *hp_fn)
+{
+    const Graph *g = c->g;
+    LLVMBuilderRef b = c->b;
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_train_step_hp", lname);
+    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr};
+    LLVMTypeRef ft = LLVMFunctionType(c->f32, args, 7, false);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, ft);
+    const char *names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp"};
+    for (unsigned i = 0; i < 7; i++)
+        LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    c->training = true;
+    c->params = LLVMGetParam(fn, 0);
+    c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
+    LLVMValueRef state = LLVMGetParam(fn, 1), ws = LLVMGetParam(fn, 5), hp = LLVMGetParam(fn, 6);
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
+    act[0] = LLVMGetParam(fn, 2);
+    for (int i = 1; i < g->n; i++) {
+        LLVMValueRef off = cg_i64(c, plan->act[i]), goff = cg_i64(c, plan->grad[i]);
+        act[i] = LLVMBuildInBoundsGEP2(b, i8, ws, &off, 1, g->nodes[i].name);
+        grad[i] = LLVMBuildInBoundsGEP2(b, i8, ws, &goff, 1, "");
+    }
+    LLVMValueRef doff = cg_i64(c, plan->dparams);
+    LLVMValueRef dparams = LLVMBuildInBoundsGEP2(b, i8, ws, &doff, 1, "dparams");
+
+    /* the step counter (Adam's t, dropout's masks) */
+    int64_t counter = opt_buffers(g) * g->params_size;
+    LLVMValueRef step = cg_i64(c, 0);
+    if (has_counter(g))
+        step = LLVMBuildFPToUI(b, cg_load(c, state, cg_i64(c, counter), ""), c->i64, "step");
+    LLVMValueRef seed = LLVMBuildFPToUI(b, cg_load(c, hp, cg_i64(c, HP_SEED), ""), c->i64, "seed");
+    c->drop_key = LLVMBuildAdd(b, LLVMBuildShl(b, seed, cg_i64(c, 32), ""), step, "drop_key");
+
+    for (int i = 1; i < g->n; i++)
+        emit_node_fwd(c, &g->nodes[i], act[i - 1], act[i]);
+    LLVMValueRef gstart = cg_i64(c, plan->grad_start);
+    LLVMBuildMemSet(b, LLVMBuildInBoundsGEP2(b, i8, ws, &gstart, 1, ""), LLVMConstInt(i8, 0, false),
+                    cg_i64(c, plan->grad_end - plan->grad_start), 64);
+    const Node *last = &g->nodes[g->n - 1];
+    LLVMValueRef loss = emit_loss(c, g->train.loss, shape_elems(last->out), LLVMGetParam(fn, 3),
+                                  act[g->ce_fused ? g->n - 2 : g->n - 1], act[g->n - 1],
+                                  grad[g->loss_grad_node]);
+    for (int s = 0; s < g->nbwd; s++) {
+        const BwdStep *st = &g->bwd[s];
+        int i = st->node->index;
+        Bwd a = {act[i - 1], act[i], grad[i], st->dinp ? grad[i - 1] : NULL, dparams};
+        emit_node_bwd(c, st->node, &a);
+    }
+    emit_optimizer(c, c->params, dparams, state, hp, step);
+    if (has_counter(g))
+        cg_store(c, LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), c->f32, ""), state,
+                 cg_i64(c, counter));
+    LLVMBuildRet(b, loss);
+    c->training = false;
+    free(act);
+    free(grad);
+
+    /* the public entry: the train block's hyperparameters */
+    float hv[HP_COUNT];
+    train_hyper(g, hv);
+    LLVMValueRef hc[HP_COUNT];
+    for (int i = 0; i < HP_COUNT; i++)
+        hc[i] = cg_f32(c, hv[i]);
+    LLVMValueRef hinit = LLVMConstArray2(c->f32, hc, HP_COUNT);
+    LLVMValueRef hglob = LLVMAddGlobal(c->mod, LLVMTypeOf(hinit), "train.hp");
+    LLVMSetInitializer(hglob, hinit);
+    LLVMSetGlobalConstant(hglob, true);
+    LLVMSetLinkage(hglob, LLVMPrivateLinkage);
+    snprintf(fname, sizeof fname, "%s_train_step", lname);
+    LLVMTypeRef pargs[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
+    LLVMTypeRef pft = LLVMFunctionType(c->f32, pargs, 6, false);
+    LLVMValueRef pub = LLVMAddFunction(c->mod, fname, pft);
+    c->fn = pub;
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, pub, "entry"));
+    LLVMValueRef cargs[7];
+    for (unsigned i = 0; i < 6; i++) {
+        cargs[i] = LLVMGetParam(pub, i);
+        LLVMSetValueName2(cargs[i], names[i], strlen(names[i]));
+    }
+    cargs[6] = hglob;
+    LLVMBuildRet(b, LLVMBuildCall2(b, ft, fn, cargs, 7, "loss"));
+    *hp_fn = fn;
+    return pub;
+}
