@@ -17,28 +17,20 @@
 #include "cnnrt.h"
 #include "runtime.h"
 
-extern const CnnModel cnn_model;
-
-typedef struct Args {
-    const char *cmd, *weights, *input, *output, *data, *images, *labels;
-    const char *files[256];
-    int nfiles, top, threads;
-} Args;
-
-static int fail(const char *msg)
+int fail(const char *msg)
 {
     fprintf(stderr, "%s: error: %s\n", cnn_model.name, msg);
     return 1;
 }
 
-static void *ws_alloc(const CnnModel *m)
+void *ws_alloc(const CnnModel *m)
 {
     size_t size = ((size_t)m->workspace_size + 63) & ~(size_t)63;
     return aligned_alloc(64, size ? size : 64);
 }
 
 /* The weights: built in, or from --weights. */
-static float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
+float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
 {
     float *p = malloc(((size_t)m->params_size + 1) * sizeof *p);
     if (!a->weights) {
@@ -77,7 +69,7 @@ static void infer_chunk(void *ctx, int64_t task, int thread)
 }
 
 /* Runs count images through the model, in batches, on a few threads. */
-static void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
+void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
                       int64_t count, int threads)
 {
     int64_t chunks = (count + m->batch - 1) / m->batch;
@@ -186,11 +178,13 @@ static int cmd_predict(const CnnModel *m, const Args *a)
     return rc;
 }
 
-static bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size)
+bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size)
 {
-    if (a->images && a->labels) {
-        snprintf(img, size, "%s", a->images);
-        snprintf(lbl, size, "%s", a->labels);
+    bool test = !strcmp(kind, "t10k");
+    const char *fi = test ? a->test_images : a->images, *fl = test ? a->test_labels : a->labels;
+    if (fi && fl) {
+        snprintf(img, size, "%s", fi);
+        snprintf(lbl, size, "%s", fl);
         return true;
     }
     if (!a->data)
@@ -208,36 +202,25 @@ static bool data_paths(const Args *a, const char *kind, char *img, char *lbl, si
 static int cmd_eval(const CnnModel *m, const Args *a)
 {
     char err[8192], img[4096], lbl[4096];
-    if (!data_paths(a, "t10k", img, lbl, sizeof img))
+    Args e = *a;
+    if (a->images && a->labels) {
+        e.test_images = a->images;
+        e.test_labels = a->labels;
+    }
+    if (!data_paths(&e, "t10k", img, lbl, sizeof img))
         return fail("eval needs --data DIR (or --images F --labels F)");
     float *params = load_params(m, a, err, sizeof err);
     if (!params)
         return fail(err);
     CnnImages im = {0};
     int32_t *labels = NULL;
-    if (!cnn_read_idx_images(img, &im, err, sizeof err) ||
-        (im.height != m->height || im.width != m->width || im.channels != m->channels
-             ? (snprintf(err, sizeof err, "%s: images of %dx%dx%d; the model takes %dx%dx%d", img,
-                         im.height, im.width, im.channels, m->height, m->width, m->channels), 1)
-             : 0) ||
-        !cnn_read_idx_labels(lbl, im.count, m->outputs, &labels, err, sizeof err)) {
-        free(im.pixels);
+    if (!load_dataset(m, img, lbl, &im, &labels, err, sizeof err)) {
         free(params);
         return fail(err);
     }
-    float *y = malloc((size_t)(im.count * m->outputs) * sizeof *y);
-    infer_all(m, params, im.pixels, y, im.count, a->threads);
-    int64_t right = 0;
-    for (int64_t i = 0; i < im.count; i++) {
-        int best = 0;
-        for (int j = 1; j < m->outputs; j++)
-            if (y[i * m->outputs + j] > y[i * m->outputs + best])
-                best = j;
-        right += best == labels[i];
-    }
+    int64_t right = count_right(m, params, &im, labels, a->threads);
     printf("test accuracy: %.2f%% (%lld of %lld)\n", 100.0 * (double)right / (double)im.count,
            (long long)right, (long long)im.count);
-    free(y);
     free(labels);
     free(im.pixels);
     free(params);
@@ -247,11 +230,13 @@ static int cmd_eval(const CnnModel *m, const Args *a)
 static void usage(FILE *out, const char *prog)
 {
     fprintf(out,
-            "usage: %s infer   --weights W --input x.f32 --output y.f32 [--threads N]\n"
+            "usage: %s train   --data DIR [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N]\n"
+            "                [--weights W] [--save W] [--no-shuffle] [--steps N] [--log metrics.csv]\n"
+            "       %s infer   --weights W --input x.f32 --output y.f32 [--threads N]\n"
             "       %s predict --weights W [--top K] image.pgm ...\n"
             "       %s eval    --weights W --data DIR [--threads N]\n"
             "model '%s': input %dx%dx%d, %d outputs, %lld parameters\n",
-            prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
+            prog, prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
             cnn_model.channels, cnn_model.outputs, (long long)cnn_model.params_size);
 }
 
@@ -264,6 +249,44 @@ static bool parse_int(const char *s, int lo, int hi, int *out)
         return false;
     *out = (int)v;
     return true;
+}
+
+/* Reads an image file and its labels, and checks them against the model. */
+bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages *im,
+                  int32_t **labels, char *err, size_t es)
+{
+    *im = (CnnImages){0};
+    if (!cnn_read_idx_images(img, im, err, es))
+        return false;
+    if (im->height != m->height || im->width != m->width || im->channels != m->channels) {
+        snprintf(err, es, "%s: images of %dx%dx%d; the model takes %dx%dx%d", img, im->height,
+                 im->width, im->channels, m->height, m->width, m->channels);
+        free(im->pixels);
+        return false;
+    }
+    if (!cnn_read_idx_labels(lbl, im->count, m->outputs, labels, err, es)) {
+        free(im->pixels);
+        return false;
+    }
+    return true;
+}
+
+/* How many of the images the model classifies as their label says. */
+int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
+                    const int32_t *labels, int threads)
+{
+    float *y = malloc((size_t)(im->count * m->outputs) * sizeof *y);
+    infer_all(m, params, im->pixels, y, im->count, threads);
+    int64_t right = 0;
+    for (int64_t i = 0; i < im->count; i++) {
+        int best = 0;
+        for (int j = 1; j < m->outputs; j++)
+            if (y[i * m->outputs + j] > y[i * m->outputs + best])
+                best = j;
+        right += best == labels[i];
+    }
+    free(y);
+    return right;
 }
 
 int main(int argc, char **argv)
@@ -280,21 +303,45 @@ int main(int argc, char **argv)
         const char **slot = !strcmp(o, "--weights") ? &a.weights : !strcmp(o, "--input") ? &a.input
                           : !strcmp(o, "--output") ? &a.output : !strcmp(o, "--data") ? &a.data
                           : !strcmp(o, "--images") ? &a.images : !strcmp(o, "--labels") ? &a.labels
-                          : NULL;
+                          : !strcmp(o, "--test-images") ? &a.test_images
+                          : !strcmp(o, "--test-labels") ? &a.test_labels
+                          : !strcmp(o, "--save") ? &a.save : !strcmp(o, "--log") ? &a.log : NULL;
+        int *num = !strcmp(o, "--top") ? &a.top : !strcmp(o, "--threads") ? &a.threads
+                 : !strcmp(o, "--epochs") ? &a.epochs : !strcmp(o, "--batch") ? &a.batch
+                 : !strcmp(o, "--steps") ? &a.steps : NULL;
         char msg[256];
-        if (slot || !strcmp(o, "--top") || !strcmp(o, "--threads")) {
+        if (slot || num || !strcmp(o, "--lr") || !strcmp(o, "--seed")) {
             if (!v) {
                 snprintf(msg, sizeof msg, "'%s' needs a value", o);
                 return fail(msg);
             }
             i++;
-            if (slot)
+            char *end;
+            errno = 0;
+            if (slot) {
                 *slot = v;
-            else if (!parse_int(v, 1, !strcmp(o, "--top") ? 1 << 20 : 1024,
-                                !strcmp(o, "--top") ? &a.top : &a.threads)) {
-                snprintf(msg, sizeof msg, "'%s' needs a positive number, not '%s'", o, v);
-                return fail(msg);
+            } else if (num) {
+                if (!parse_int(v, 1, !strcmp(o, "--threads") ? 1024 : 1 << 30, num)) {
+                    snprintf(msg, sizeof msg, "'%s' needs a positive number, not '%s'", o, v);
+                    return fail(msg);
+                }
+            } else if (!strcmp(o, "--lr")) {
+                a.lr = strtod(v, &end);
+                if (*end || !*v || !(a.lr > 0) || a.lr > 1e6) {
+                    snprintf(msg, sizeof msg, "'--lr' needs a positive number, not '%s'", v);
+                    return fail(msg);
+                }
+            } else {
+                unsigned long long sd = strtoull(v, &end, 10);
+                if (*end || !*v || errno || v[0] == '-') {
+                    snprintf(msg, sizeof msg, "'--seed' needs a non-negative integer, not '%s'", v);
+                    return fail(msg);
+                }
+                a.seed = sd;
+                a.seed_given = true;
             }
+        } else if (!strcmp(o, "--no-shuffle")) {
+            a.no_shuffle = true;
         } else if (o[0] == '-') {
             snprintf(msg, sizeof msg, "unknown option '%s'", o);
             return fail(msg);
@@ -309,9 +356,9 @@ int main(int argc, char **argv)
     if (!strcmp(a.cmd, "eval"))
         return cmd_eval(m, &a);
     if (!strcmp(a.cmd, "train"))
-        return fail("'train' is not in this build of cnnc yet (see the README's state table)");
+        return cmd_train(m, &a);
     char msg[256];
-    snprintf(msg, sizeof msg, "unknown command '%s'; expected infer, predict or eval", a.cmd);
+    snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict or infer", a.cmd);
     usage(stderr, argv[0]);
     return fail(msg);
 }
