@@ -210,8 +210,18 @@ void autodiff_print(FILE *out, const Graph *g);
 
 /* ---- plan.c: the workspace, planned at compile time ---- */
 
+/* Scratch of one conv (byte offsets into the workspace, -1 when unused). */
+typedef struct ConvScratch {
+    int64_t pad;                    /* the input, padded: (N, H+2P, W+2P, C) */
+    int64_t wpack;                  /* weights as (Kh, Kw, C, M) */
+    int64_t tpack;                  /* weights as (Kh, Kw, M, C), for d inp */
+    int64_t dpre;                   /* d loss / d pre-activation, (N, OH, OW, M) */
+    int64_t dpad;                   /* d loss / d padded input */
+} ConvScratch;
+
 typedef struct Plan {
     int64_t batch;
+    ConvScratch *conv;              /* per node */
     int64_t slot, infer_bytes;      /* inference: two buffers of `slot` bytes */
     int64_t *act, *grad;            /* training: per node, byte offsets */
     int64_t grad_start, dparams, grad_end;
@@ -284,7 +294,10 @@ struct Cg {
     LLVMValueRef batch;             /* i64: images in this call */
     LLVMValueRef *fixed;            /* per Param index: its constant global, or NULL */
     const Graph *g;
-    bool training;                  /* dropout drops */
+    bool training;                  /* dropout drops; activations stay for backward */
+    int vw, nregs;                  /* the target's floats per vector, vector registers */
+    LLVMValueRef ws;                /* i8 *: the workspace */
+    const struct Plan *plan;
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
 };
 
@@ -325,6 +338,15 @@ void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* 
 LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
+LLVMValueRef cg_ws(Cg *c, int64_t offset);              /* float * into the workspace */
+/* vectors of n floats */
+LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n);
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n);
+LLVMValueRef cg_vzero(Cg *c, int n);
+LLVMValueRef cg_vvar(Cg *c, int n, const char *name);
+LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n);
+void emit_act_inplace(Cg *c, int act, LLVMValueRef buf, LLVMValueRef count);
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
 LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x);
 LLVMValueRef cg_param(Cg *c, const Param *p);          /* float * to the tensor's data */

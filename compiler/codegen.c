@@ -276,3 +276,45 @@ void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValue
         cg_if_end(c, hjoin);
     cg_loop_end(c, &lkh);
 }
+
+LLVMValueRef cg_ws(Cg *c, int64_t offset)
+{
+    LLVMValueRef off = cg_i64(c, offset);
+    return LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->ws, &off, 1, "");
+}
+
+LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
+{
+    LLVMValueRef v = LLVMBuildLoad2(c->b, LLVMVectorType(c->f32, (unsigned)n), cg_at(c, base, idx), "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+{
+    LLVMValueRef st = LLVMBuildStore(c->b, v, cg_at(c, base, idx));
+    LLVMSetAlignment(st, 4);
+}
+
+LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n)
+{
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)n);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), x, cg_i64(c, 0), "");
+    LLVMValueRef mask = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)n));
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), mask, "splat");
+}
+
+LLVMValueRef cg_vzero(Cg *c, int n)
+{
+    return LLVMConstNull(LLVMVectorType(c->f32, (unsigned)n));
+}
+
+LLVMValueRef cg_vvar(Cg *c, int n, const char *name)
+{
+    return entry_alloca(c, LLVMVectorType(c->f32, (unsigned)n), name);
+}
+
+LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n)
+{
+    return LLVMBuildLoad2(c->b, LLVMVectorType(c->f32, (unsigned)n), var, "");
+}

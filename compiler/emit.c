@@ -111,6 +111,7 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
     LLVMValueRef ws = LLVMGetParam(fn, 4);
+    c->ws = ws;
     LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
                                                       (LLVMValueRef[]){cg_i64(c, plan->slot)},
                                                       1, "slot1")};
@@ -272,6 +273,34 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
 }
 
 /* ---- the target ---- */
+
+/* Floats per vector register and how many registers, for the kernels'
+ * register blocks: from the features the code is built for. */
+static void vector_shape(Cg *c, const char *triple, const char *cpu, const char *features)
+{
+    bool avx512 = strstr(features, "+avx512f") != NULL;
+    bool avx2 = strstr(features, "+avx2") != NULL;
+    if (!*features) {
+        /* -mcpu without features: judge by the CPU's name */
+        static const char *const wide[] = {"avx512", "icelake", "sapphirerapids", "cascadelake",
+                                           "cooperlake", "tigerlake", "znver4", "znver5", "x86-64-v4"};
+        static const char *const mid[] = {"haswell", "broadwell", "skylake", "alderlake", "znver",
+                                          "x86-64-v3", "raptorlake"};
+        for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
+            avx512 = avx512 || strstr(cpu, wide[i]);
+        for (size_t i = 0; i < sizeof mid / sizeof *mid; i++)
+            avx2 = avx2 || strstr(cpu, mid[i]);
+    }
+    bool x86 = strncmp(triple, "x86_64", 6) == 0 || strncmp(triple, "i686", 4) == 0;
+    if (x86 && avx512)
+        c->vw = 16, c->nregs = 32;
+    else if (x86 && avx2)
+        c->vw = 8, c->nregs = 16;
+    else if (x86)
+        c->vw = 4, c->nregs = 16;
+    else
+        c->vw = 4, c->nregs = 32;       /* AArch64 NEON and the like */
+}
 
 static LLVMTargetMachineRef make_target(const Options *o, Diag *d, char **triple_out)
 {
@@ -449,6 +478,8 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     char *lname = lower(g->name);
     char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
     char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
+    vector_shape(&c, triple, cpu, features);
+    c.plan = &plan;
     if (ok) {
         LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);
         LLVMValueRef init = emit_init(&c, lname);

@@ -152,6 +152,7 @@ LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMVal
     c->params = LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
     LLVMValueRef state = LLVMGetParam(fn, 1), ws = LLVMGetParam(fn, 5), hp = LLVMGetParam(fn, 6);
+    c->ws = ws;
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
     act[0] = LLVMGetParam(fn, 2);

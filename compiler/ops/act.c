@@ -31,6 +31,15 @@ static void emit_map(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out, i
     cg_loop_end(c, &l);
 }
 
+/* buf[i] = f(buf[i]) for i < count */
+void emit_act_inplace(Cg *c, int act, LLVMValueRef buf, LLVMValueRef count)
+{
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, count, "i");
+    cg_store(c, cg_act(c, act, cg_load(c, buf, i, "x")), buf, i);
+    cg_loop_end(c, &l);
+}
+
 void emit_act_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     emit_map(c, n, inp, out, n->act);

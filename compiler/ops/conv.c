@@ -70,101 +70,355 @@ void shape_conv(Graph *g, Node *n)
     shape_count(g, n, per);
 }
 
-typedef struct ConvCtx {
-    LLVMValueRef inp, weight, acc, m;
-} ConvCtx;
+/* ---- code generation ----
+ *
+ * The input is first padded into scratch (zeros or replicated edges), so the
+ * kernels need no bounds checks, and the weights are packed so that output
+ * channels are contiguous: wpack (Kh,Kw,C,M). The forward kernel keeps a
+ * block of R output pixels x BM output channels in vector registers, sized
+ * from the target's vector width and register count, and streams weights
+ * while broadcasting inputs. Backward: d weight reduces over all pixels with
+ * a block of channels in registers; d inp is the same kernel shape over input
+ * channels with tpack (Kh,Kw,M,C); both write the padded input's gradient,
+ * which is folded back (to the edge pixel with replicate). */
 
-/* acc += inp (pix, c) * weight (m, c, kh, kw) for c < C */
-static void conv_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
-                         LLVMValueRef kw)
+typedef struct ConvGeom {
+    int64_t H, W, C, Hp, Wp, OH, OW, M;
+} ConvGeom;
+
+static ConvGeom geom(const Node *n)
 {
-    ConvCtx *x = vctx;
-    int64_t C = n->in.d[2];
-    Loop lc;
-    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
-    LLVMValueRef v = cg_load(c, x->inp, cg_muladd(c, pix, C, ch), "x");
-    /* ((m*C + c)*Kh + kh)*Kw + kw */
-    LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, x->m, C, ch),
-                                                           cg_i64(c, n->kh)), kh),
-                                       cg_i64(c, n->kw)), kw);
-    LLVMValueRef w = cg_load(c, x->weight, wi, "w");
-    LLVMValueRef acc = LLVMBuildLoad2(c->b, c->f32, x->acc, "");
-    LLVMBuildStore(c->b, cg_fadd(c, acc, cg_fmul(c, v, w)), x->acc);
+    return (ConvGeom){n->in.d[0], n->in.d[1], n->in.d[2], n->in.d[0] + 2 * n->ph,
+                      n->in.d[1] + 2 * n->pw, n->out.d[0], n->out.d[1], n->out.d[2]};
+}
+
+/* How many floats one block of channels holds: two vectors, or all of them. */
+static int block_width(Cg *c, int64_t channels)
+{
+    return channels < 2 * c->vw ? (int)channels : 2 * c->vw;
+}
+
+/* How many such blocks fit in the registers beside one operand and a broadcast. */
+static int block_count(Cg *c, int width, int64_t limit)
+{
+    int regs = (width + c->vw - 1) / c->vw;
+    int r = (c->nregs - regs - 1) / regs;
+    if (r > 12)
+        r = 12;
+    if (r < 1)
+        r = 1;
+    return r > limit ? (int)limit : r;
+}
+
+/* dst (N,Hp,Wp,C) = src (N,H,W,C) with its border: zeros, or the edge pixel */
+static void emit_pad(Cg *c, const Node *n, LLVMValueRef src, LLVMValueRef dst)
+{
+    ConvGeom g = geom(n);
+    Loop ln, lh, lw, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef hp = cg_loopn(c, &lh, g.Hp, "hp");
+    LLVMValueRef wp = cg_loopn(c, &lw, g.Wp, "wp");
+    LLVMValueRef ih = cg_add(c, hp, cg_i64(c, -n->ph)), iw = cg_add(c, wp, cg_i64(c, -n->pw));
+    LLVMValueRef inside = LLVMBuildAnd(c->b, cg_inside(c, ih, g.H), cg_inside(c, iw, g.W), "");
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, g.H, cg_clamp(c, ih, g.H)), g.W, cg_clamp(c, iw, g.W));
+    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, g.Hp, hp), g.Wp, wp);
+    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
+    LLVMValueRef v = cg_load(c, src, cg_muladd(c, pix, g.C, ch), "x");
+    if (n->padmode == PAD_ZERO)
+        v = LLVMBuildSelect(c->b, inside, v, cg_f32(c, 0), "");
+    cg_store(c, v, dst, cg_muladd(c, ppix, g.C, ch));
     cg_loop_end(c, &lc);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}
+
+/* The padded input's gradient back to the input's: each padded cell to the
+ * pixel it was copied from (with zero padding, the border's is dropped). */
+static void emit_unpad_grad(Cg *c, const Node *n, LLVMValueRef dpad, LLVMValueRef dinp)
+{
+    ConvGeom g = geom(n);
+    Loop ln, lh, lw, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef hp = cg_loopn(c, &lh, g.Hp, "hp");
+    LLVMValueRef wp = cg_loopn(c, &lw, g.Wp, "wp");
+    LLVMValueRef ih = cg_add(c, hp, cg_i64(c, -n->ph)), iw = cg_add(c, wp, cg_i64(c, -n->pw));
+    LLVMBasicBlockRef join = NULL;
+    if (n->padmode == PAD_ZERO)
+        join = cg_if(c, LLVMBuildAnd(c->b, cg_inside(c, ih, g.H), cg_inside(c, iw, g.W), ""), "inside");
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, g.H, cg_clamp(c, ih, g.H)), g.W, cg_clamp(c, iw, g.W));
+    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, g.Hp, hp), g.Wp, wp);
+    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
+    cg_accum(c, dinp, cg_muladd(c, pix, g.C, ch), cg_load(c, dpad, cg_muladd(c, ppix, g.C, ch), "d"));
+    cg_loop_end(c, &lc);
+    if (join)
+        cg_if_end(c, join);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}
+
+/* pack (Kh,Kw,C,M), or (Kh,Kw,M,C) when by_input, from weight (M,C,Kh,Kw) */
+static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, bool by_input)
+{
+    ConvGeom g = geom(n);
+    Loop lm, lc, lh, lw;
+    LLVMValueRef m = cg_loopn(c, &lm, g.M, "m");
+    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
+    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
+    LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.C, ch), n->kh, kh), n->kw, kw);
+    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
+    LLVMValueRef dst = by_input ? cg_muladd(c, cg_muladd(c, tap, g.M, m), g.C, ch)
+                                : cg_muladd(c, cg_muladd(c, tap, g.C, ch), g.M, m);
+    cg_store(c, cg_load(c, w, src, "w"), pack, dst);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lm);
+}
+
+typedef struct ConvFwd {
+    const Node *n;
+    ConvGeom g;
+    LLVMValueRef pad, wpack, bias, out, bn, oh;
+} ConvFwd;
+
+/* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
+static void conv_fwd_block(Cg *c, ConvFwd *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
+{
+    const Node *n = k->n;
+    ConvGeom g = k->g;
+    LLVMValueRef acc[16];
+    LLVMValueRef init = k->bias ? cg_vload(c, k->bias, m0, bm) : cg_vzero(c, bm);
+    for (int i = 0; i < r; i++) {
+        acc[i] = cg_vvar(c, bm, "acc");
+        LLVMBuildStore(c->b, init, acc[i]);
+    }
+    Loop lh, lw, lc;
+    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
+    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, g.Hp, cg_mul(c, k->oh, cg_i64(c, n->sh))), kh),
+                                 g.Wp, cg_add(c, cg_mul(c, ow0, cg_i64(c, n->sw)), kw));
+    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
+    LLVMValueRef w = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, kh, n->kw, kw), g.C, ch),
+                                                           cg_i64(c, g.M)), m0), bm);
+    LLVMValueRef base = cg_muladd(c, row, g.C, ch);
+    for (int i = 0; i < r; i++) {
+        LLVMValueRef x = cg_load(c, k->pad, cg_add(c, base, cg_i64(c, (int64_t)i * n->sw * g.C)), "x");
+        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[i], bm), cg_fmul(c, cg_splat(c, x, bm), w)), acc[i]);
+    }
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, g.OH, k->oh), g.OW, ow0);
+    for (int i = 0; i < r; i++) {
+        LLVMValueRef v = cg_vget(c, acc[i], bm);
+        if (n->act == ACT_RELU)
+            v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, bm), ""), v,
+                                cg_vzero(c, bm), "relu");
+        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, g.M)), m0));
+    }
+}
+
+/* Every channel block of r pixels from ow0: full blocks in a loop, then the rest. */
+static void conv_fwd_channels(Cg *c, ConvFwd *k, LLVMValueRef ow0, int r)
+{
+    int bm = block_width(c, k->g.M);
+    int64_t full = k->g.M / bm, rest = k->g.M % bm;
+    Loop lm;
+    LLVMValueRef mb = cg_loopn(c, &lm, full, "mb");
+    conv_fwd_block(c, k, ow0, r, cg_mul(c, mb, cg_i64(c, bm)), bm);
+    cg_loop_end(c, &lm);
+    if (rest)
+        conv_fwd_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
 }
 
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    int64_t OH = n->out.d[0], OW = n->out.d[1], M = n->out.d[2];
-    ConvCtx x = {inp, cg_param(c, n->weight), cg_var(c, "acc"), NULL};
-    LLVMValueRef bias = n->bias ? cg_param(c, n->bias) : NULL;
-    Loop ln, loh, low, lm;
+    const ConvScratch *s = &c->plan->conv[n->index];
+    ConvFwd k = {.n = n, .g = geom(n), .pad = inp, .out = out,
+                 .bias = n->bias ? cg_param(c, n->bias) : NULL};
+    if (s->pad >= 0) {
+        k.pad = cg_ws(c, s->pad);
+        emit_pad(c, n, inp, k.pad);
+    }
+    k.wpack = cg_ws(c, s->wpack);
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, false);
+    int r = block_count(c, block_width(c, k.g.M), k.g.OW);
+    Loop ln, lh, lw;
+    k.bn = cg_loop(c, &ln, c->batch, "n");
+    k.oh = cg_loopn(c, &lh, k.g.OH, "oh");
+    if (k.g.OW / r) {
+        LLVMValueRef ob = cg_loopn(c, &lw, k.g.OW / r, "ob");
+        conv_fwd_channels(c, &k, cg_mul(c, ob, cg_i64(c, r)), r);
+        cg_loop_end(c, &lw);
+    }
+    if (k.g.OW % r)
+        conv_fwd_channels(c, &k, cg_i64(c, k.g.OW / r * r), (int)(k.g.OW % r));
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+    if (n->act != ACT_NONE && n->act != ACT_RELU)
+        emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))));
+}
+
+/* d weight (m0..m0+bm, c0..c0+rc, kh, kw) += sum over pixels of x * d pre */
+static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
+                               LLVMValueRef dw, LLVMValueRef kh, LLVMValueRef kw,
+                               LLVMValueRef c0, int rc, LLVMValueRef m0, int bm)
+{
+    ConvGeom G = geom(n);
+    LLVMValueRef acc[16];
+    for (int j = 0; j < rc; j++) {
+        acc[j] = cg_vvar(c, bm, "dw");
+        LLVMBuildStore(c->b, cg_vzero(c, bm), acc[j]);
+    }
+    Loop ln, lh, lw;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
-    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
-    x.m = cg_loopn(c, &lm, M, "m");
-    LLVMBuildStore(c->b, bias ? cg_load(c, bias, x.m, "b") : cg_f32(c, 0), x.acc);
-    cg_window(c, n, bn, oh, ow, n->padmode == PAD_REPLICATE, conv_fwd_tap, &x);
-    LLVMValueRef o = cg_act(c, n->act, LLVMBuildLoad2(c->b, c->f32, x.acc, ""));
-    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
-                                                           cg_i64(c, OW)), ow),
-                                       cg_i64(c, M)), x.m);
-    cg_store(c, o, out, oi);
+    LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
+    LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
+                                                      cg_i64(c, G.M)), m0), bm);
+    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
+    LLVMValueRef iw = cg_add(c, cg_mul(c, ow, cg_i64(c, n->sw)), kw);
+    LLVMValueRef base = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, iw),
+                                         cg_i64(c, G.C)), c0);
+    for (int j = 0; j < rc; j++) {
+        LLVMValueRef x = cg_load(c, pad, cg_add(c, base, cg_i64(c, j)), "x");
+        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[j], bm), cg_fmul(c, cg_splat(c, x, bm), gv)), acc[j]);
+    }
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+    /* lanes back to PyTorch's layout (m, c, kh, kw) */
+    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
+    for (int j = 0; j < rc; j++) {
+        LLVMValueRef v = cg_vget(c, acc[j], bm);
+        LLVMValueRef ch = cg_add(c, c0, cg_i64(c, j));
+        for (int l = 0; l < bm; l++) {
+            LLVMValueRef m = cg_add(c, m0, cg_i64(c, l));
+            LLVMValueRef at = cg_add(c, cg_mul(c, cg_muladd(c, m, G.C, ch), cg_i64(c, (int64_t)n->kh * n->kw)), tap);
+            cg_accum(c, dw, at, LLVMBuildExtractElement(c->b, v, cg_i64(c, l), ""));
+        }
+    }
+}
+
+static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dw)
+{
+    ConvGeom G = geom(n);
+    int bm = block_width(c, G.M);
+    int rc = block_count(c, bm, G.C);
+    Loop lh, lw, lc, lm;
+    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
+    for (int part = 0; part < 2; part++) {
+        int64_t count = part == 0 ? G.C / rc : 0;
+        int width = part == 0 ? rc : (int)(G.C % rc);
+        if ((part == 0 && count == 0) || width == 0)
+            continue;
+        LLVMValueRef c0 = part == 0 ? cg_mul(c, cg_loopn(c, &lc, count, "cb"), cg_i64(c, rc))
+                                    : cg_i64(c, G.C / rc * rc);
+        int64_t mfull = G.M / bm;
+        LLVMValueRef mb = cg_loopn(c, &lm, mfull, "mb");
+        conv_dweight_block(c, n, pad, g, dw, kh, kw, c0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
+        cg_loop_end(c, &lm);
+        if (G.M % bm)
+            conv_dweight_block(c, n, pad, g, dw, kh, kw, c0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
+        if (part == 0)
+            cg_loop_end(c, &lc);
+    }
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+}
+
+/* d padded input (pix, c0..c0+bc) += sum over m of d pre (m) * tpack (kh, kw, m, c) */
+static void conv_dinp_block(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack,
+                            LLVMValueRef dpad, LLVMValueRef gpix, LLVMValueRef ppix,
+                            LLVMValueRef tap, LLVMValueRef c0, int bc)
+{
+    ConvGeom G = geom(n);
+    LLVMValueRef acc = cg_vvar(c, bc, "dx");
+    LLVMValueRef at = cg_add(c, cg_mul(c, ppix, cg_i64(c, G.C)), c0);
+    LLVMBuildStore(c->b, cg_vload(c, dpad, at, bc), acc);
+    Loop lm;
+    LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
+    LLVMValueRef gs = cg_splat(c, cg_load(c, g, cg_muladd(c, gpix, G.M, m), "g"), bc);
+    LLVMValueRef w = cg_vload(c, tpack, cg_add(c, cg_mul(c, cg_muladd(c, tap, G.M, m), cg_i64(c, G.C)), c0), bc);
+    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, bc), cg_fmul(c, gs, w)), acc);
     cg_loop_end(c, &lm);
+    cg_vstore(c, cg_vget(c, acc, bc), dpad, at);
+}
+
+static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
+{
+    ConvGeom G = geom(n);
+    int bc = block_width(c, G.C);
+    Loop ln, loh, low, lh, lw, lc;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &loh, G.OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &low, G.OW, "ow");
+    LLVMValueRef gpix = cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow);
+    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
+    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
+    LLVMValueRef iw = cg_add(c, cg_mul(c, ow, cg_i64(c, n->sw)), kw);
+    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, iw);
+    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
+    if (G.C / bc) {
+        LLVMValueRef cb = cg_loopn(c, &lc, G.C / bc, "cb");
+        conv_dinp_block(c, n, g, tpack, dpad, gpix, ppix, tap, cg_mul(c, cb, cg_i64(c, bc)), bc);
+        cg_loop_end(c, &lc);
+    }
+    if (G.C % bc)
+        conv_dinp_block(c, n, g, tpack, dpad, gpix, ppix, tap, cg_i64(c, G.C / bc * bc), (int)(G.C % bc));
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
     cg_loop_end(c, &low);
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
-}
-
-typedef struct ConvBwdCtx {
-    LLVMValueRef inp, weight, dweight, dinp, g, m;
-} ConvBwdCtx;
-
-/* For c < C: dweight (m,c,kh,kw) += g * inp (pix, c); dinp (pix, c) += g * weight.
- * With padmode=replicate pix is clamped, so border gradients reach the edge pixel. */
-static void conv_bwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
-                         LLVMValueRef kw)
-{
-    ConvBwdCtx *x = vctx;
-    int64_t C = n->in.d[2];
-    Loop lc;
-    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
-    LLVMValueRef xi = cg_muladd(c, pix, C, ch);
-    LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, x->m, C, ch),
-                                                           cg_i64(c, n->kh)), kh),
-                                       cg_i64(c, n->kw)), kw);
-    if (x->dweight)
-        cg_accum(c, x->dweight, wi, cg_fmul(c, x->g, cg_load(c, x->inp, xi, "x")));
-    if (x->dinp)
-        cg_accum(c, x->dinp, xi, cg_fmul(c, x->g, cg_load(c, x->weight, wi, "w")));
-    cg_loop_end(c, &lc);
 }
 
 /* From dout (N,OH,OW,M): dbias (M), dweight (M,C,Kh,Kw) and dinp (N,H,W,C), all += */
 void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
 {
-    int64_t OH = n->out.d[0], OW = n->out.d[1], M = n->out.d[2];
-    ConvBwdCtx x = {a->inp, cg_param(c, n->weight), cg_dparam(c, a->dparams, n->weight),
-                    a->dinp, NULL, NULL};
-    LLVMValueRef dbias = cg_dparam(c, a->dparams, n->bias);
-    if (!x.dweight && !x.dinp && !dbias)
+    const ConvScratch *s = &c->plan->conv[n->index];
+    ConvGeom G = geom(n);
+    LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
+    if (!dw && !db && !a->dinp)
         return;
-    Loop ln, loh, low, lm;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
-    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
-    x.m = cg_loopn(c, &lm, M, "m");
-    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
-                                                           cg_i64(c, OW)), ow),
-                                       cg_i64(c, M)), x.m);
-    x.g = cg_act_grad(c, n->act, cg_load(c, a->out, oi, "y"), cg_load(c, a->dout, oi, "dy"));
-    if (dbias)
-        cg_accum(c, dbias, x.m, x.g);
-    if (x.dweight || x.dinp)
-        cg_window(c, n, bn, oh, ow, n->padmode == PAD_REPLICATE, conv_bwd_tap, &x);
-    cg_loop_end(c, &lm);
-    cg_loop_end(c, &low);
-    cg_loop_end(c, &loh);
-    cg_loop_end(c, &ln);
+    LLVMValueRef g = a->dout;
+    LLVMValueRef count = cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out)));
+    if (n->act != ACT_NONE) {
+        /* d pre-activation = dout * act'(out) */
+        g = cg_ws(c, s->dpre);
+        Loop l;
+        LLVMValueRef i = cg_loop(c, &l, count, "i");
+        cg_store(c, cg_act_grad(c, n->act, cg_load(c, a->out, i, "y"), cg_load(c, a->dout, i, "dy")), g, i);
+        cg_loop_end(c, &l);
+    }
+    if (db) {
+        Loop lp, lm;
+        LLVMValueRef p = cg_loop(c, &lp, cg_mul(c, c->batch, cg_i64(c, G.OH * G.OW)), "p");
+        LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
+        cg_accum(c, db, m, cg_load(c, g, cg_muladd(c, p, G.M, m), "g"));
+        cg_loop_end(c, &lm);
+        cg_loop_end(c, &lp);
+    }
+    LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
+    if (dw)
+        conv_dweight(c, n, pad, g, dw);
+    if (a->dinp) {
+        LLVMValueRef tpack = cg_ws(c, s->tpack);
+        emit_pack(c, n, cg_param(c, n->weight), tpack, true);
+        LLVMValueRef dpad = a->dinp;
+        if (s->dpad >= 0) {
+            dpad = cg_ws(c, s->dpad);
+            LLVMBuildMemSet(c->b, dpad, LLVMConstInt(LLVMInt8TypeInContext(c->ctx), 0, false),
+                            cg_mul(c, c->batch, cg_i64(c, G.Hp * G.Wp * G.C * 4)), 4);
+        }
+        conv_dinp(c, n, g, tpack, dpad);
+        if (s->dpad >= 0)
+            emit_unpad_grad(c, n, dpad, a->dinp);
+    }
 }
