@@ -158,7 +158,7 @@ static void emit_unpad_grad(Cg *c, const Node *n, LLVMValueRef dpad, LLVMValueRe
     cg_loop_end(c, &ln);
 }
 
-/* pack (Kh,Kw,C,M), or (Kh,Kw,M,C) when by_input, from weight (M,C,Kh,Kw) */
+/* pack (Kh,Kw,C,M), or (Kh,M,Kw,C) when by_input, from weight (M,C,Kh,Kw) */
 static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, bool by_input)
 {
     ConvGeom g = geom(n);
@@ -169,7 +169,7 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, b
     LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
     LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.C, ch), n->kh, kh), n->kw, kw);
     LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
-    LLVMValueRef dst = by_input ? cg_muladd(c, cg_muladd(c, tap, g.M, m), g.C, ch)
+    LLVMValueRef dst = by_input ? cg_muladd(c, cg_muladd(c, cg_muladd(c, kh, g.M, m), n->kw, kw), g.C, ch)
                                 : cg_muladd(c, cg_muladd(c, tap, g.C, ch), g.M, m);
     cg_store(c, cg_load(c, w, src, "w"), pack, dst);
     cg_loop_end(c, &lw);
@@ -263,14 +263,16 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))));
 }
 
-/* d weight (m0..m0+bm, c0..c0+rc, kh, kw) += sum over pixels of x * d pre */
+/* d weight (m0..m0+bm, taps t0..t0+rt of row kh) += sum over pixels of x * d pre.
+ * A tap t is (kw, c) = (t / C, t % C): within a padded row they are
+ * contiguous, so one d pre vector serves rt of them. */
 static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
-                               LLVMValueRef dw, LLVMValueRef kh, LLVMValueRef kw,
-                               LLVMValueRef c0, int rc, LLVMValueRef m0, int bm)
+                               LLVMValueRef dw, LLVMValueRef kh, LLVMValueRef t0, int rt,
+                               LLVMValueRef m0, int bm)
 {
     ConvGeom G = geom(n);
     LLVMValueRef acc[16];
-    for (int j = 0; j < rc; j++) {
+    for (int j = 0; j < rt; j++) {
         acc[j] = cg_vvar(c, bm, "dw");
         LLVMBuildStore(c->b, cg_vzero(c, bm), acc[j]);
     }
@@ -281,10 +283,10 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
     LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
                                                       cg_i64(c, G.M)), m0), bm);
     LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
-    LLVMValueRef iw = cg_add(c, cg_mul(c, ow, cg_i64(c, n->sw)), kw);
-    LLVMValueRef base = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, iw),
-                                         cg_i64(c, G.C)), c0);
-    for (int j = 0; j < rc; j++) {
+    LLVMValueRef base = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp,
+                                                      cg_mul(c, ow, cg_i64(c, n->sw))),
+                                         cg_i64(c, G.C)), t0);
+    for (int j = 0; j < rt; j++) {
         LLVMValueRef x = cg_load(c, pad, cg_add(c, base, cg_i64(c, j)), "x");
         LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[j], bm), cg_fmul(c, cg_splat(c, x, bm), gv)), acc[j]);
     }
@@ -292,13 +294,15 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
     /* lanes back to PyTorch's layout (m, c, kh, kw) */
-    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
-    for (int j = 0; j < rc; j++) {
+    for (int j = 0; j < rt; j++) {
         LLVMValueRef v = cg_vget(c, acc[j], bm);
-        LLVMValueRef ch = cg_add(c, c0, cg_i64(c, j));
+        LLVMValueRef t = cg_add(c, t0, cg_i64(c, j));
+        LLVMValueRef kw = LLVMBuildUDiv(c->b, t, cg_i64(c, G.C), "kw");
+        LLVMValueRef ch = LLVMBuildURem(c->b, t, cg_i64(c, G.C), "c");
+        LLVMValueRef tap = cg_muladd(c, cg_muladd(c, ch, n->kh, kh), n->kw, kw);
         for (int l = 0; l < bm; l++) {
             LLVMValueRef m = cg_add(c, m0, cg_i64(c, l));
-            LLVMValueRef at = cg_add(c, cg_mul(c, cg_muladd(c, m, G.C, ch), cg_i64(c, (int64_t)n->kh * n->kw)), tap);
+            LLVMValueRef at = cg_add(c, cg_mul(c, m, cg_i64(c, G.C * n->kh * n->kw)), tap);
             cg_accum(c, dw, at, LLVMBuildExtractElement(c->b, v, cg_i64(c, l), ""));
         }
     }
@@ -307,72 +311,71 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
 static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dw)
 {
     ConvGeom G = geom(n);
+    int64_t T = n->kw * G.C;
     int bm = block_width(c, G.M);
-    int rc = block_count(c, bm, G.C);
-    Loop lh, lw, lc, lm;
+    int rt = block_count(c, bm, T);
+    Loop lh, lt, lm;
     LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
     for (int part = 0; part < 2; part++) {
-        int64_t count = part == 0 ? G.C / rc : 0;
-        int width = part == 0 ? rc : (int)(G.C % rc);
+        int64_t count = part == 0 ? T / rt : 0;
+        int width = part == 0 ? rt : (int)(T % rt);
         if ((part == 0 && count == 0) || width == 0)
             continue;
-        LLVMValueRef c0 = part == 0 ? cg_mul(c, cg_loopn(c, &lc, count, "cb"), cg_i64(c, rc))
-                                    : cg_i64(c, G.C / rc * rc);
+        LLVMValueRef t0 = part == 0 ? cg_mul(c, cg_loopn(c, &lt, count, "tb"), cg_i64(c, rt))
+                                    : cg_i64(c, T / rt * rt);
         int64_t mfull = G.M / bm;
         LLVMValueRef mb = cg_loopn(c, &lm, mfull, "mb");
-        conv_dweight_block(c, n, pad, g, dw, kh, kw, c0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
+        conv_dweight_block(c, n, pad, g, dw, kh, t0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
         cg_loop_end(c, &lm);
         if (G.M % bm)
-            conv_dweight_block(c, n, pad, g, dw, kh, kw, c0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
+            conv_dweight_block(c, n, pad, g, dw, kh, t0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
         if (part == 0)
-            cg_loop_end(c, &lc);
+            cg_loop_end(c, &lt);
     }
-    cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
 }
 
-/* d padded input (pix, c0..c0+bc) += sum over m of d pre (m) * tpack (kh, kw, m, c) */
+/* d padded input (row kh of the window, taps t0..t0+bt) += sum over m of
+ * d pre (m) * tpack (kh, m, t): a window row's (kw, c) taps are contiguous. */
 static void conv_dinp_block(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack,
-                            LLVMValueRef dpad, LLVMValueRef gpix, LLVMValueRef ppix,
-                            LLVMValueRef tap, LLVMValueRef c0, int bc)
+                            LLVMValueRef dpad, LLVMValueRef gpix, LLVMValueRef rowbase,
+                            LLVMValueRef kh, LLVMValueRef t0, int bt)
 {
     ConvGeom G = geom(n);
-    LLVMValueRef acc = cg_vvar(c, bc, "dx");
-    LLVMValueRef at = cg_add(c, cg_mul(c, ppix, cg_i64(c, G.C)), c0);
-    LLVMBuildStore(c->b, cg_vload(c, dpad, at, bc), acc);
+    int64_t T = n->kw * G.C;
+    LLVMValueRef acc = cg_vvar(c, bt, "dx");
+    LLVMValueRef at = cg_add(c, rowbase, t0);
+    LLVMBuildStore(c->b, cg_vload(c, dpad, at, bt), acc);
     Loop lm;
     LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
-    LLVMValueRef gs = cg_splat(c, cg_load(c, g, cg_muladd(c, gpix, G.M, m), "g"), bc);
-    LLVMValueRef w = cg_vload(c, tpack, cg_add(c, cg_mul(c, cg_muladd(c, tap, G.M, m), cg_i64(c, G.C)), c0), bc);
-    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, bc), cg_fmul(c, gs, w)), acc);
+    LLVMValueRef gs = cg_splat(c, cg_load(c, g, cg_muladd(c, gpix, G.M, m), "g"), bt);
+    LLVMValueRef w = cg_vload(c, tpack, cg_add(c, cg_mul(c, cg_muladd(c, kh, G.M, m), cg_i64(c, T)), t0), bt);
+    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, bt), cg_fmul(c, gs, w)), acc);
     cg_loop_end(c, &lm);
-    cg_vstore(c, cg_vget(c, acc, bc), dpad, at);
+    cg_vstore(c, cg_vget(c, acc, bt), dpad, at);
 }
 
 static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
 {
     ConvGeom G = geom(n);
-    int bc = block_width(c, G.C);
-    Loop ln, loh, low, lh, lw, lc;
+    int64_t T = n->kw * G.C;
+    int bt = block_width(c, T);
+    Loop ln, loh, low, lh, lt;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
     LLVMValueRef oh = cg_loopn(c, &loh, G.OH, "oh");
     LLVMValueRef ow = cg_loopn(c, &low, G.OW, "ow");
     LLVMValueRef gpix = cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow);
     LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
     LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
-    LLVMValueRef iw = cg_add(c, cg_mul(c, ow, cg_i64(c, n->sw)), kw);
-    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, iw);
-    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
-    if (G.C / bc) {
-        LLVMValueRef cb = cg_loopn(c, &lc, G.C / bc, "cb");
-        conv_dinp_block(c, n, g, tpack, dpad, gpix, ppix, tap, cg_mul(c, cb, cg_i64(c, bc)), bc);
-        cg_loop_end(c, &lc);
+    LLVMValueRef rowbase = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp,
+                                               cg_mul(c, ow, cg_i64(c, n->sw))), cg_i64(c, G.C));
+    if (T / bt) {
+        LLVMValueRef tb = cg_loopn(c, &lt, T / bt, "tb");
+        conv_dinp_block(c, n, g, tpack, dpad, gpix, rowbase, kh, cg_mul(c, tb, cg_i64(c, bt)), bt);
+        cg_loop_end(c, &lt);
     }
-    if (G.C % bc)
-        conv_dinp_block(c, n, g, tpack, dpad, gpix, ppix, tap, cg_i64(c, G.C / bc * bc), (int)(G.C % bc));
-    cg_loop_end(c, &lw);
+    if (T % bt)
+        conv_dinp_block(c, n, g, tpack, dpad, gpix, rowbase, kh, cg_i64(c, T / bt * bt), (int)(T % bt));
     cg_loop_end(c, &lh);
     cg_loop_end(c, &low);
     cg_loop_end(c, &loh);
