@@ -279,7 +279,10 @@ bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_pat
 enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_SEED, HP_COUNT };
 int64_t train_opt_state_size(const Graph *g);
 void train_hyper(const Graph *g, float hp[HP_COUNT]);
-LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMValueRef *hp_fn);
+typedef struct TrainFns {
+    LLVMValueRef grad, apply, step_hp, step;
+} TrainFns;
+void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out);
 
 /* ---- codegen.c: the helpers every emitter shares ---- */
 
@@ -299,6 +302,7 @@ struct Cg {
     LLVMValueRef ws;                /* i8 *: the workspace */
     const struct Plan *plan;
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
+    LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */

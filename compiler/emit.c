@@ -216,7 +216,7 @@ static LLVMValueRef const_str(Cg *c, const char *s, const char *name)
 
 /* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
 static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
-                            LLVMValueRef train, LLVMValueRef baked)
+                            const TrainFns *t, LLVMValueRef baked)
 {
     const Graph *g = c->g;
     LLVMTypeRef dims = LLVMArrayType2(c->i32, 4);
@@ -259,8 +259,11 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         cg_i64(c, g->params_size), cg_i64(c, plan->bytes),
         LLVMConstInt(c->i64, emit_shape_hash(g), false),
         tglob, baked ? baked : LLVMConstPointerNull(c->ptr), init, infer,
-        train ? train : LLVMConstPointerNull(c->ptr),
-        cg_i64(c, train ? train_opt_state_size(g) : 0),
+        t->step_hp ? t->step_hp : LLVMConstPointerNull(c->ptr),
+        t->grad ? t->grad : LLVMConstPointerNull(c->ptr),
+        t->apply ? t->apply : LLVMConstPointerNull(c->ptr),
+        cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0),
+        cg_i64(c, plan->dparams),
         LLVMConstArray2(c->f32, hpv, HP_COUNT),
         LLVMConstInt(c->i32, (unsigned long long)g->train.epochs, false),
         LLVMConstInt(c->i32, (unsigned long long)g->train.loss, false),
@@ -485,15 +488,16 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
         LLVMValueRef init = emit_init(&c, lname);
         set_target_attrs(&c, infer, cpu, features);
         set_target_attrs(&c, init, cpu, features);
-        LLVMValueRef train = NULL, train_hp = NULL;
+        TrainFns train = {0};
         if (training && !baked) {
             c.params = NULL;
-            train = emit_train_step(&c, lname, &plan, &train_hp);
-            set_target_attrs(&c, train, cpu, features);
-            set_target_attrs(&c, train_hp, cpu, features);
+            emit_train(&c, lname, &plan, &train);
+            LLVMValueRef fns[] = {train.grad, train.apply, train.step_hp, train.step};
+            for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+                set_target_attrs(&c, fns[i], cpu, features);
         }
         if (opts->mode == MODE_EXE)
-            emit_descriptor(&c, &plan, infer, init, train_hp, baked);
+            emit_descriptor(&c, &plan, infer, init, &train, baked);
         char *verr = NULL;
         if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
             fprintf(stderr, "%s", verr);

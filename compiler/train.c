@@ -134,48 +134,67 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
     cg_loop_end(c, &l);
 }
 
-LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMValueRef *hp_fn)
+static LLVMValueRef add_fn(Cg *c, const char *lname, const char *suffix, LLVMTypeRef ret,
+                           LLVMTypeRef *args, unsigned n, const char *const *names, LLVMTypeRef *ft)
+{
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_%s", lname, suffix);
+    *ft = LLVMFunctionType(ret, args, n, false);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, *ft);
+    for (unsigned i = 0; i < n; i++)
+        LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    return fn;
+}
+
+/* The step counter, for Adam's t and dropout's masks. */
+static LLVMValueRef load_step(Cg *c, LLVMValueRef state)
+{
+    const Graph *g = c->g;
+    if (!has_counter(g))
+        return cg_i64(c, 0);
+    return LLVMBuildFPToUI(c->b, cg_load(c, state, cg_i64(c, opt_buffers(g) * g->params_size), ""),
+                           c->i64, "step");
+}
+
+/* float NAME_grad_hp(params, opt_state, input, labels, n, workspace, hp, first):
+ * forward, loss and backward of n images, the gradients (of their mean loss)
+ * left in the workspace at the plan's d.params. first is the images' place in
+ * the whole batch, so that a batch split across threads drops what it would
+ * have dropped whole. opt_state is only read (the step counter). */
+static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTypeRef *ft)
 {
     const Graph *g = c->g;
     LLVMBuilderRef b = c->b;
-    char fname[256];
-    snprintf(fname, sizeof fname, "%s_train_step_hp", lname);
-    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr};
-    LLVMTypeRef ft = LLVMFunctionType(c->f32, args, 7, false);
-    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, ft);
-    const char *names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp"};
-    for (unsigned i = 0; i < 7; i++)
-        LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
-    c->fn = fn;
-    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    static const char *const names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp", "first"};
+    LLVMValueRef fn = add_fn(c, lname, "grad_hp", c->f32,
+                             (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr, c->i32},
+                             8, names, ft);
     c->training = true;
     c->params = LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
-    LLVMValueRef state = LLVMGetParam(fn, 1), ws = LLVMGetParam(fn, 5), hp = LLVMGetParam(fn, 6);
-    c->ws = ws;
-    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMValueRef state = LLVMGetParam(fn, 1), hp = LLVMGetParam(fn, 6);
+    c->ws = LLVMGetParam(fn, 5);
     LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
     act[0] = LLVMGetParam(fn, 2);
     for (int i = 1; i < g->n; i++) {
-        LLVMValueRef off = cg_i64(c, plan->act[i]), goff = cg_i64(c, plan->grad[i]);
-        act[i] = LLVMBuildInBoundsGEP2(b, i8, ws, &off, 1, g->nodes[i].name);
-        grad[i] = LLVMBuildInBoundsGEP2(b, i8, ws, &goff, 1, "");
+        act[i] = cg_ws(c, plan->act[i]);
+        grad[i] = cg_ws(c, plan->grad[i]);
     }
-    LLVMValueRef doff = cg_i64(c, plan->dparams);
-    LLVMValueRef dparams = LLVMBuildInBoundsGEP2(b, i8, ws, &doff, 1, "dparams");
-
-    /* the step counter (Adam's t, dropout's masks) */
-    int64_t counter = opt_buffers(g) * g->params_size;
-    LLVMValueRef step = cg_i64(c, 0);
-    if (has_counter(g))
-        step = LLVMBuildFPToUI(b, cg_load(c, state, cg_i64(c, counter), ""), c->i64, "step");
+    LLVMValueRef dparams = cg_ws(c, plan->dparams);
+    LLVMValueRef step = load_step(c, state);
     LLVMValueRef seed = LLVMBuildFPToUI(b, cg_load(c, hp, cg_i64(c, HP_SEED), ""), c->i64, "seed");
+    LLVMValueRef first = LLVMBuildSExt(b, LLVMGetParam(fn, 7), c->i64, "first");
+    /* dropout's key: (seed, step), offset so that element i of image `first`
+     * gets the key it would have in the whole batch */
     c->drop_key = LLVMBuildAdd(b, LLVMBuildShl(b, seed, cg_i64(c, 32), ""), step, "drop_key");
+    c->drop_first = first;
 
     for (int i = 1; i < g->n; i++)
         emit_node_fwd(c, &g->nodes[i], act[i - 1], act[i]);
-    LLVMValueRef gstart = cg_i64(c, plan->grad_start);
-    LLVMBuildMemSet(b, LLVMBuildInBoundsGEP2(b, i8, ws, &gstart, 1, ""), LLVMConstInt(i8, 0, false),
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMBuildMemSet(b, cg_ws(c, plan->grad_start), LLVMConstInt(i8, 0, false),
                     cg_i64(c, plan->grad_end - plan->grad_start), 64);
     const Node *last = &g->nodes[g->n - 1];
     LLVMValueRef loss = emit_loss(c, g->train.loss, shape_elems(last->out), LLVMGetParam(fn, 3),
@@ -187,14 +206,54 @@ LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMVal
         Bwd a = {act[i - 1], act[i], grad[i], st->dinp ? grad[i - 1] : NULL, dparams};
         emit_node_bwd(c, st->node, &a);
     }
-    emit_optimizer(c, c->params, dparams, state, hp, step);
-    if (has_counter(g))
-        cg_store(c, LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), c->f32, ""), state,
-                 cg_i64(c, counter));
     LLVMBuildRet(b, loss);
     c->training = false;
+    c->drop_first = NULL;
     free(act);
     free(grad);
+    return fn;
+}
+
+/* void NAME_apply_hp(params, opt_state, dparams, hp): one optimizer update,
+ * and the step counter moves on. */
+static LLVMValueRef emit_apply(Cg *c, const char *lname, LLVMTypeRef *ft)
+{
+    const Graph *g = c->g;
+    static const char *const names[] = {"params", "opt_state", "dparams", "hp"};
+    LLVMValueRef fn = add_fn(c, lname, "apply_hp", c->voidt,
+                             (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr}, 4, names, ft);
+    LLVMValueRef state = LLVMGetParam(fn, 1);
+    LLVMValueRef step = load_step(c, state);
+    emit_optimizer(c, LLVMGetParam(fn, 0), LLVMGetParam(fn, 2), state, LLVMGetParam(fn, 3), step);
+    if (has_counter(g))
+        cg_store(c, LLVMBuildUIToFP(c->b, LLVMBuildAdd(c->b, step, cg_i64(c, 1), ""), c->f32, ""),
+                 state, cg_i64(c, opt_buffers(g) * g->params_size));
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out)
+{
+    const Graph *g = c->g;
+    LLVMBuilderRef b = c->b;
+    LLVMTypeRef grad_t, apply_t, hp_t;
+    out->grad = emit_grad(c, lname, plan, &grad_t);
+    out->apply = emit_apply(c, lname, &apply_t);
+
+    /* float NAME_train_step_hp(params, opt_state, input, labels, n, workspace, hp) */
+    static const char *const names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp"};
+    LLVMValueRef fn = add_fn(c, lname, "train_step_hp", c->f32,
+                             (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr},
+                             7, names, &hp_t);
+    LLVMValueRef a[8];
+    for (unsigned i = 0; i < 7; i++)
+        a[i] = LLVMGetParam(fn, i);
+    a[7] = LLVMConstInt(c->i32, 0, false);
+    LLVMValueRef loss = LLVMBuildCall2(b, grad_t, out->grad, a, 8, "loss");
+    c->ws = a[5];
+    LLVMBuildCall2(b, apply_t, out->apply, (LLVMValueRef[]){a[0], a[1], cg_ws(c, plan->dparams), a[6]}, 4, "");
+    LLVMBuildRet(b, loss);
+    out->step_hp = fn;
 
     /* the public entry: the train block's hyperparameters */
     float hv[HP_COUNT];
@@ -207,19 +266,13 @@ LLVMValueRef emit_train_step(Cg *c, const char *lname, const Plan *plan, LLVMVal
     LLVMSetInitializer(hglob, hinit);
     LLVMSetGlobalConstant(hglob, true);
     LLVMSetLinkage(hglob, LLVMPrivateLinkage);
-    snprintf(fname, sizeof fname, "%s_train_step", lname);
-    LLVMTypeRef pargs[] = {c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
-    LLVMTypeRef pft = LLVMFunctionType(c->f32, pargs, 6, false);
-    LLVMValueRef pub = LLVMAddFunction(c->mod, fname, pft);
-    c->fn = pub;
-    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(c->ctx, pub, "entry"));
+    LLVMTypeRef pub_t;
+    LLVMValueRef pub = add_fn(c, lname, "train_step", c->f32,
+                              (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr}, 6, names, &pub_t);
     LLVMValueRef cargs[7];
-    for (unsigned i = 0; i < 6; i++) {
+    for (unsigned i = 0; i < 6; i++)
         cargs[i] = LLVMGetParam(pub, i);
-        LLVMSetValueName2(cargs[i], names[i], strlen(names[i]));
-    }
     cargs[6] = hglob;
-    LLVMBuildRet(b, LLVMBuildCall2(b, ft, fn, cargs, 7, "loss"));
-    *hp_fn = fn;
-    return pub;
+    LLVMBuildRet(b, LLVMBuildCall2(b, hp_t, fn, cargs, 7, "loss"));
+    out->step = pub;
 }

@@ -34,7 +34,13 @@ typedef struct CnnModel {
     /* NULL when built with --inference-only or --weights */
     float (*train_step)(float *params, float *opt_state, const float *input,
                         const int32_t *labels, int n, void *ws, const float *hp);
+    /* train_step in two halves, for a batch split across threads: grad leaves
+     * the gradients of its n images' mean loss at ws + dparams_offset */
+    float (*grad)(const float *params, const float *opt_state, const float *input,
+                  const int32_t *labels, int n, void *ws, const float *hp, int first);
+    void (*apply)(float *params, float *opt_state, const float *dparams, const float *hp);
     int64_t opt_state_size;         /* floats */
+    int64_t dparams_offset;         /* bytes into a workspace */
     float hp[7];                    /* lr, momentum, weight_decay, eps, beta1, beta2, seed */
     int32_t epochs, loss;
     uint64_t seed;

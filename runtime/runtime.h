@@ -31,6 +31,11 @@ int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
                     const int32_t *labels, int threads);
 int cmd_train(const CnnModel *m, const Args *a);
 
+typedef struct Pool Pool;
+Pool *rt_pool_new(int threads);
+int rt_pool_threads(const Pool *p);
+void rt_pool_run(Pool *p, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
+void rt_pool_free(Pool *p);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),
                  void *ctx);
 

@@ -67,6 +67,53 @@ static void progress(int epoch, int epochs, int64_t done, int64_t total, double 
             (long long)done, (long long)total, loss, ips, (int)eta / 60, (int)eta % 60);
 }
 
+/* One step, its batch split across the pool's threads: each computes the
+ * gradient of its share in its own workspace, then the shares are weighted by
+ * their size and summed into the first workspace's, and applied once. */
+typedef struct Step {
+    const CnnModel *m;
+    const float *params, *opt, *x, *hp;
+    const int32_t *y;
+    int n, shares;
+    void **ws;
+    float loss[64];
+    int first[65];
+} Step;
+
+static void step_share(void *ctx, int64_t task, int thread)
+{
+    Step *s = ctx;
+    int first = s->first[task], n = s->first[task + 1] - first;
+    int64_t in = (int64_t)s->m->height * s->m->width * s->m->channels;
+    s->loss[task] = s->m->grad(s->params, s->opt, s->x + first * in, s->y + first, n,
+                               s->ws[thread], s->hp, first);
+}
+
+static float train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
+                        const float *x, const int32_t *y, int n, const float *hp)
+{
+    int shares = rt_pool_threads(pool);
+    if (shares > n / 8)
+        shares = n / 8;
+    if (shares <= 1)
+        return m->train_step(params, opt, x, y, n, ws[0], hp);
+    Step s = {m, params, opt, x, hp, y, n, shares, ws, {0}, {0}};
+    for (int t = 0; t <= shares; t++)
+        s.first[t] = (int)((int64_t)n * t / shares);
+    rt_pool_run(pool, shares, step_share, &s);
+    float *sum = (float *)((char *)ws[0] + m->dparams_offset);
+    float loss = 0;
+    for (int t = 0; t < shares; t++) {
+        float w = (float)(s.first[t + 1] - s.first[t]) / (float)n;
+        const float *d = (const float *)((char *)ws[t] + m->dparams_offset);
+        for (int64_t i = 0; i < m->params_size; i++)
+            sum[i] = t == 0 ? w * d[i] : sum[i] + w * d[i];
+        loss += w * s.loss[t];
+    }
+    m->apply(params, opt, sum, hp);
+    return loss;
+}
+
 static bool save(const CnnModel *m, const char *path, const float *params)
 {
     char err[8192];
@@ -136,7 +183,11 @@ int cmd_train(const CnnModel *m, const Args *a)
         hp[0] = (float)a->lr;
     hp[6] = (float)(seed & 0xFFFFFF);
     float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
-    void *ws = ws_alloc(m);
+    int threads = a->threads < 64 ? a->threads : 64;
+    Pool *pool = rt_pool_new(threads);
+    void **ws = calloc((size_t)rt_pool_threads(pool), sizeof *ws);
+    for (int t = 0; t < rt_pool_threads(pool); t++)
+        ws[t] = ws_alloc(m);
     int64_t in = (int64_t)m->height * m->width * m->channels;
     float *x = malloc((size_t)(batch * in) * sizeof *x);
     int32_t *y = malloc((size_t)batch * sizeof *y);
@@ -161,7 +212,7 @@ int cmd_train(const CnnModel *m, const Args *a)
                 memcpy(x + i * in, train.pixels + order[first + i] * in, (size_t)in * sizeof *x);
                 y[i] = labels[order[first + i]];
             }
-            float loss = m->train_step(params, opt, x, y, n, ws, hp);
+            float loss = train_step(m, pool, ws, params, opt, x, y, n, hp);
             if (!isfinite(loss)) {
                 snprintf(err, sizeof err, "the loss became %s at epoch %d, step %lld; stopping "
                          "(lower --lr?)%s%s%s", isnan(loss) ? "nan" : "infinite", epoch,
@@ -217,7 +268,10 @@ int cmd_train(const CnnModel *m, const Args *a)
     free(order);
     free(x);
     free(y);
+    for (int t = 0; t < rt_pool_threads(pool); t++)
+        free(ws[t]);
     free(ws);
+    rt_pool_free(pool);
     free(opt);
     free(params);
     free(train.pixels);

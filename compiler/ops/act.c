@@ -63,7 +63,8 @@ static LLVMValueRef dropout_scale(Cg *c, const Node *n, LLVMValueRef i)
     LLVMValueRef key = LLVMBuildXor(c->b, LLVMBuildMul(c->b, c->drop_key,
                                                        cg_i64(c, (int64_t)0x9E3779B97F4A7C15ull), ""),
                                     cg_i64(c, (int64_t)n->index << 52), "");
-    LLVMValueRef u = cg_hash_uniform(c, LLVMBuildAdd(c->b, key, i, ""));
+    LLVMValueRef at = cg_add(c, i, cg_mul(c, c->drop_first, cg_i64(c, shape_elems(n->out))));
+    LLVMValueRef u = cg_hash_uniform(c, LLVMBuildAdd(c->b, key, at, ""));
     LLVMValueRef keep = LLVMBuildFCmp(c->b, LLVMRealOGE, u, cg_f32(c, n->rate), "keep");
     return LLVMBuildSelect(c->b, keep, cg_f32(c, 1.0 / (1.0 - n->rate)), cg_f32(c, 0), "scale");
 }
