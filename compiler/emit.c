@@ -214,33 +214,77 @@ static LLVMValueRef const_str(Cg *c, const char *s, const char *name)
     return gv;
 }
 
-/* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
-static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
-                            const TrainFns *t, LLVMValueRef baked)
+static LLVMValueRef private_const(Cg *c, LLVMValueRef init, const char *name)
+{
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, true);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+static LLVMValueRef i32c(Cg *c, int64_t v)
+{
+    return LLVMConstInt(c->i32, (unsigned long long)v, true);
+}
+
+/* The CnnTensor array of the trainable (or the fixed) tensors. */
+static LLVMValueRef tensor_array(Cg *c, bool fixed, int *count, int *index_of)
 {
     const Graph *g = c->g;
-    LLVMTypeRef dims = LLVMArrayType2(c->i32, 4);
     LLVMTypeRef tensor_t = LLVMStructTypeInContext(c->ctx,
-        (LLVMTypeRef[]){c->ptr, c->i32, dims, c->i64, c->i64}, 5, false);
-    LLVMValueRef *tensors = calloc((size_t)g->nparams + 1, sizeof *tensors);
-    int nt = 0;
+        (LLVMTypeRef[]){c->ptr, c->i32, LLVMArrayType2(c->i32, 4), c->i64, c->i64, c->ptr}, 6, false);
+    LLVMValueRef *items = calloc((size_t)g->nparams + 1, sizeof *items);
+    int n = 0;
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = g->params[i];
-        if (p->fixed)
+        if (p->fixed != fixed)
             continue;
+        index_of[i] = n;
         LLVMValueRef d[4];
         for (int r = 0; r < 4; r++)
-            d[r] = LLVMConstInt(c->i32, r < p->rank ? (unsigned long long)p->dims[r] : 0, false);
-        LLVMValueRef f[] = {const_str(c, p->name, "tensor.name"), LLVMConstInt(c->i32, (unsigned)p->rank, false),
-                            LLVMConstArray2(c->i32, d, 4), cg_i64(c, p->offset), cg_i64(c, p->size)};
-        tensors[nt++] = LLVMConstNamedStruct(tensor_t, f, 5);
+            d[r] = i32c(c, r < p->rank ? p->dims[r] : 0);
+        LLVMValueRef f[] = {const_str(c, p->name, "tensor.name"), i32c(c, p->rank),
+                            LLVMConstArray2(c->i32, d, 4), cg_i64(c, p->offset), cg_i64(c, p->size),
+                            fixed ? c->fixed[i] : LLVMConstPointerNull(c->ptr)};
+        items[n++] = LLVMConstNamedStruct(tensor_t, f, 6);
     }
-    LLVMValueRef tarr = LLVMConstArray2(tensor_t, tensors, (uint64_t)nt);
-    free(tensors);
-    LLVMValueRef tglob = LLVMAddGlobal(c->mod, LLVMTypeOf(tarr), "cnn_model.tensors");
-    LLVMSetInitializer(tglob, tarr);
-    LLVMSetGlobalConstant(tglob, true);
-    LLVMSetLinkage(tglob, LLVMPrivateLinkage);
+    LLVMValueRef arr = LLVMConstArray2(tensor_t, items, (uint64_t)n);
+    free(items);
+    *count = n;
+    return private_const(c, arr, fixed ? "cnn_model.fixed" : "cnn_model.tensors");
+}
+
+/* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
+static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
+                            const TrainFns *t, LLVMValueRef acts, LLVMValueRef baked)
+{
+    const Graph *g = c->g;
+    int nt, nf;
+    int *index_of = calloc((size_t)g->nparams + 1, sizeof *index_of);
+    LLVMValueRef tglob = tensor_array(c, false, &nt, index_of);
+    LLVMValueRef fglob = tensor_array(c, true, &nf, index_of);
+
+    LLVMTypeRef layer_t = LLVMStructTypeInContext(c->ctx,
+        (LLVMTypeRef[]){c->ptr, c->ptr, c->i32, LLVMArrayType2(c->i32, 3), c->i64, c->i32, c->i32}, 7, false);
+    LLVMValueRef *layers = calloc((size_t)g->n, sizeof *layers);
+    for (int i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        LLVMValueRef d[3];
+        for (int r = 0; r < 3; r++)
+            d[r] = i32c(c, r < n->out.rank ? n->out.d[r] : 0);
+        int w = -1, fw = -1;
+        for (int k = 0; k < g->nparams && n->weight; k++)
+            if (g->params[k] == n->weight)
+                (n->weight->fixed ? &fw : &w)[0] = index_of[k];
+        LLVMValueRef f[] = {const_str(c, n->name, "layer.name"), const_str(c, op_words[n->op], "layer.op"),
+                            i32c(c, n->out.rank), LLVMConstArray2(c->i32, d, 3),
+                            cg_i64(c, acts && i > 0 ? plan->act[i] : -1), i32c(c, w), i32c(c, fw)};
+        layers[i] = LLVMConstNamedStruct(layer_t, f, 7);
+    }
+    LLVMValueRef lglob = private_const(c, LLVMConstArray2(layer_t, layers, (uint64_t)g->n), "cnn_model.layers");
+    free(layers);
+    free(index_of);
 
     const Shape *in = &g->nodes[0].out;
     float hp[HP_COUNT];
@@ -248,31 +292,50 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
     LLVMValueRef hpv[HP_COUNT];
     for (int i = 0; i < HP_COUNT; i++)
         hpv[i] = cg_f32(c, hp[i]);
+    LLVMValueRef null = LLVMConstPointerNull(c->ptr);
     LLVMValueRef f[] = {
         const_str(c, g->name, "cnn_model.name"),
-        LLVMConstInt(c->i32, (unsigned long long)plan->batch, false),
-        LLVMConstInt(c->i32, (unsigned long long)in->d[0], false),
-        LLVMConstInt(c->i32, (unsigned long long)in->d[1], false),
-        LLVMConstInt(c->i32, (unsigned long long)in->d[2], false),
-        LLVMConstInt(c->i32, (unsigned long long)shape_elems(g->nodes[g->n - 1].out), false),
-        LLVMConstInt(c->i32, (unsigned long long)nt, false),
+        i32c(c, plan->batch), i32c(c, in->d[0]), i32c(c, in->d[1]), i32c(c, in->d[2]),
+        i32c(c, shape_elems(g->nodes[g->n - 1].out)), i32c(c, nt),
         cg_i64(c, g->params_size), cg_i64(c, plan->bytes),
         LLVMConstInt(c->i64, emit_shape_hash(g), false),
-        tglob, baked ? baked : LLVMConstPointerNull(c->ptr), init, infer,
-        t->step_hp ? t->step_hp : LLVMConstPointerNull(c->ptr),
-        t->grad ? t->grad : LLVMConstPointerNull(c->ptr),
-        t->apply ? t->apply : LLVMConstPointerNull(c->ptr),
-        cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0),
-        cg_i64(c, plan->dparams),
+        tglob, baked ? baked : null, init, infer,
+        t->step_hp ? t->step_hp : null, t->grad ? t->grad : null, t->apply ? t->apply : null,
+        cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0), cg_i64(c, plan->dparams),
         LLVMConstArray2(c->f32, hpv, HP_COUNT),
-        LLVMConstInt(c->i32, (unsigned long long)g->train.epochs, false),
-        LLVMConstInt(c->i32, (unsigned long long)g->train.loss, false),
+        i32c(c, g->train.epochs), i32c(c, g->train.loss),
         LLVMConstInt(c->i64, g->train.seed, false),
+        i32c(c, g->n), i32c(c, nf), lglob, fglob, acts ? acts : null,
     };
     LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, sizeof f / sizeof *f, false);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");
     LLVMSetInitializer(gv, init_v);
     LLVMSetGlobalConstant(gv, true);
+}
+
+/* void NAME_activations(params, input, workspace): one image's forward pass,
+ * every layer's output kept where the training plan puts it. */
+static LLVMValueRef emit_activations(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
+{
+    const Graph *g = c->g;
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_activations", lname);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname,
+                                      LLVMFunctionType(c->voidt, (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr}, 3, false));
+    name_params(fn, (const char *[]){"params", "input", "workspace"});
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    c->params = baked ? baked : LLVMGetParam(fn, 0);
+    c->batch = cg_i64(c, 1);
+    c->ws = LLVMGetParam(fn, 2);
+    LLVMValueRef cur = LLVMGetParam(fn, 1);
+    for (int i = 1; i < g->n; i++) {
+        LLVMValueRef dst = cg_ws(c, plan->act[i]);
+        emit_node_fwd(c, &g->nodes[i], cur, dst);
+        cur = dst;
+    }
+    LLVMBuildRetVoid(c->b);
+    return fn;
 }
 
 /* ---- the target ---- */
@@ -397,7 +460,7 @@ static bool link_exe(Diag *d, const char *obj, const char *out)
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", out, (int)getpid());
     char cmd[4 * PATH_MAX + 256];
-    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lz -lm -lpthread", CNNC_LINK_FLAGS, tmp, obj, rt);
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -lz -lm -lpthread", CNNC_LINK_FLAGS, tmp, obj, rt);
     int rc = system(cmd);
     if (rc != 0) {
         diag_fatal(d, "linking '%s' failed (cc exited with %d)", out, rc);
@@ -496,8 +559,13 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
             for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
                 set_target_attrs(&c, fns[i], cpu, features);
         }
+        LLVMValueRef acts = NULL;
+        if (opts->mode == MODE_EXE && training) {
+            acts = emit_activations(&c, lname, &plan, baked);
+            set_target_attrs(&c, acts, cpu, features);
+        }
         if (opts->mode == MODE_EXE)
-            emit_descriptor(&c, &plan, infer, init, &train, baked);
+            emit_descriptor(&c, &plan, infer, init, &train, acts, baked);
         char *verr = NULL;
         if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
             fprintf(stderr, "%s", verr);

@@ -235,8 +235,12 @@ static void usage(FILE *out, const char *prog)
             "       %s infer   --weights W --input x.f32 --output y.f32 [--threads N]\n"
             "       %s predict --weights W [--top K] image.pgm ...\n"
             "       %s eval    --weights W --data DIR [--threads N]\n"
+            "       %s bench   [--threads N]      (speed on random data)\n"
+            "       %s show    kernels --weights W [--layer NAME] -o kernels.png\n"
+            "       %s show    maps --weights W [--layer NAME] image.pgm -o maps.png\n"
+            "       %s show    curve metrics.csv -o curve.png|curve.svg\n"
             "model '%s': input %dx%dx%d, %d outputs, %lld parameters\n",
-            prog, prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
+            prog, prog, prog, prog, prog, prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
             cnn_model.channels, cnn_model.outputs, (long long)cnn_model.params_size);
 }
 
@@ -305,7 +309,8 @@ int main(int argc, char **argv)
                           : !strcmp(o, "--images") ? &a.images : !strcmp(o, "--labels") ? &a.labels
                           : !strcmp(o, "--test-images") ? &a.test_images
                           : !strcmp(o, "--test-labels") ? &a.test_labels
-                          : !strcmp(o, "--save") ? &a.save : !strcmp(o, "--log") ? &a.log : NULL;
+                          : !strcmp(o, "--save") ? &a.save : !strcmp(o, "--log") ? &a.log
+                          : !strcmp(o, "-o") ? &a.output : !strcmp(o, "--layer") ? &a.layer : NULL;
         int *num = !strcmp(o, "--top") ? &a.top : !strcmp(o, "--threads") ? &a.threads
                  : !strcmp(o, "--epochs") ? &a.epochs : !strcmp(o, "--batch") ? &a.batch
                  : !strcmp(o, "--steps") ? &a.steps : NULL;
@@ -357,8 +362,12 @@ int main(int argc, char **argv)
         return cmd_eval(m, &a);
     if (!strcmp(a.cmd, "train"))
         return cmd_train(m, &a);
+    if (!strcmp(a.cmd, "bench"))
+        return cmd_bench(m, &a);
+    if (!strcmp(a.cmd, "show"))
+        return cmd_show(m, &a);
     char msg[256];
-    snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict or infer", a.cmd);
+    snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict, infer, bench or show", a.cmd);
     usage(stderr, argv[0]);
     return fail(msg);
 }

@@ -18,7 +18,16 @@ typedef struct CnnTensor {
     int32_t rank;
     int32_t dims[4];
     int64_t offset, size;           /* in floats */
+    const float *data;              /* a fixed tensor's values (part of the model), else NULL */
 } CnnTensor;
+
+/* One statement of the model, for pictures of what it computes. */
+typedef struct CnnLayer {
+    const char *name, *op;
+    int32_t rank, dims[3];          /* its output: H, W, C (rank 3) or N (rank 1) */
+    int64_t act_offset;             /* bytes into the workspace after `activations`, or -1 */
+    int32_t weight, fixed_weight;   /* its weight's index in tensors / fixed, or -1 */
+} CnnLayer;
 
 /* The ABI between generated code and the runtime: keep in step with
  * compiler/emit.c (emit_descriptor). */
@@ -44,6 +53,12 @@ typedef struct CnnModel {
     float hp[7];                    /* lr, momentum, weight_decay, eps, beta1, beta2, seed */
     int32_t epochs, loss;
     uint64_t seed;
+    int32_t nlayers, nfixed;
+    const CnnLayer *layers;
+    const CnnTensor *fixed;         /* the fixed tensors, with their values */
+    /* the forward pass of one image, keeping every layer's output at its
+     * act_offset (NULL in an --inference-only build) */
+    void (*activations)(const float *params, const float *input, void *ws);
 } CnnModel;
 
 /* ---- weights.c: .cnnw files ---- */

@@ -11,7 +11,7 @@ extern const CnnModel cnn_model;
 /* The compiled program's command line, parsed. */
 typedef struct Args {
     const char *cmd, *weights, *input, *output, *data, *images, *labels;
-    const char *test_images, *test_labels, *save, *log;
+    const char *test_images, *test_labels, *save, *log, *layer;
     const char *files[256];
     int nfiles, top, threads, epochs, batch, steps;
     double lr;
@@ -30,12 +30,34 @@ bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages
 int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
                     const int32_t *labels, int threads);
 int cmd_train(const CnnModel *m, const Args *a);
+int cmd_bench(const CnnModel *m, const Args *a);
+
+/* draw.c: an RGB canvas and PNG output */
+typedef struct Canvas {
+    int w, h;
+    unsigned char *px;              /* h x w x RGB */
+} Canvas;
+
+Canvas *canvas_new(int w, int h, uint32_t background);
+void canvas_free(Canvas *c);
+void canvas_set(Canvas *c, int x, int y, uint32_t rgb);
+void canvas_rect(Canvas *c, int x, int y, int w, int h, uint32_t rgb);
+void canvas_line(Canvas *c, int x0, int y0, int x1, int y1, uint32_t rgb, int thick);
+int canvas_text(Canvas *c, int x, int y, const char *s, uint32_t rgb);
+int canvas_text_width(const char *s);
+int canvas_text_height(void);
+void canvas_tile(Canvas *c, int x, int y, const float *v, int h, int w, int chans, int scale);
+bool canvas_write_png(const Canvas *c, const char *path, char *err, size_t es);
+
+int cmd_show(const CnnModel *m, const Args *a);
 
 typedef struct Pool Pool;
 Pool *rt_pool_new(int threads);
 int rt_pool_threads(const Pool *p);
 void rt_pool_run(Pool *p, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
 void rt_pool_free(Pool *p);
+float rt_train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
+                    const float *x, const int32_t *y, int n, const float *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),
                  void *ctx);
 

@@ -89,8 +89,8 @@ static void step_share(void *ctx, int64_t task, int thread)
                                s->ws[thread], s->hp, first);
 }
 
-static float train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
-                        const float *x, const int32_t *y, int n, const float *hp)
+float rt_train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
+                    const float *x, const int32_t *y, int n, const float *hp)
 {
     int shares = rt_pool_threads(pool);
     if (shares > n / 8)
@@ -212,7 +212,7 @@ int cmd_train(const CnnModel *m, const Args *a)
                 memcpy(x + i * in, train.pixels + order[first + i] * in, (size_t)in * sizeof *x);
                 y[i] = labels[order[first + i]];
             }
-            float loss = train_step(m, pool, ws, params, opt, x, y, n, hp);
+            float loss = rt_train_step(m, pool, ws, params, opt, x, y, n, hp);
             if (!isfinite(loss)) {
                 snprintf(err, sizeof err, "the loss became %s at epoch %d, step %lld; stopping "
                          "(lower --lr?)%s%s%s", isnan(loss) ? "nan" : "infinite", epoch,

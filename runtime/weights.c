@@ -202,7 +202,7 @@ bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, si
         }
         if (want) {
             for (uint64_t i = 0; i < size; i++) {
-                uint32_t bits;
+                uint32_t bits = 0;
                 get_u32(&r, &bits);
                 memcpy(&params[want->offset + (int64_t)i], &bits, 4);
             }

@@ -35,3 +35,9 @@ for i in range(3):
 print("classes: " + ", ".join("%d %s" % (i, n) for i, n in enumerate(names)))
 PY
 build/lenet5 predict --weights build/lenet5.cnnw --top 3 build/test0.pgm build/test1.pgm build/test2.pgm
+
+echo; echo "== what it learned: build/kernels.png, build/maps.png, build/curve.png"
+build/lenet5 show kernels --weights build/lenet5.cnnw -o build/kernels.png > /dev/null
+build/lenet5 show maps --weights build/lenet5.cnnw build/test0.pgm -o build/maps.png > /dev/null
+build/lenet5 show curve build/lenet5.csv -o build/curve.png
+ls -l build/kernels.png build/maps.png build/curve.png

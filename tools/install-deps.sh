@@ -6,6 +6,7 @@ packages=(
     build-essential cmake flex bison       # the compiler and its grammar
     llvm-19-dev llvm-19-tools              # LLVM's C API; lit and FileCheck for the tests
     zlib1g-dev                             # gzip'd IDX files
+    libpng-dev                             # the pictures of `show`
     python3 python3-numpy                  # lit, tools/cnnw.py, test helpers
     dataset-fashion-mnist                  # the demo's and the accuracy checks' data
 )

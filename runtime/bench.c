@@ -1,0 +1,100 @@
+/*
+ * bench.c: the compiled program's `bench` command: how fast this model runs
+ * here, on random inputs and labels.
+ *
+ *   ./model bench [--threads N] [--seconds S]
+ *
+ * Prints `key value` lines: train_ips (training images/s at the compiled
+ * batch), infer_ips (inference images/s at the compiled batch) and latency_us
+ * (median of 2000 single-image inferences). bench/run reads them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "runtime.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_bench(const CnnModel *m, const Args *a)
+{
+    int64_t in = (int64_t)m->height * m->width * m->channels;
+    int batch = m->batch, threads = a->threads;
+    double seconds = 2.0;
+    float *x = malloc((size_t)(batch * in) * sizeof *x);
+    float *y = malloc((size_t)(batch * m->outputs) * sizeof *y);
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    uint64_t s = 1;
+    for (int64_t i = 0; i < batch * in; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(s >> 40) / 16777216.0f;
+    }
+    for (int i = 0; i < batch; i++)
+        labels[i] = i % m->outputs;
+    float *params = malloc(((size_t)m->params_size + 1) * sizeof *params);
+    if (m->baked)
+        memcpy(params, m->baked, (size_t)m->params_size * sizeof *params);
+    else
+        m->init_params(params, 1);
+    if (m->train_step) {
+        /* the same path as `train`: the batch split across the pool */
+        float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
+        Pool *pool = rt_pool_new(threads);
+        void **ws = calloc((size_t)rt_pool_threads(pool), sizeof *ws);
+        for (int t = 0; t < rt_pool_threads(pool); t++)
+            ws[t] = ws_alloc(m);
+        float lr0 = m->hp[0];
+        float hp[7];
+        memcpy(hp, m->hp, sizeof hp);
+        hp[0] = lr0 * 1e-3f;            /* keep the weights where they are */
+        int64_t steps = 0;
+        double t0 = now();
+        do {
+            rt_train_step(m, pool, ws, params, opt, x, labels, batch, hp);
+            steps++;
+        } while (now() - t0 < seconds);
+        printf("train_ips %.1f\n", (double)(steps * batch) / (now() - t0));
+        for (int t = 0; t < rt_pool_threads(pool); t++)
+            free(ws[t]);
+        free(ws);
+        rt_pool_free(pool);
+        free(opt);
+    }
+    int64_t calls = 0;
+    double t0 = now();
+    do {
+        infer_all(m, params, x, y, batch, threads);
+        calls++;
+    } while (now() - t0 < seconds);
+    printf("infer_ips %.1f\n", (double)(calls * batch) / (now() - t0));
+    void *ws = ws_alloc(m);
+    enum { N = 2000 };
+    double *lat = malloc(N * sizeof *lat);
+    for (int i = 0; i < 200; i++)
+        m->infer(params, x, y, 1, ws);
+    for (int i = 0; i < N; i++) {
+        double t = now();
+        m->infer(params, x, y, 1, ws);
+        lat[i] = now() - t;
+    }
+    qsort(lat, N, sizeof *lat, cmp_double);
+    printf("latency_us %.1f\n", lat[N / 2] * 1e6);
+    free(lat);
+    free(ws);
+    free(params);
+    free(x);
+    free(y);
+    free(labels);
+    return 0;
+}
