@@ -98,7 +98,9 @@ static int block_width(Cg *c, int64_t channels)
     return channels < 2 * c->vw ? (int)channels : 2 * c->vw;
 }
 
-/* How many such blocks fit in the registers beside one operand and a broadcast. */
+/* How many such blocks fit in the registers beside one operand and a
+ * broadcast; of the counts from half that to all of it, one that divides
+ * limit when there is one, so that no narrow remainder block is left. */
 static int block_count(Cg *c, int width, int64_t limit)
 {
     int regs = (width + c->vw - 1) / c->vw;
@@ -107,7 +109,12 @@ static int block_count(Cg *c, int width, int64_t limit)
         r = 12;
     if (r < 1)
         r = 1;
-    return r > limit ? (int)limit : r;
+    if (r >= limit)
+        return (int)limit;
+    for (int d = r; d * 2 >= r && d > 1; d--)
+        if (limit % d == 0)
+            return d;
+    return r;
 }
 
 /* dst (N,Hp,Wp,C) = src (N,H,W,C) with its border: zeros, or the edge pixel */
