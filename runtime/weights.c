@@ -128,6 +128,14 @@ bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, si
     unsigned char *buf = read_all(path, &len, max, err, es);
     if (!buf)
         return false;
+    bool ok = cnnw_parse(buf, len, path, m, params, err, es);
+    free(buf);
+    return ok;
+}
+
+bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,
+                float *params, char *err, size_t es)
+{
     Reader r = {buf, buf + len};
     char magic[4];
     uint32_t version, count, reserved, crc;
@@ -226,7 +234,6 @@ bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, si
     }
     ok = true;
 out:
-    free(buf);
     return ok;
 }
 
@@ -291,6 +298,17 @@ bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *e
         snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
         unlink(tmp);
         return false;
+    }
+    /* and the rename itself to disk: sync the directory */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
     }
     return true;
 }

@@ -8,6 +8,7 @@ packages=(
     zlib1g-dev                             # gzip'd IDX files
     libpng-dev                             # the pictures of `show`
     python3 python3-numpy                  # lit, tools/cnnw.py, test helpers
+    clang libclang-rt-14-dev               # libFuzzer, for test/fuzz
     dataset-fashion-mnist                  # the demo's and the accuracy checks' data
 )
 missing=()

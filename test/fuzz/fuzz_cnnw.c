@@ -1,0 +1,21 @@
+/*
+ * fuzz_cnnw.c: libFuzzer harness for the .cnnw weights parser, against a
+ * model of two tensors (conv1.weight [2x1x3x3], conv1.bias [2]).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include "../../runtime/cnnrt.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const CnnTensor t[] = {
+        {"conv1.weight", 4, {2, 1, 3, 3}, 0, 18, NULL},
+        {"conv1.bias", 1, {2}, 18, 2, NULL},
+    };
+    CnnModel m = {.name = "fuzz", .ntensors = 2, .tensors = t, .params_size = 20};
+    m.shape_hash = cnnw_shape_hash(t, 2);
+    float params[20];
+    char err[512];
+    cnnw_parse(data, size, "fuzz.cnnw", &m, params, err, sizeof err);
+    return 0;
+}
