@@ -90,8 +90,8 @@ bool cnn_read_idx_images(const char *path, CnnImages *out, char *err, size_t es)
     bool more = gzread(f, &extra, 1) == 1;
     gzclose(f);
     if (got != bytes || more) {
-        snprintf(err, es, "%s: the header says %u images of %ux%ux%u, but the file holds %s "
-                 "of them", path, d[0], d[1], d[2], d[3], more ? "more than" : "only part");
+        snprintf(err, es, "%s: the header says %u images of %ux%ux%u, but the file holds %s",
+                 path, d[0], d[1], d[2], d[3], more ? "more bytes than that" : "only part of them");
         free(px);
         return false;
     }
