@@ -117,8 +117,12 @@ static int block_count(Cg *c, int width, int64_t limit)
     return r;
 }
 
-/* dst (N,Hp,Wp,C) = src (N,H,W,C) with its border: zeros, or the edge pixel */
-static void emit_pad(Cg *c, const Node *n, LLVMValueRef src, LLVMValueRef dst)
+/* Forward: pad (N,Hp,Wp,C) = inp (N,H,W,C) with its border, zeros or the edge
+ * pixel. Backward: dinp += dpad, each padded cell to the pixel it was copied
+ * from (with zero padding the border's share is 0). One walk over the padded
+ * cells serves both. */
+static void emit_pad_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef padded,
+                          bool backward)
 {
     ConvGeom g = geom(n);
     Loop ln, lh, lw, lc;
@@ -130,36 +134,15 @@ static void emit_pad(Cg *c, const Node *n, LLVMValueRef src, LLVMValueRef dst)
     LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, g.H, cg_clamp(c, ih, g.H)), g.W, cg_clamp(c, iw, g.W));
     LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, g.Hp, hp), g.Wp, wp);
     LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
-    LLVMValueRef v = cg_load(c, src, cg_muladd(c, pix, g.C, ch), "x");
+    LLVMValueRef at = cg_muladd(c, pix, g.C, ch), pat = cg_muladd(c, ppix, g.C, ch);
+    LLVMValueRef v = backward ? cg_load(c, padded, pat, "d") : cg_load(c, image, at, "x");
     if (n->padmode == PAD_ZERO)
         v = LLVMBuildSelect(c->b, inside, v, cg_f32(c, 0), "");
-    cg_store(c, v, dst, cg_muladd(c, ppix, g.C, ch));
+    if (backward)
+        cg_accum(c, image, at, v);
+    else
+        cg_store(c, v, padded, pat);
     cg_loop_end(c, &lc);
-    cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &ln);
-}
-
-/* The padded input's gradient back to the input's: each padded cell to the
- * pixel it was copied from (with zero padding, the border's is dropped). */
-static void emit_unpad_grad(Cg *c, const Node *n, LLVMValueRef dpad, LLVMValueRef dinp)
-{
-    ConvGeom g = geom(n);
-    Loop ln, lh, lw, lc;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef hp = cg_loopn(c, &lh, g.Hp, "hp");
-    LLVMValueRef wp = cg_loopn(c, &lw, g.Wp, "wp");
-    LLVMValueRef ih = cg_add(c, hp, cg_i64(c, -n->ph)), iw = cg_add(c, wp, cg_i64(c, -n->pw));
-    LLVMBasicBlockRef join = NULL;
-    if (n->padmode == PAD_ZERO)
-        join = cg_if(c, LLVMBuildAnd(c->b, cg_inside(c, ih, g.H), cg_inside(c, iw, g.W), ""), "inside");
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, g.H, cg_clamp(c, ih, g.H)), g.W, cg_clamp(c, iw, g.W));
-    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, g.Hp, hp), g.Wp, wp);
-    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
-    cg_accum(c, dinp, cg_muladd(c, pix, g.C, ch), cg_load(c, dpad, cg_muladd(c, ppix, g.C, ch), "d"));
-    cg_loop_end(c, &lc);
-    if (join)
-        cg_if_end(c, join);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
@@ -249,7 +232,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
                  .bias = n->bias ? cg_param(c, n->bias) : NULL};
     if (s->pad >= 0) {
         k.pad = cg_ws(c, s->pad);
-        emit_pad(c, n, inp, k.pad);
+        emit_pad_walk(c, n, inp, k.pad, false);
     }
     k.wpack = cg_ws(c, s->wpack);
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, false);
@@ -429,6 +412,6 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         }
         conv_dinp(c, n, g, tpack, dpad);
         if (s->dpad >= 0)
-            emit_unpad_grad(c, n, dpad, a->dinp);
+            emit_pad_walk(c, n, a->dinp, dpad, true);
     }
 }

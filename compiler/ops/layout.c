@@ -28,8 +28,9 @@ void emit_input_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     (void)c, (void)n, (void)inp, (void)out;
 }
 
-/* out (N, C*H*W) in (c, h, w) order from inp (N,H,W,C) */
-void emit_flatten_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+/* Forward: flat (N, C*H*W) in (c, h, w) order = image (N,H,W,C). Backward:
+ * image += flat, the inverse permutation. */
+static void flatten_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef flat, bool backward)
 {
     int64_t H = n->in.d[0], W = n->in.d[1], C = n->in.d[2];
     Loop ln, lh, lw, lc;
@@ -37,14 +38,21 @@ void emit_flatten_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     LLVMValueRef h = cg_loopn(c, &lh, H, "h");
     LLVMValueRef w = cg_loopn(c, &lw, W, "w");
     LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, H, h), W, w);
-    LLVMValueRef v = cg_load(c, inp, cg_muladd(c, pix, C, ch), "x");
-    LLVMValueRef oi = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
-    cg_store(c, v, out, oi);
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, cg_muladd(c, bn, H, h), W, w), C, ch);
+    LLVMValueRef at = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
+    if (backward)
+        cg_accum(c, image, pix, cg_load(c, flat, at, "dy"));
+    else
+        cg_store(c, cg_load(c, image, pix, "x"), flat, at);
     cg_loop_end(c, &lc);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
+}
+
+void emit_flatten_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+{
+    flatten_walk(c, n, inp, out, false);
 }
 
 void emit_input_bwd(Cg *c, const Node *n, const Bwd *a)
@@ -52,22 +60,8 @@ void emit_input_bwd(Cg *c, const Node *n, const Bwd *a)
     (void)c, (void)n, (void)a;
 }
 
-/* dinp (N,H,W,C) += dout (N, C*H*W), the inverse of the forward permutation */
 void emit_flatten_bwd(Cg *c, const Node *n, const Bwd *a)
 {
-    if (!a->dinp)
-        return;
-    int64_t H = n->in.d[0], W = n->in.d[1], C = n->in.d[2];
-    Loop ln, lh, lw, lc;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef h = cg_loopn(c, &lh, H, "h");
-    LLVMValueRef w = cg_loopn(c, &lw, W, "w");
-    LLVMValueRef ch = cg_loopn(c, &lc, C, "c");
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, H, h), W, w);
-    LLVMValueRef oi = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
-    cg_accum(c, a->dinp, cg_muladd(c, pix, C, ch), cg_load(c, a->dout, oi, "dy"));
-    cg_loop_end(c, &lc);
-    cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &ln);
+    if (a->dinp)
+        flatten_walk(c, n, a->dinp, a->dout, true);
 }
