@@ -30,47 +30,265 @@ void shape_fc(Graph *g, Node *n)
     shape_count(g, n, per);
 }
 
+/* ---- code generation ----
+ *
+ * Vectors run along I, the inputs, contiguous in both inp (N,I) and weight
+ * (U,I). Forward: a block of NB images shares every weight vector it loads,
+ * each image's dot product kept in a vector accumulator and summed at the end.
+ * d weight: UB rows x R vectors of accumulators, summed over the batch, each
+ * input vector loaded once for UB rows. d inp: R vectors of accumulators per
+ * image, summed over the units. */
+
+enum { NB = 4, UB = 4 };
+
+/* The vector tiles covering [0, I): `full` tiles of `vecs` vectors of vw
+ * floats in a loop, then whole vectors left over, then a last partial one. */
+typedef struct Span {
+    int64_t full;                   /* tiles of `vecs` vectors */
+    int vecs, vw;
+    int rest_vecs;                  /* whole vectors after the tiles */
+    int tail;                       /* floats in the last partial vector, or 0 */
+} Span;
+
+static Span span_of(int64_t I, int vw, int vecs)
+{
+    Span s = {I / ((int64_t)vecs * vw), vecs, vw, 0, 0};
+    int64_t left = I - s.full * vecs * vw;
+    s.rest_vecs = (int)(left / vw);
+    s.tail = (int)(left % vw);
+    return s;
+}
+
+/* Calls tile(i0, widths...) for every tile of the span: a loop over the full
+ * ones, then the rest as one tile of whole vectors and one partial vector. */
+typedef void TileFn(Cg *c, void *ctx, LLVMValueRef i0, const int *widths, int n);
+
+static void for_tiles(Cg *c, const Span *s, TileFn *fn, void *ctx)
+{
+    int widths[16];
+    if (s->full) {
+        Loop l;
+        LLVMValueRef t = cg_loopn(c, &l, s->full, "tile");
+        for (int r = 0; r < s->vecs; r++)
+            widths[r] = s->vw;
+        fn(c, ctx, cg_mul(c, t, cg_i64(c, (int64_t)s->vecs * s->vw)), widths, s->vecs);
+        cg_loop_end(c, &l);
+    }
+    int64_t at = s->full * s->vecs * s->vw;
+    int n = 0;
+    for (int r = 0; r < s->rest_vecs; r++)
+        widths[n++] = s->vw;
+    if (s->tail)
+        widths[n++] = s->tail;
+    if (n)
+        fn(c, ctx, cg_i64(c, at), widths, n);
+}
+
+/* A loop over [from, to) that may run zero times. */
+static LLVMValueRef loop_maybe(Cg *c, Loop *l, LLVMBasicBlockRef *join, LLVMValueRef from,
+                               LLVMValueRef to, const char *name)
+{
+    *join = cg_if(c, LLVMBuildICmp(c->b, LLVMIntSLT, from, to, ""), name);
+    return cg_add(c, cg_loop(c, l, LLVMBuildSub(c->b, to, from, ""), name), from);
+}
+
+static void loop_maybe_end(Cg *c, Loop *l, LLVMBasicBlockRef join)
+{
+    cg_loop_end(c, l);
+    cg_if_end(c, join);
+}
+
+static LLVMValueRef reduce_add(Cg *c, LLVMValueRef v, int width)
+{
+    char name[48];
+    snprintf(name, sizeof name, "llvm.vector.reduce.fadd.v%df32", width);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)width);
+    LLVMTypeRef ft = LLVMFunctionType(c->f32, (LLVMTypeRef[]){c->f32, vt}, 2, false);
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    if (!f)
+        f = LLVMAddFunction(c->mod, name, ft);
+    LLVMValueRef r = LLVMBuildCall2(c->b, ft, f, (LLVMValueRef[]){cg_f32(c, 0), v}, 2, "sum");
+    LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
+    return r;
+}
+
+typedef struct FcFwd {
+    const Node *n;
+    LLVMValueRef inp, w, bias, out, n0, u;
+    int k;                          /* images in this block */
+    LLVMValueRef acc[NB][16];
+} FcFwd;
+
+static void fc_fwd_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
+{
+    FcFwd *x = vctx;
+    int64_t I = x->n->in.d[0];
+    LLVMValueRef at = i0;
+    for (int r = 0; r < nv; r++) {
+        LLVMValueRef wv = cg_vload(c, x->w, cg_add(c, cg_mul(c, x->u, cg_i64(c, I)), at), widths[r]);
+        for (int j = 0; j < x->k; j++) {
+            LLVMValueRef xv = cg_vload(c, x->inp, cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)), at), widths[r]);
+            /* one accumulator per width: the full-width one and the partial one */
+            int slot = widths[r] == (int)c->vw ? 0 : 1;
+            LLVMValueRef var = x->acc[j][slot];
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, var, widths[r]), cg_fmul(c, wv, xv)), var);
+        }
+        at = cg_add(c, at, cg_i64(c, widths[r]));
+    }
+}
+
+/* out (n0 .. n0+k, all units) for one block of k images */
+static void fc_fwd_block(Cg *c, FcFwd *x, const Span *sp)
+{
+    int64_t U = x->n->out.d[0];
+    Loop lu;
+    x->u = cg_loopn(c, &lu, U, "u");
+    for (int j = 0; j < x->k; j++) {
+        LLVMBuildStore(c->b, cg_vzero(c, c->vw), x->acc[j][0]);
+        if (sp->tail)
+            LLVMBuildStore(c->b, cg_vzero(c, sp->tail), x->acc[j][1]);
+    }
+    for_tiles(c, sp, fc_fwd_tile, x);
+    for (int j = 0; j < x->k; j++) {
+        LLVMValueRef sum = reduce_add(c, cg_vget(c, x->acc[j][0], c->vw), c->vw);
+        if (sp->tail)
+            sum = cg_fadd(c, sum, reduce_add(c, cg_vget(c, x->acc[j][1], sp->tail), sp->tail));
+        if (x->bias)
+            sum = cg_fadd(c, sum, cg_load(c, x->bias, x->u, "b"));
+        LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), x->u);
+        cg_store(c, cg_act(c, x->n->act, sum), x->out, oi);
+    }
+    cg_loop_end(c, &lu);
+}
+
 /* out (N,U) = act(bias (U) + weight (U,I) . inp (N,I)) */
 void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    int64_t I = n->in.d[0], U = n->out.d[0];
-    LLVMValueRef w = cg_param(c, n->weight), bias = n->bias ? cg_param(c, n->bias) : NULL;
-    LLVMValueRef acc = cg_var(c, "acc");
-    Loop ln, lu, li;
+    int64_t I = n->in.d[0];
+    Span sp = span_of(I, c->vw, 4);
+    FcFwd x = {.n = n, .inp = inp, .w = cg_param(c, n->weight), .out = out,
+               .bias = n->bias ? cg_param(c, n->bias) : NULL};
+    for (int j = 0; j < NB; j++) {
+        x.acc[j][0] = cg_vvar(c, c->vw, "acc");
+        x.acc[j][1] = sp.tail ? cg_vvar(c, sp.tail, "acct") : NULL;
+    }
+    /* blocks of NB images, then the rest one by one */
+    LLVMValueRef blocks = LLVMBuildSDiv(c->b, c->batch, cg_i64(c, NB), "blocks");
+    Loop lb, ln;
+    LLVMBasicBlockRef jb, jn;
+    LLVMValueRef b = loop_maybe(c, &lb, &jb, cg_i64(c, 0), blocks, "nb");
+    x.n0 = cg_mul(c, b, cg_i64(c, NB));
+    x.k = NB;
+    fc_fwd_block(c, &x, &sp);
+    loop_maybe_end(c, &lb, jb);
+    x.n0 = loop_maybe(c, &ln, &jn, cg_mul(c, blocks, cg_i64(c, NB)), c->batch, "n");
+    x.k = 1;
+    fc_fwd_block(c, &x, &sp);
+    loop_maybe_end(c, &ln, jn);
+}
+
+typedef struct FcBwd {
+    const Node *n;
+    LLVMValueRef inp, w, g, dw, dinp, u0, bn;
+    int rows;
+    LLVMValueRef acc[UB][16];
+} FcBwd;
+
+/* dweight (u0 .. u0+rows, tile) += sum over images of g (n, u) * inp (n, tile) */
+static void fc_dweight_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
+{
+    FcBwd *x = vctx;
+    int64_t I = x->n->in.d[0], U = x->n->out.d[0];
+    for (int j = 0; j < x->rows; j++)
+        for (int r = 0; r < nv; r++) {
+            x->acc[j][r] = cg_vvar(c, widths[r], "dw");
+            LLVMBuildStore(c->b, cg_vzero(c, widths[r]), x->acc[j][r]);
+        }
+    Loop ln;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef u = cg_loopn(c, &lu, U, "u");
-    LLVMBuildStore(c->b, bias ? cg_load(c, bias, u, "b") : cg_f32(c, 0), acc);
-    LLVMValueRef i = cg_loopn(c, &li, I, "i");
-    LLVMValueRef x = cg_load(c, inp, cg_muladd(c, bn, I, i), "x");
-    LLVMValueRef wv = cg_load(c, w, cg_muladd(c, u, I, i), "w");
-    LLVMBuildStore(c->b, cg_fadd(c, LLVMBuildLoad2(c->b, c->f32, acc, ""), cg_fmul(c, x, wv)), acc);
-    cg_loop_end(c, &li);
-    LLVMValueRef o = cg_act(c, n->act, LLVMBuildLoad2(c->b, c->f32, acc, ""));
-    cg_store(c, o, out, cg_muladd(c, bn, U, u));
-    cg_loop_end(c, &lu);
+    LLVMValueRef xv[16], at = cg_add(c, cg_mul(c, bn, cg_i64(c, I)), i0);
+    for (int r = 0, off = 0; r < nv; off += widths[r], r++)
+        xv[r] = cg_vload(c, x->inp, cg_add(c, at, cg_i64(c, off)), widths[r]);
+    for (int j = 0; j < x->rows; j++) {
+        LLVMValueRef gs = cg_load(c, x->g, cg_add(c, cg_mul(c, bn, cg_i64(c, U)), cg_add(c, x->u0, cg_i64(c, j))), "g");
+        for (int r = 0; r < nv; r++)
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, x->acc[j][r], widths[r]),
+                                         cg_fmul(c, cg_splat(c, gs, widths[r]), xv[r])), x->acc[j][r]);
+    }
     cg_loop_end(c, &ln);
+    for (int j = 0; j < x->rows; j++)
+        for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
+            LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, x->u0, cg_i64(c, j)), cg_i64(c, I)),
+                                     cg_add(c, i0, cg_i64(c, off)));
+            cg_vstore(c, cg_fadd(c, cg_vload(c, x->dw, wi, widths[r]), cg_vget(c, x->acc[j][r], widths[r])), x->dw, wi);
+        }
+}
+
+/* dinp (bn, tile) += sum over units of g (bn, u) * weight (u, tile) */
+static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
+{
+    FcBwd *x = vctx;
+    int64_t I = x->n->in.d[0], U = x->n->out.d[0];
+    for (int r = 0; r < nv; r++) {
+        x->acc[0][r] = cg_vvar(c, widths[r], "dx");
+        LLVMBuildStore(c->b, cg_vzero(c, widths[r]), x->acc[0][r]);
+    }
+    Loop lu;
+    LLVMValueRef u = cg_loopn(c, &lu, U, "u");
+    LLVMValueRef gs = cg_load(c, x->g, cg_add(c, cg_mul(c, x->bn, cg_i64(c, U)), u), "g");
+    LLVMValueRef at = cg_add(c, cg_mul(c, u, cg_i64(c, I)), i0);
+    for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
+        LLVMValueRef wv = cg_vload(c, x->w, cg_add(c, at, cg_i64(c, off)), widths[r]);
+        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, x->acc[0][r], widths[r]),
+                                     cg_fmul(c, cg_splat(c, gs, widths[r]), wv)), x->acc[0][r]);
+    }
+    cg_loop_end(c, &lu);
+    for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
+        LLVMValueRef xi = cg_add(c, cg_mul(c, x->bn, cg_i64(c, I)), cg_add(c, i0, cg_i64(c, off)));
+        cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[0][r], widths[r])), x->dinp, xi);
+    }
 }
 
 /* From dout (N,U): dbias (U), dweight (U,I) and dinp (N,I), all += */
 void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     int64_t I = n->in.d[0], U = n->out.d[0];
-    LLVMValueRef w = cg_param(c, n->weight);
-    LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
-    Loop ln, lu, li;
+    FcBwd x = {.n = n, .inp = a->inp, .w = cg_param(c, n->weight), .g = a->dout,
+               .dw = cg_dparam(c, a->dparams, n->weight), .dinp = a->dinp};
+    LLVMValueRef db = cg_dparam(c, a->dparams, n->bias);
+    /* g = d pre-activation, in place: dout is this node's alone */
+    Loop ln, lu;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
     LLVMValueRef u = cg_loopn(c, &lu, U, "u");
     LLVMValueRef oi = cg_muladd(c, bn, U, u);
     LLVMValueRef g = cg_act_grad(c, n->act, cg_load(c, a->out, oi, "y"), cg_load(c, a->dout, oi, "dy"));
+    cg_store(c, g, a->dout, oi);
     if (db)
         cg_accum(c, db, u, g);
-    LLVMValueRef i = cg_loopn(c, &li, I, "i");
-    LLVMValueRef xi = cg_muladd(c, bn, I, i), wi = cg_muladd(c, u, I, i);
-    if (dw)
-        cg_accum(c, dw, wi, cg_fmul(c, g, cg_load(c, a->inp, xi, "x")));
-    if (a->dinp)
-        cg_accum(c, a->dinp, xi, cg_fmul(c, g, cg_load(c, w, wi, "w")));
-    cg_loop_end(c, &li);
     cg_loop_end(c, &lu);
     cg_loop_end(c, &ln);
+    int vecs = (c->nregs - 1) / (UB + 1);
+    if (vecs > 8)
+        vecs = 8;
+    Span sp = span_of(I, c->vw, vecs);
+    if (x.dw) {
+        Loop lb;
+        if (U / UB) {
+            x.u0 = cg_mul(c, cg_loopn(c, &lb, U / UB, "ub"), cg_i64(c, UB));
+            x.rows = UB;
+            for_tiles(c, &sp, fc_dweight_tile, &x);
+            cg_loop_end(c, &lb);
+        }
+        if (U % UB) {
+            x.u0 = cg_i64(c, U / UB * UB);
+            x.rows = (int)(U % UB);
+            for_tiles(c, &sp, fc_dweight_tile, &x);
+        }
+    }
+    if (x.dinp) {
+        Loop lb;
+        x.bn = cg_loop(c, &lb, c->batch, "n");
+        for_tiles(c, &sp, fc_dinp_tile, &x);
+        cg_loop_end(c, &lb);
+    }
 }
