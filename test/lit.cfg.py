@@ -11,7 +11,7 @@ if site and not getattr(config, 'cnnc', None):
 config.name = 'cnnc'
 config.test_format = lit.formats.ShTest(execute_external=True)
 config.suffixes = ['.cnn', '.test']
-config.excludes = ['Inputs', 'fixtures', 'fuzz', 'lit.cfg.py', 'write_ppm.py', 'top.py', 'gradcheck.c', 'png.py', 'kill_save.py', 'threads.c', 'write_idx.py']
+config.excludes = ['Inputs', 'fixtures', 'fuzz', 'lit.cfg.py', 'write_ppm.py', 'top.py', 'gradcheck.c', 'png.py', 'kill_save.py', 'threads.c', 'write_idx.py', 'infer_main.c']
 config.excludes = ['Inputs', 'fixtures', 'fuzz']
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.cnnc_obj_root, 'test')

@@ -9,6 +9,7 @@ packages=(
     libpng-dev                             # the pictures of `show`
     python3 python3-numpy                  # lit, tools/cnnw.py, test helpers
     clang libclang-rt-14-dev               # libFuzzer, for test/fuzz
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user   # running cross-compiled models
     dataset-fashion-mnist                  # the demo's and the accuracy checks' data
 )
 missing=()
