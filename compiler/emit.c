@@ -131,6 +131,27 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     return fn;
 }
 
+static double init_bound(const Param *p)
+{
+    return p->init == INIT_HE ? sqrt(6.0 / (double)p->fan_in)
+         : p->init == INIT_XAVIER ? sqrt(6.0 / (double)(p->fan_in + p->fan_out)) : 0;
+}
+
+/* Element i of tensor t by its init rule: what emit_init's code computes
+ * (cg_hash_uniform of seed + t * 2^32 + i), for fixed tensors at compile time. */
+static double init_value(const Param *p, int t, uint64_t seed, int64_t i)
+{
+    double bound = init_bound(p);
+    if (bound == 0)
+        return 0;
+    uint64_t z = (seed + ((uint64_t)t << 32) + (uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    float u = (float)(z >> 40) * (1.0f / 16777216.0f);
+    return (double)((u * 2.0f - 1.0f) * (float)bound);
+}
+
 /* void NAME_init_params(float *params, uint64_t seed): per tensor, its given
  * values, zeros, or uniform(-bound, bound) with He's bound sqrt(6 / fan_in) or
  * Xavier's sqrt(6 / (fan_in + fan_out)). The random numbers are splitmix64 of
@@ -158,8 +179,7 @@ static LLVMValueRef emit_init(Cg *c, const char *lname)
             LLVMBuildMemCpy(b, base, 4, src, 4, cg_i64(c, 4 * p->size));
             continue;
         }
-        double bound = p->init == INIT_HE ? sqrt(6.0 / (double)p->fan_in)
-                     : p->init == INIT_XAVIER ? sqrt(6.0 / (double)(p->fan_in + p->fan_out)) : 0;
+        double bound = init_bound(p);
         Loop l;
         LLVMValueRef i = cg_loopn(c, &l, p->size, p->name);
         LLVMValueRef v = cg_f32(c, 0);
@@ -517,10 +537,12 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
         if (p->fixed && p->values)
             c.fixed[i] = const_floats(&c, p->name, p->values, NULL, p->size);
         else if (p->fixed) {
-            /* a fixed tensor without values keeps its init: zeros for now */
-            double *zero = calloc((size_t)p->size, sizeof *zero);
-            c.fixed[i] = const_floats(&c, p->name, zero, NULL, p->size);
-            free(zero);
+            /* no values given: the init rule, at compile time, from the train block's seed */
+            double *v = malloc((size_t)p->size * sizeof *v);
+            for (int64_t k = 0; k < p->size; k++)
+                v[k] = init_value(p, i, g->train.seed, k);
+            c.fixed[i] = const_floats(&c, p->name, v, NULL, p->size);
+            free(v);
         }
     }
     LLVMValueRef baked = NULL;
