@@ -354,18 +354,16 @@ int main(int argc, char **argv)
             a.files[a.nfiles++] = o;
         }
     }
-    if (!strcmp(a.cmd, "infer"))
-        return cmd_infer(m, &a);
-    if (!strcmp(a.cmd, "predict"))
-        return cmd_predict(m, &a);
-    if (!strcmp(a.cmd, "eval"))
-        return cmd_eval(m, &a);
-    if (!strcmp(a.cmd, "train"))
-        return cmd_train(m, &a);
-    if (!strcmp(a.cmd, "bench"))
-        return cmd_bench(m, &a);
-    if (!strcmp(a.cmd, "show"))
-        return cmd_show(m, &a);
+    static const struct {
+        const char *name;
+        int (*run)(const CnnModel *m, const Args *a);
+    } commands[] = {
+        {"train", cmd_train}, {"eval", cmd_eval}, {"predict", cmd_predict},
+        {"infer", cmd_infer}, {"bench", cmd_bench}, {"show", cmd_show},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(a.cmd, commands[i].name))
+            return commands[i].run(m, &a);
     char msg[256];
     snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict, infer, bench or show", a.cmd);
     usage(stderr, argv[0]);

@@ -66,7 +66,8 @@ typedef struct CnnModel {
 enum { CNNW_VERSION = 1 };
 
 uint64_t cnnw_shape_hash(const CnnTensor *t, int n);
-/* Reads path into params (params_size floats); false with a one-line message in err. */
+/* Reads path into params (params_size floats), checking every tensor against
+ * m->tensors; false with a one-line message in err. */
 bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, size_t errsize);
 /* The same from bytes in memory; path only names them in messages. */
 bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,

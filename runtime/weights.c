@@ -186,11 +186,11 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
                      path, name, (unsigned long long)size);
             goto out;
         }
-        const CnnTensor *want = (int)t < m->ntensors && m->tensors ? &m->tensors[t] : NULL;
+        const CnnTensor *want = (int)t < m->ntensors ? &m->tensors[t] : NULL;
         bool same = want && !strcmp(want->name, name) && want->rank == (int)rank;
         for (uint32_t i = 0; same && i < rank; i++)
             same = want->dims[i] == (int32_t)dims[i];
-        if (m->tensors && !same) {
+        if (!same) {
             char have[64];
             dims_str(have, sizeof have, (int)rank, dims);
             if (want) {
@@ -208,14 +208,10 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
             }
             goto out;
         }
-        if (want) {
-            for (uint64_t i = 0; i < size; i++) {
-                uint32_t bits = 0;
-                get_u32(&r, &bits);
-                memcpy(&params[want->offset + (int64_t)i], &bits, 4);
-            }
-        } else {
-            r.p += size * 4;
+        for (uint64_t i = 0; i < size; i++) {
+            uint32_t bits = 0;
+            get_u32(&r, &bits);
+            memcpy(&params[want->offset + (int64_t)i], &bits, 4);
         }
     }
     if (r.p != r.end) {
@@ -227,7 +223,7 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
         snprintf(err, es, "%s: corrupted (checksum mismatch)", path);
         goto out;
     }
-    if (hash != m->shape_hash || (m->tensors && (int)count != m->ntensors)) {
+    if (hash != m->shape_hash || (int)count != m->ntensors) {
         snprintf(err, es, "%s: weights of another model (%u tensors; model '%s' has %d)", path,
                  count, m->name, m->ntensors);
         goto out;
