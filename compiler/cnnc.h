@@ -217,6 +217,7 @@ typedef struct ConvScratch {
     int64_t tpack;                  /* weights as (Kh, Kw, M, C), for d inp */
     int64_t dpre;                   /* d loss / d pre-activation, (N, OH, OW, M) */
     int64_t dpad;                   /* d loss / d padded input */
+    int64_t gpad;                   /* d pre-activation, padded for the transposed conv */
 } ConvScratch;
 
 typedef struct Plan {
@@ -362,6 +363,12 @@ typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMV
                         LLVMValueRef kw);
 void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
                bool replicate, WindowBody *body, void *ctx);
+
+/* ---- ops/conv.c: how d inp is computed, for the plan ---- */
+
+/* True when conv n's input gradient is a stride-1 conv of its padded output
+ * gradient (*qh, *qw: that padding); false for the scatter form. */
+bool conv_dinp_transposed(const Node *n, int *qh, int *qw);
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

@@ -36,7 +36,7 @@ static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool t
 {
     int64_t pack = align64(n->weight->size * (int64_t)sizeof(float));
     int64_t pad = pad_bytes(n, batch);
-    *s = (ConvScratch){-1, -1, -1, -1, -1};
+    *s = (ConvScratch){-1, -1, -1, -1, -1, -1};
     if (pad && training) {
         s->pad = *keep;
         *keep += pad;
@@ -54,7 +54,15 @@ static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool t
         s->dpre = at;
         at += buffer_bytes(n, batch);
     }
-    if (pad) {
+    /* d inp: a conv of the padded output gradient, or scattered (stride > 1) */
+    int qh, qw;
+    bool transposed = conv_dinp_transposed(n, &qh, &qw);
+    if (transposed && (qh || qw)) {
+        s->gpad = at;
+        at += align64(batch * (n->out.d[0] + 2 * qh) * (n->out.d[1] + 2 * qw) * n->out.d[2] *
+                      (int64_t)sizeof(float));
+    }
+    if (pad && (!transposed || n->padmode == PAD_REPLICATE)) {
         s->dpad = at;
         at += pad;
     }
@@ -136,8 +144,8 @@ void plan_print(FILE *out, const Graph *g, const Plan *p)
         if (g->nodes[i].op != OP_CONV)
             continue;
         fprintf(out, "    %s scratch: padded input at %lld, packed weights at %lld and %lld, "
-                "d pre-activation at %lld, d padded input at %lld\n", g->nodes[i].name,
+                "d pre-activation at %lld, d padded input at %lld, padded d pre-activation at %lld\n", g->nodes[i].name,
                 (long long)s->pad, (long long)s->wpack, (long long)s->tpack, (long long)s->dpre,
-                (long long)s->dpad);
+                (long long)s->dpad, (long long)s->gpad);
     }
 }

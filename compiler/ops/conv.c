@@ -117,26 +117,36 @@ static int block_count(Cg *c, int width, int64_t limit)
     return r;
 }
 
-/* Forward: pad (N,Hp,Wp,C) = inp (N,H,W,C) with its border, zeros or the edge
- * pixel. Backward: dinp += dpad, each padded cell to the pixel it was copied
- * from (with zero padding the border's share is 0). One walk over the padded
- * cells serves both. */
-static void emit_pad_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef padded,
-                          bool backward)
+/* An image (N,H,W,C) with a border of ph rows and pw columns: zeros, or with
+ * replicate the nearest edge pixel. */
+typedef struct PadGeom {
+    int64_t H, W, C, ph, pw;
+    bool replicate;
+} PadGeom;
+
+static PadGeom input_pad(const Node *n)
 {
-    ConvGeom g = geom(n);
+    return (PadGeom){n->in.d[0], n->in.d[1], n->in.d[2], n->ph, n->pw, n->padmode == PAD_REPLICATE};
+}
+
+/* Forward: padded (N,H+2ph,W+2pw,C) = image with its border. Backward:
+ * image += padded, each padded cell to the pixel it was copied from (with
+ * zeros the border's share is 0). One walk over the padded cells serves both. */
+static void emit_pad_walk(Cg *c, PadGeom p, LLVMValueRef image, LLVMValueRef padded, bool backward)
+{
+    int64_t Hp = p.H + 2 * p.ph, Wp = p.W + 2 * p.pw;
     Loop ln, lh, lw, lc;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef hp = cg_loopn(c, &lh, g.Hp, "hp");
-    LLVMValueRef wp = cg_loopn(c, &lw, g.Wp, "wp");
-    LLVMValueRef ih = cg_add(c, hp, cg_i64(c, -n->ph)), iw = cg_add(c, wp, cg_i64(c, -n->pw));
-    LLVMValueRef inside = LLVMBuildAnd(c->b, cg_inside(c, ih, g.H), cg_inside(c, iw, g.W), "");
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, g.H, cg_clamp(c, ih, g.H)), g.W, cg_clamp(c, iw, g.W));
-    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, g.Hp, hp), g.Wp, wp);
-    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
-    LLVMValueRef at = cg_muladd(c, pix, g.C, ch), pat = cg_muladd(c, ppix, g.C, ch);
+    LLVMValueRef hp = cg_loopn(c, &lh, Hp, "hp");
+    LLVMValueRef wp = cg_loopn(c, &lw, Wp, "wp");
+    LLVMValueRef ih = cg_add(c, hp, cg_i64(c, -p.ph)), iw = cg_add(c, wp, cg_i64(c, -p.pw));
+    LLVMValueRef inside = LLVMBuildAnd(c->b, cg_inside(c, ih, p.H), cg_inside(c, iw, p.W), "");
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, bn, p.H, cg_clamp(c, ih, p.H)), p.W, cg_clamp(c, iw, p.W));
+    LLVMValueRef ppix = cg_muladd(c, cg_muladd(c, bn, Hp, hp), Wp, wp);
+    LLVMValueRef ch = cg_loopn(c, &lc, p.C, "c");
+    LLVMValueRef at = cg_muladd(c, pix, p.C, ch), pat = cg_muladd(c, ppix, p.C, ch);
     LLVMValueRef v = backward ? cg_load(c, padded, pat, "d") : cg_load(c, image, at, "x");
-    if (n->padmode == PAD_ZERO)
+    if (!p.replicate)
         v = LLVMBuildSelect(c->b, inside, v, cg_f32(c, 0), "");
     if (backward)
         cg_accum(c, image, at, v);
@@ -148,8 +158,12 @@ static void emit_pad_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef
     cg_loop_end(c, &ln);
 }
 
-/* pack (Kh,Kw,C,M), or (Kh,M,Kw,C) when by_input, from weight (M,C,Kh,Kw) */
-static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, bool by_input)
+/* The weight (M,C,Kh,Kw) packed for a kernel: for the forward conv
+ * (Kh,Kw,C,M); for the transposed conv of d inp (Kh,Kw,M,C) with the taps
+ * flipped; for d inp's scatter form (Kh,M,Kw,C). */
+enum { PACK_FORWARD, PACK_TRANSPOSED, PACK_SCATTER };
+
+static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how)
 {
     ConvGeom g = geom(n);
     Loop lm, lc, lh, lw;
@@ -158,9 +172,16 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, b
     LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
     LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
     LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.C, ch), n->kh, kh), n->kw, kw);
-    LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
-    LLVMValueRef dst = by_input ? cg_muladd(c, cg_muladd(c, cg_muladd(c, kh, g.M, m), n->kw, kw), g.C, ch)
-                                : cg_muladd(c, cg_muladd(c, tap, g.C, ch), g.M, m);
+    LLVMValueRef dst;
+    if (how == PACK_FORWARD) {
+        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, kh, n->kw, kw), g.C, ch), g.M, m);
+    } else if (how == PACK_TRANSPOSED) {
+        LLVMValueRef fh = LLVMBuildSub(c->b, cg_i64(c, n->kh - 1), kh, "");
+        LLVMValueRef fw = LLVMBuildSub(c->b, cg_i64(c, n->kw - 1), kw, "");
+        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, fh, n->kw, fw), g.M, m), g.C, ch);
+    } else {
+        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, kh, g.M, m), n->kw, kw), g.C, ch);
+    }
     cg_store(c, cg_load(c, w, src, "w"), pack, dst);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
@@ -168,89 +189,135 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, b
     cg_loop_end(c, &lm);
 }
 
-typedef struct ConvFwd {
-    const Node *n;
-    ConvGeom g;
-    LLVMValueRef pad, wpack, bias, out, bn, oh;
-} ConvFwd;
+/* One register-blocked conv over an input already padded:
+ *   out (N,OH,OW,M) = act(init + sum over (kh, kw, c) of
+ *                     in (N, oh*sh+kh, ow*sw+kw, C) * wpack (kh, kw, c, m))
+ * where init is the bias, zero, or with accumulate out itself. The forward
+ * conv is one; d inp of a stride-1 conv is another (the output gradient,
+ * padded, convolved with the flipped weights). */
+typedef struct ConvKernel {
+    int64_t Hp, Wp, C, OH, OW, M;
+    int kh, kw, sh, sw, act;
+    bool accumulate;
+    LLVMValueRef in, wpack, bias, out;
+    LLVMValueRef bn, oh;            /* the loop's, while emitting */
+} ConvKernel;
 
 /* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
-static void conv_fwd_block(Cg *c, ConvFwd *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
+static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
 {
-    const Node *n = k->n;
-    ConvGeom g = k->g;
     LLVMValueRef acc[16];
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, k->OH, k->oh), k->OW, ow0);
     LLVMValueRef init = k->bias ? cg_vload(c, k->bias, m0, bm) : cg_vzero(c, bm);
     for (int i = 0; i < r; i++) {
         acc[i] = cg_vvar(c, bm, "acc");
+        if (k->accumulate)
+            init = cg_vload(c, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0), bm);
         LLVMBuildStore(c->b, init, acc[i]);
     }
     Loop lh, lw, lc;
-    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
-    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, g.Hp, cg_mul(c, k->oh, cg_i64(c, n->sh))), kh),
-                                 g.Wp, cg_add(c, cg_mul(c, ow0, cg_i64(c, n->sw)), kw));
-    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
-    LLVMValueRef w = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, kh, n->kw, kw), g.C, ch),
-                                                           cg_i64(c, g.M)), m0), bm);
-    LLVMValueRef base = cg_muladd(c, row, g.C, ch);
+    LLVMValueRef kh = cg_loopn(c, &lh, k->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, k->kw, "kw");
+    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, k->oh, cg_i64(c, k->sh))), kh),
+                                 k->Wp, cg_add(c, cg_mul(c, ow0, cg_i64(c, k->sw)), kw));
+    LLVMValueRef ch = cg_loopn(c, &lc, k->C, "c");
+    LLVMValueRef w = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, kh, k->kw, kw), k->C, ch),
+                                                           cg_i64(c, k->M)), m0), bm);
+    LLVMValueRef base = cg_muladd(c, row, k->C, ch);
     for (int i = 0; i < r; i++) {
-        LLVMValueRef x = cg_load(c, k->pad, cg_add(c, base, cg_i64(c, (int64_t)i * n->sw * g.C)), "x");
+        LLVMValueRef x = cg_load(c, k->in, cg_add(c, base, cg_i64(c, (int64_t)i * k->sw * k->C)), "x");
         LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[i], bm), cg_fmul(c, cg_splat(c, x, bm), w)), acc[i]);
     }
     cg_loop_end(c, &lc);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, g.OH, k->oh), g.OW, ow0);
     for (int i = 0; i < r; i++) {
         LLVMValueRef v = cg_vget(c, acc[i], bm);
-        if (n->act == ACT_RELU)
+        if (k->act == ACT_RELU)
             v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, bm), ""), v,
                                 cg_vzero(c, bm), "relu");
-        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, g.M)), m0));
+        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0));
     }
 }
 
 /* Every channel block of r pixels from ow0: full blocks in a loop, then the rest. */
-static void conv_fwd_channels(Cg *c, ConvFwd *k, LLVMValueRef ow0, int r)
+static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
 {
-    int bm = block_width(c, k->g.M);
-    int64_t full = k->g.M / bm, rest = k->g.M % bm;
+    int bm = block_width(c, k->M);
+    int64_t full = k->M / bm, rest = k->M % bm;
     Loop lm;
     LLVMValueRef mb = cg_loopn(c, &lm, full, "mb");
-    conv_fwd_block(c, k, ow0, r, cg_mul(c, mb, cg_i64(c, bm)), bm);
+    conv_block(c, k, ow0, r, cg_mul(c, mb, cg_i64(c, bm)), bm);
     cg_loop_end(c, &lm);
     if (rest)
-        conv_fwd_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
+        conv_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
+}
+
+static void emit_conv_kernel(Cg *c, ConvKernel *k)
+{
+    int r = block_count(c, block_width(c, k->M), k->OW);
+    Loop ln, lh, lw;
+    k->bn = cg_loop(c, &ln, c->batch, "n");
+    k->oh = cg_loopn(c, &lh, k->OH, "oh");
+    if (k->OW / r) {
+        LLVMValueRef ob = cg_loopn(c, &lw, k->OW / r, "ob");
+        conv_channels(c, k, cg_mul(c, ob, cg_i64(c, r)), r);
+        cg_loop_end(c, &lw);
+    }
+    if (k->OW % r)
+        conv_channels(c, k, cg_i64(c, k->OW / r * r), (int)(k->OW % r));
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
 }
 
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     const ConvScratch *s = &c->plan->conv[n->index];
-    ConvFwd k = {.n = n, .g = geom(n), .pad = inp, .out = out,
-                 .bias = n->bias ? cg_param(c, n->bias) : NULL};
+    ConvGeom g = geom(n);
+    ConvKernel k = {g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, false,
+                    .in = inp, .out = out, .bias = n->bias ? cg_param(c, n->bias) : NULL};
     if (s->pad >= 0) {
-        k.pad = cg_ws(c, s->pad);
-        emit_pad_walk(c, n, inp, k.pad, false);
+        k.in = cg_ws(c, s->pad);
+        emit_pad_walk(c, input_pad(n), inp, k.in, false);
     }
     k.wpack = cg_ws(c, s->wpack);
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, false);
-    int r = block_count(c, block_width(c, k.g.M), k.g.OW);
-    Loop ln, lh, lw;
-    k.bn = cg_loop(c, &ln, c->batch, "n");
-    k.oh = cg_loopn(c, &lh, k.g.OH, "oh");
-    if (k.g.OW / r) {
-        LLVMValueRef ob = cg_loopn(c, &lw, k.g.OW / r, "ob");
-        conv_fwd_channels(c, &k, cg_mul(c, ob, cg_i64(c, r)), r);
-        cg_loop_end(c, &lw);
-    }
-    if (k.g.OW % r)
-        conv_fwd_channels(c, &k, cg_i64(c, k.g.OW / r * r), (int)(k.g.OW % r));
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &ln);
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD);
+    emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
         emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))));
+}
+
+bool conv_dinp_transposed(const Node *n, int *qh, int *qw)
+{
+    bool replicate = n->padmode == PAD_REPLICATE;
+    *qh = n->kh - 1 - (replicate ? 0 : n->ph);
+    *qw = n->kw - 1 - (replicate ? 0 : n->pw);
+    return n->sh == 1 && n->sw == 1 && *qh >= 0 && *qw >= 0;
+}
+
+/* d inp of a stride-1 conv: the output gradient g, padded by K-1-P (zeros),
+ * convolved with the flipped weights, added to dinp. With replicate padding
+ * it pads by K-1 to give the padded input's gradient, which is folded back. */
+static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
+{
+    const ConvScratch *s = &c->plan->conv[n->index];
+    ConvGeom G = geom(n);
+    int qh, qw;
+    conv_dinp_transposed(n, &qh, &qw);
+    bool fold = s->dpad >= 0;
+    ConvKernel k = {G.OH + 2 * qh, G.OW + 2 * qw, G.M, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.C,
+                    n->kh, n->kw, 1, 1, ACT_NONE, !fold, .in = g,
+                    .out = fold ? cg_ws(c, s->dpad) : dinp};
+    if (s->gpad >= 0) {
+        k.in = cg_ws(c, s->gpad);
+        emit_pad_walk(c, (PadGeom){G.OH, G.OW, G.M, qh, qw, false}, g, k.in, false);
+    }
+    k.wpack = cg_ws(c, s->tpack);
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED);
+    emit_conv_kernel(c, &k);
+    if (fold)
+        emit_pad_walk(c, input_pad(n), dinp, k.out, true);
 }
 
 /* d weight (m0..m0+bm, taps t0..t0+rt of row kh) += sum over pixels of x * d pre.
@@ -401,9 +468,12 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
     if (dw)
         conv_dweight(c, n, pad, g, dw);
-    if (a->dinp) {
+    int qh, qw;
+    if (a->dinp && conv_dinp_transposed(n, &qh, &qw)) {
+        conv_dinp_as_conv(c, n, g, a->dinp);
+    } else if (a->dinp) {
         LLVMValueRef tpack = cg_ws(c, s->tpack);
-        emit_pack(c, n, cg_param(c, n->weight), tpack, true);
+        emit_pack(c, n, cg_param(c, n->weight), tpack, PACK_SCATTER);
         LLVMValueRef dpad = a->dinp;
         if (s->dpad >= 0) {
             dpad = cg_ws(c, s->dpad);
@@ -412,6 +482,6 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         }
         conv_dinp(c, n, g, tpack, dpad);
         if (s->dpad >= 0)
-            emit_pad_walk(c, n, a->dinp, dpad, true);
+            emit_pad_walk(c, input_pad(n), a->dinp, dpad, true);
     }
 }
