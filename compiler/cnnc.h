@@ -304,6 +304,7 @@ struct Cg {
     const struct Plan *plan;
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
+    const char *cpu, *features;     /* the target's, for every function's attributes */
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */

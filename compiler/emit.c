@@ -43,14 +43,103 @@ static EmitBwdFn *const emit_bwd_fn[OP_COUNT] = {
 #undef OP
 };
 
+static void set_target_attrs(Cg *c, LLVMValueRef fn)
+{
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, c->cpu, (unsigned)strlen(c->cpu)));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(c->ctx, "target-features", 15, c->features,
+                                  (unsigned)strlen(c->features)));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+}
+
+/* Every op's code is a function of its own, CALLER.NODE (.bwd for the
+ * backward), internal and never inlined: a profile names the layer, and LLVM
+ * optimizes each kernel alone. Its arguments are the caller's values the
+ * emitter may use, constants excepted (they stay constants). The tensors of
+ * one call never overlap (the plan gives each its own bytes), so every
+ * pointer is noalias. */
+enum { OUTLINE_MAX = 10 };
+
+typedef struct Outline {
+    LLVMValueRef *slot[OUTLINE_MAX];    /* where each value lives in Cg or Bwd */
+    LLVMValueRef saved[OUTLINE_MAX];
+    int n;
+    LLVMValueRef fn, caller;
+    LLVMBasicBlockRef block;
+} Outline;
+
+static void outline_add(Outline *o, LLVMValueRef *slot)
+{
+    if (*slot && !LLVMIsConstant(*slot))
+        o->slot[o->n++] = slot;
+}
+
+static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
+{
+    outline_add(o, &c->params);
+    outline_add(o, &c->batch);
+    outline_add(o, &c->ws);
+    outline_add(o, &c->drop_key);
+    outline_add(o, &c->drop_first);
+    LLVMTypeRef types[OUTLINE_MAX];
+    for (int i = 0; i < o->n; i++)
+        types[i] = LLVMTypeOf(*o->slot[i]);
+    size_t len;
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s%s", LLVMGetValueName2(c->fn, &len), n->name, suffix);
+    o->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->voidt, types, (unsigned)o->n, false));
+    LLVMSetLinkage(o->fn, LLVMInternalLinkage);
+    set_target_attrs(c, o->fn);
+    LLVMAddAttributeAtIndex(o->fn, LLVMAttributeFunctionIndex,
+        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (int i = 0; i < o->n; i++) {
+        o->saved[i] = *o->slot[i];
+        if (types[i] == c->ptr)
+            LLVMAddAttributeAtIndex(o->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
+    }
+    o->block = LLVMGetInsertBlock(c->b);
+    o->caller = c->fn;
+    c->fn = o->fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, o->fn, "entry"));
+    for (int i = 0; i < o->n; i++)
+        *o->slot[i] = LLVMGetParam(o->fn, (unsigned)i);
+}
+
+static void outline_end(Cg *c, Outline *o)
+{
+    LLVMBuildRetVoid(c->b);
+    c->fn = o->caller;
+    LLVMPositionBuilderAtEnd(c->b, o->block);
+    for (int i = 0; i < o->n; i++)
+        *o->slot[i] = o->saved[i];
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(o->fn), o->fn, o->saved, (unsigned)o->n, "");
+}
+
 void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
+    Outline o = {0};
+    outline_add(&o, &inp);
+    outline_add(&o, &out);
+    outline_begin(c, &o, n, "");
     emit_fwd_fn[n->op](c, n, inp, out);
+    outline_end(c, &o);
 }
 
 void emit_node_bwd(Cg *c, const Node *n, const Bwd *a)
 {
-    emit_bwd_fn[n->op](c, n, a);
+    Bwd b = *a;
+    Outline o = {0};
+    outline_add(&o, &b.inp);
+    outline_add(&o, &b.out);
+    outline_add(&o, &b.dout);
+    outline_add(&o, &b.dinp);
+    outline_add(&o, &b.dparams);
+    outline_begin(c, &o, n, ".bwd");
+    emit_bwd_fn[n->op](c, n, &b);
+    outline_end(c, &o);
 }
 
 const char *emit_llvm_version(void)
@@ -78,16 +167,6 @@ static LLVMValueRef const_floats(Cg *c, const char *name, const double *v, const
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
     LLVMSetAlignment(gv, 64);
     return gv;
-}
-
-static void set_target_attrs(Cg *c, LLVMValueRef fn, const char *cpu, const char *features)
-{
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, cpu, (unsigned)strlen(cpu)));
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateStringAttribute(c->ctx, "target-features", 15, features, (unsigned)strlen(features)));
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
 }
 
 static void name_params(LLVMValueRef fn, const char *const *names)
@@ -119,7 +198,7 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     for (int i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         LLVMValueRef dst = i == g->n - 1 ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[i % 2];
-        emit_fwd_fn[n->op](c, n, cur, dst);
+        emit_node_fwd(c, n, cur, dst);
         cur = dst;
     }
     if (g->n == 1) {
@@ -567,24 +646,26 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
     char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
     vector_shape(&c, triple, cpu, features);
+    c.cpu = cpu;
+    c.features = features;
     c.plan = &plan;
     if (ok) {
         LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);
         LLVMValueRef init = emit_init(&c, lname);
-        set_target_attrs(&c, infer, cpu, features);
-        set_target_attrs(&c, init, cpu, features);
+        set_target_attrs(&c, infer);
+        set_target_attrs(&c, init);
         TrainFns train = {0};
         if (training && !baked) {
             c.params = NULL;
             emit_train(&c, lname, &plan, &train);
             LLVMValueRef fns[] = {train.grad, train.apply, train.step_hp, train.step};
             for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
-                set_target_attrs(&c, fns[i], cpu, features);
+                set_target_attrs(&c, fns[i]);
         }
         LLVMValueRef acts = NULL;
         if (opts->mode == MODE_EXE && training) {
             acts = emit_activations(&c, lname, &plan, baked);
-            set_target_attrs(&c, acts, cpu, features);
+            set_target_attrs(&c, acts);
         }
         if (opts->mode == MODE_EXE)
             emit_descriptor(&c, &plan, infer, init, &train, acts, baked);

@@ -209,6 +209,7 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     LLVMBuildRet(b, loss);
     c->training = false;
     c->drop_first = NULL;
+    c->drop_key = NULL;
     free(act);
     free(grad);
     return fn;

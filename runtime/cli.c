@@ -50,41 +50,62 @@ float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
     return p;
 }
 
-typedef struct InferJob {
+struct Inferer {
     const CnnModel *m;
-    const float *params, *input;
+    Pool *pool;
+    void **ws;
+    const float *params, *input;    /* the call's */
     float *output;
     int64_t count;
-    void **ws;
-} InferJob;
+};
+
+Inferer *infer_new(const CnnModel *m, int threads)
+{
+    Inferer *e = calloc(1, sizeof *e);
+    e->m = m;
+    e->pool = rt_pool_new(threads);
+    e->ws = calloc((size_t)rt_pool_threads(e->pool), sizeof *e->ws);
+    for (int t = 0; t < rt_pool_threads(e->pool); t++)
+        e->ws[t] = ws_alloc(m);
+    return e;
+}
+
+void infer_free(Inferer *e)
+{
+    for (int t = 0; t < rt_pool_threads(e->pool); t++)
+        free(e->ws[t]);
+    free(e->ws);
+    rt_pool_free(e->pool);
+    free(e);
+}
 
 static void infer_chunk(void *ctx, int64_t task, int thread)
 {
-    InferJob *j = ctx;
-    int64_t first = task * j->m->batch;
-    int64_t n = j->count - first < j->m->batch ? j->count - first : j->m->batch;
-    int64_t in = (int64_t)j->m->height * j->m->width * j->m->channels;
-    j->m->infer(j->params, j->input + first * in, j->output + first * j->m->outputs, (int)n,
-                j->ws[thread]);
+    Inferer *e = ctx;
+    int64_t first = task * e->m->batch;
+    int64_t n = e->count - first < e->m->batch ? e->count - first : e->m->batch;
+    int64_t in = (int64_t)e->m->height * e->m->width * e->m->channels;
+    e->m->infer(e->params, e->input + first * in, e->output + first * e->m->outputs, (int)n,
+                e->ws[thread]);
+}
+
+void infer_run(Inferer *e, const float *params, const float *input, float *output, int64_t count)
+{
+    e->params = params;
+    e->input = input;
+    e->output = output;
+    e->count = count;
+    rt_pool_run(e->pool, (count + e->m->batch - 1) / e->m->batch, infer_chunk, e);
 }
 
 /* Runs count images through the model, in batches, on a few threads. */
 void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
-                      int64_t count, int threads)
+               int64_t count, int threads)
 {
     int64_t chunks = (count + m->batch - 1) / m->batch;
-    if (threads > chunks)
-        threads = (int)chunks;
-    if (threads < 1)
-        threads = 1;
-    void **ws = calloc((size_t)threads, sizeof *ws);
-    for (int t = 0; t < threads; t++)
-        ws[t] = ws_alloc(m);
-    InferJob j = {m, params, input, output, count, ws};
-    rt_parallel(threads, chunks, infer_chunk, &j);
-    for (int t = 0; t < threads; t++)
-        free(ws[t]);
-    free(ws);
+    Inferer *e = infer_new(m, threads > chunks ? (int)chunks : threads);
+    infer_run(e, params, input, output, count);
+    infer_free(e);
 }
 
 static int cmd_infer(const CnnModel *m, const Args *a)

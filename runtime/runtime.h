@@ -22,6 +22,12 @@ typedef struct Args {
 int fail(const char *msg);
 void *ws_alloc(const CnnModel *m);
 float *load_params(const CnnModel *m, const Args *a, char *err, size_t es);
+/* Inference in batches on a pool, each thread with a workspace of its own,
+ * kept from call to call. */
+typedef struct Inferer Inferer;
+Inferer *infer_new(const CnnModel *m, int threads);
+void infer_run(Inferer *e, const float *params, const float *input, float *output, int64_t count);
+void infer_free(Inferer *e);
 void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
                int64_t count, int threads);
 bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size);
