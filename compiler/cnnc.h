@@ -345,9 +345,10 @@ LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
 LLVMValueRef cg_ws(Cg *c, int64_t offset);              /* float * into the workspace */
-/* vectors of n floats */
+/* vectors of n floats, in cg_lanes(n) lanes (the extra ones zero) */
+int cg_lanes(Cg *c, int n);
 LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n);
-void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n);
 LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n);
 LLVMValueRef cg_vzero(Cg *c, int n);
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name);

@@ -283,38 +283,95 @@ LLVMValueRef cg_ws(Cg *c, int64_t offset)
     return LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->ws, &off, 1, "");
 }
 
+/* A vector of n floats lives in cg_lanes(n) lanes: n itself when it fills
+ * whole registers or is a power of two, else rounded up (6 -> 8, 30 -> 32),
+ * the extra lanes zero. Memory is only touched in the first n: loads and
+ * stores of such vectors are masked (AVX-512's k masks, AVX2's vmaskmov),
+ * never split into odd pieces. */
+int cg_lanes(Cg *c, int n)
+{
+    if (n % c->vw == 0 || (n & (n - 1)) == 0)
+        return n;
+    if (n > c->vw)
+        return (n + c->vw - 1) / c->vw * c->vw;
+    int p = 1;
+    while (p < n)
+        p *= 2;
+    return p;
+}
+
+static LLVMTypeRef vec_type(Cg *c, int n)
+{
+    return LLVMVectorType(c->f32, (unsigned)cg_lanes(c, n));
+}
+
+/* <lanes x i1>: the first n true */
+static LLVMValueRef first_lanes(Cg *c, int n)
+{
+    int lanes = cg_lanes(c, n);
+    LLVMTypeRef i1 = LLVMInt1TypeInContext(c->ctx);
+    LLVMValueRef bits[512];
+    CNNC_ASSERT(lanes <= 512);
+    for (int i = 0; i < lanes; i++)
+        bits[i] = LLVMConstInt(i1, i < n, false);
+    return LLVMConstVector(bits, (unsigned)lanes);
+}
+
+static LLVMValueRef masked_intrinsic(Cg *c, const char *name, LLVMTypeRef vt, LLVMTypeRef *ft)
+{
+    LLVMTypeRef over[] = {vt, c->ptr};
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    *ft = LLVMIntrinsicGetType(c->ctx, id, over, 2);
+    return LLVMGetIntrinsicDeclaration(c->mod, id, over, 2);
+}
+
 LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
 {
-    LLVMValueRef v = LLVMBuildLoad2(c->b, LLVMVectorType(c->f32, (unsigned)n), cg_at(c, base, idx), "");
+    LLVMTypeRef vt = vec_type(c, n), ft;
+    if (cg_lanes(c, n) != n) {
+        LLVMValueRef f = masked_intrinsic(c, "llvm.masked.load", vt, &ft);
+        LLVMValueRef args[] = {cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n),
+                               LLVMConstNull(vt)};
+        return LLVMBuildCall2(c->b, ft, f, args, 4, "");
+    }
+    LLVMValueRef v = LLVMBuildLoad2(c->b, vt, cg_at(c, base, idx), "");
     LLVMSetAlignment(v, 4);
     return v;
 }
 
-void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
 {
+    LLVMTypeRef vt = vec_type(c, n), ft;
+    if (cg_lanes(c, n) != n) {
+        LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
+        LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n)};
+        LLVMBuildCall2(c->b, ft, f, args, 4, "");
+        return;
+    }
     LLVMValueRef st = LLVMBuildStore(c->b, v, cg_at(c, base, idx));
     LLVMSetAlignment(st, 4);
 }
 
 LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n)
 {
-    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)n);
+    LLVMTypeRef vt = vec_type(c, n);
+    unsigned lanes = (unsigned)cg_lanes(c, n);
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), x, cg_i64(c, 0), "");
-    LLVMValueRef mask = LLVMConstNull(LLVMVectorType(c->i32, (unsigned)n));
+    LLVMValueRef mask = LLVMConstNull(LLVMVectorType(c->i32, lanes));
     return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), mask, "splat");
 }
 
 LLVMValueRef cg_vzero(Cg *c, int n)
 {
-    return LLVMConstNull(LLVMVectorType(c->f32, (unsigned)n));
+    return LLVMConstNull(vec_type(c, n));
 }
 
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name)
 {
-    return entry_alloca(c, LLVMVectorType(c->f32, (unsigned)n), name);
+    return entry_alloca(c, vec_type(c, n), name);
 }
 
 LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n)
 {
-    return LLVMBuildLoad2(c->b, LLVMVectorType(c->f32, (unsigned)n), var, "");
+    return LLVMBuildLoad2(c->b, vec_type(c, n), var, "");
 }

@@ -236,7 +236,7 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
         if (k->act == ACT_RELU)
             v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, bm), ""), v,
                                 cg_vzero(c, bm), "relu");
-        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0));
+        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0), bm);
     }
 }
 
@@ -337,7 +337,8 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
 }
 
-/* d weight (m0..m0+bm, taps t0..t0+rt of row kh) += sum over pixels of x * d pre.
+/* d weight (m0..m0+bm, taps t0..t0+rt of row kh) = sum over pixels of x * d pre,
+ * stored packed as the forward kernel's weights, (Kh, Kw, C, M).
  * A tap t is (kw, c) = (t / C, t % C): within a padded row they are
  * contiguous, so one d pre vector serves rt of them. */
 static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
@@ -367,22 +368,16 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
-    /* lanes back to PyTorch's layout (m, c, kh, kw) */
-    for (int j = 0; j < rt; j++) {
-        LLVMValueRef v = cg_vget(c, acc[j], bm);
-        LLVMValueRef t = cg_add(c, t0, cg_i64(c, j));
-        LLVMValueRef kw = LLVMBuildUDiv(c->b, t, cg_i64(c, G.C), "kw");
-        LLVMValueRef ch = LLVMBuildURem(c->b, t, cg_i64(c, G.C), "c");
-        LLVMValueRef tap = cg_muladd(c, cg_muladd(c, ch, n->kh, kh), n->kw, kw);
-        for (int l = 0; l < bm; l++) {
-            LLVMValueRef m = cg_add(c, m0, cg_i64(c, l));
-            LLVMValueRef at = cg_add(c, cg_mul(c, m, cg_i64(c, G.C * n->kh * n->kw)), tap);
-            cg_accum(c, dw, at, LLVMBuildExtractElement(c->b, v, cg_i64(c, l), ""));
-        }
-    }
+    /* into the packed layout (kh, t, m), a vector store per tap */
+    for (int j = 0; j < rt; j++)
+        cg_vstore(c, cg_vget(c, acc[j], bm), dw,
+                  cg_add(c, cg_mul(c, cg_add(c, cg_muladd(c, kh, n->kw * G.C, t0), cg_i64(c, j)), cg_i64(c, G.M)), m0), bm);
 }
 
-static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dw)
+/* d weight (M,C,Kh,Kw) += the sum over pixels, reduced into dwpack (Kh,Kw,C,M)
+ * by register blocks and then added in PyTorch's layout. */
+static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dwpack,
+                         LLVMValueRef dw)
 {
     ConvGeom G = geom(n);
     int64_t T = n->kw * G.C;
@@ -399,14 +394,26 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
                                     : cg_i64(c, T / rt * rt);
         int64_t mfull = G.M / bm;
         LLVMValueRef mb = cg_loopn(c, &lm, mfull, "mb");
-        conv_dweight_block(c, n, pad, g, dw, kh, t0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
+        conv_dweight_block(c, n, pad, g, dwpack, kh, t0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
         cg_loop_end(c, &lm);
         if (G.M % bm)
-            conv_dweight_block(c, n, pad, g, dw, kh, t0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
+            conv_dweight_block(c, n, pad, g, dwpack, kh, t0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
         if (part == 0)
             cg_loop_end(c, &lt);
     }
     cg_loop_end(c, &lh);
+    Loop lm2, lc, lh2, lw;
+    LLVMValueRef m = cg_loopn(c, &lm2, G.M, "m");
+    LLVMValueRef ch = cg_loopn(c, &lc, G.C, "c");
+    LLVMValueRef h = cg_loopn(c, &lh2, n->kh, "kh");
+    LLVMValueRef w = cg_loopn(c, &lw, n->kw, "kw");
+    LLVMValueRef at = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, G.C, ch), n->kh, h), n->kw, w);
+    LLVMValueRef from = cg_muladd(c, cg_muladd(c, cg_muladd(c, h, n->kw, w), G.C, ch), G.M, m);
+    cg_accum(c, dw, at, cg_load(c, dwpack, from, "dw"));
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh2);
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lm2);
 }
 
 /* d padded input (row kh of the window, taps t0..t0+bt) += sum over m of
@@ -426,7 +433,7 @@ static void conv_dinp_block(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef t
     LLVMValueRef w = cg_vload(c, tpack, cg_add(c, cg_mul(c, cg_muladd(c, kh, G.M, m), cg_i64(c, T)), t0), bt);
     LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, bt), cg_fmul(c, gs, w)), acc);
     cg_loop_end(c, &lm);
-    cg_vstore(c, cg_vget(c, acc, bt), dpad, at);
+    cg_vstore(c, cg_vget(c, acc, bt), dpad, at, bt);
 }
 
 static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
@@ -484,7 +491,7 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     }
     LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
     if (dw)
-        conv_dweight(c, n, pad, g, dw);
+        conv_dweight(c, n, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
     int qh, qw;
     if (a->dinp && conv_dinp_transposed(n, &qh, &qw)) {
         conv_dinp_as_conv(c, n, g, a->dinp);

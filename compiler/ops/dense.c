@@ -101,6 +101,7 @@ static void loop_maybe_end(Cg *c, Loop *l, LLVMBasicBlockRef join)
 static LLVMValueRef reduce_add(Cg *c, LLVMValueRef v, int width)
 {
     char name[48];
+    width = cg_lanes(c, width);
     snprintf(name, sizeof name, "llvm.vector.reduce.fadd.v%df32", width);
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)width);
     LLVMTypeRef ft = LLVMFunctionType(c->f32, (LLVMTypeRef[]){c->f32, vt}, 2, false);
@@ -220,7 +221,7 @@ static void fc_dweight_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *width
         for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
             LLVMValueRef wi = cg_add(c, cg_mul(c, cg_add(c, x->u0, cg_i64(c, j)), cg_i64(c, I)),
                                      cg_add(c, i0, cg_i64(c, off)));
-            cg_vstore(c, cg_fadd(c, cg_vload(c, x->dw, wi, widths[r]), cg_vget(c, x->acc[j][r], widths[r])), x->dw, wi);
+            cg_vstore(c, cg_fadd(c, cg_vload(c, x->dw, wi, widths[r]), cg_vget(c, x->acc[j][r], widths[r])), x->dw, wi, widths[r]);
         }
 }
 
@@ -245,7 +246,7 @@ static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, 
     cg_loop_end(c, &lu);
     for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
         LLVMValueRef xi = cg_add(c, cg_mul(c, x->bn, cg_i64(c, I)), cg_add(c, i0, cg_i64(c, off)));
-        cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[0][r], widths[r])), x->dinp, xi);
+        cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[0][r], widths[r])), x->dinp, xi, widths[r]);
     }
 }
 
