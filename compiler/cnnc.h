@@ -348,6 +348,8 @@ LLVMValueRef cg_ws(Cg *c, int64_t offset);              /* float * into the work
 /* vectors of n floats, in cg_lanes(n) lanes (the extra ones zero) */
 int cg_lanes(Cg *c, int n);
 LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n);
+/* n floats into a vector of `lanes` >= n, the rest zero */
+LLVMValueRef cg_vload_lanes(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n, int lanes);
 void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n);
 LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n);
 LLVMValueRef cg_vzero(Cg *c, int n);

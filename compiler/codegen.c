@@ -306,9 +306,8 @@ static LLVMTypeRef vec_type(Cg *c, int n)
 }
 
 /* <lanes x i1>: the first n true */
-static LLVMValueRef first_lanes(Cg *c, int n)
+static LLVMValueRef first_lanes(Cg *c, int n, int lanes)
 {
-    int lanes = cg_lanes(c, n);
     LLVMTypeRef i1 = LLVMInt1TypeInContext(c->ctx);
     LLVMValueRef bits[512];
     CNNC_ASSERT(lanes <= 512);
@@ -325,13 +324,13 @@ static LLVMValueRef masked_intrinsic(Cg *c, const char *name, LLVMTypeRef vt, LL
     return LLVMGetIntrinsicDeclaration(c->mod, id, over, 2);
 }
 
-LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
+LLVMValueRef cg_vload_lanes(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n, int lanes)
 {
-    LLVMTypeRef vt = vec_type(c, n), ft;
-    if (cg_lanes(c, n) != n) {
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)lanes), ft;
+    if (lanes != n) {
         LLVMValueRef f = masked_intrinsic(c, "llvm.masked.load", vt, &ft);
-        LLVMValueRef args[] = {cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n),
-                               LLVMConstNull(vt)};
+        LLVMValueRef args[] = {cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false),
+                               first_lanes(c, n, lanes), LLVMConstNull(vt)};
         return LLVMBuildCall2(c->b, ft, f, args, 4, "");
     }
     LLVMValueRef v = LLVMBuildLoad2(c->b, vt, cg_at(c, base, idx), "");
@@ -339,12 +338,18 @@ LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
     return v;
 }
 
+LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
+{
+    return cg_vload_lanes(c, base, idx, n, cg_lanes(c, n));
+}
+
 void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
 {
     LLVMTypeRef vt = vec_type(c, n), ft;
     if (cg_lanes(c, n) != n) {
         LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
-        LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n)};
+        LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false),
+                               first_lanes(c, n, cg_lanes(c, n))};
         LLVMBuildCall2(c->b, ft, f, args, 4, "");
         return;
     }

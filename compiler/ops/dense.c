@@ -33,11 +33,12 @@ void shape_fc(Graph *g, Node *n)
 /* ---- code generation ----
  *
  * Vectors run along I, the inputs, contiguous in both inp (N,I) and weight
- * (U,I). Forward: a block of NB images shares every weight vector it loads,
- * each image's dot product kept in a vector accumulator and summed at the end.
- * d weight: UB rows x R vectors of accumulators, summed over the batch, each
- * input vector loaded once for UB rows. d inp: R vectors of accumulators per
- * image, summed over the units. */
+ * (U,I). Forward: a block of NB images x UB units, one vector accumulator
+ * per pair, so that each vector of I loaded (NB inputs, UB weight rows)
+ * feeds NB x UB FMAs; the sums are reduced at the end. d weight: UB rows x R
+ * vectors of accumulators, summed over the batch, each input vector loaded
+ * once for UB rows. d inp: NB images x R vectors of accumulators, summed
+ * over the units, each weight vector loaded once for NB images. */
 
 enum { NB = 4, UB = 4 };
 
@@ -115,84 +116,112 @@ static LLVMValueRef reduce_add(Cg *c, LLVMValueRef v, int width)
 
 typedef struct FcFwd {
     const Node *n;
-    LLVMValueRef inp, w, bias, out, n0, u;
-    int k;                          /* images in this block */
-    LLVMValueRef acc[NB][16];
+    LLVMValueRef inp, w, bias, out, n0, u0;
+    int k, rows;                    /* images and units in this block */
+    LLVMValueRef acc[NB][UB];
 } FcFwd;
 
-static void fc_fwd_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
+/* the block's sums over n floats of I from i (n <= vw, in vw lanes) */
+static void fc_fwd_vec(Cg *c, FcFwd *x, LLVMValueRef i, int n)
 {
-    FcFwd *x = vctx;
     int64_t I = x->n->in.d[0];
-    LLVMValueRef at = i0;
-    for (int r = 0; r < nv; r++) {
-        LLVMValueRef wv = cg_vload(c, x->w, cg_add(c, cg_mul(c, x->u, cg_i64(c, I)), at), widths[r]);
-        for (int j = 0; j < x->k; j++) {
-            LLVMValueRef xv = cg_vload(c, x->inp, cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)), at), widths[r]);
-            /* one accumulator per width: the full-width one and the partial one */
-            int slot = widths[r] == (int)c->vw ? 0 : 1;
-            LLVMValueRef var = x->acc[j][slot];
-            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, var, widths[r]), cg_fmul(c, wv, xv)), var);
+    LLVMValueRef xv[NB], wv[UB];
+    for (int j = 0; j < x->k; j++)
+        xv[j] = cg_vload_lanes(c, x->inp, cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)), i),
+                               n, c->vw);
+    for (int r = 0; r < x->rows; r++)
+        wv[r] = cg_vload_lanes(c, x->w, cg_add(c, cg_mul(c, cg_add(c, x->u0, cg_i64(c, r)), cg_i64(c, I)), i),
+                               n, c->vw);
+    for (int j = 0; j < x->k; j++)
+        for (int r = 0; r < x->rows; r++)
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, x->acc[j][r], c->vw), cg_fmul(c, xv[j], wv[r])),
+                           x->acc[j][r]);
+}
+
+/* out (n0 .. n0+k, u0 .. u0+rows) */
+static void fc_fwd_block(Cg *c, FcFwd *x)
+{
+    int64_t I = x->n->in.d[0], U = x->n->out.d[0];
+    for (int j = 0; j < x->k; j++)
+        for (int r = 0; r < x->rows; r++)
+            LLVMBuildStore(c->b, cg_vzero(c, c->vw), x->acc[j][r]);
+    if (I / c->vw) {
+        Loop li;
+        LLVMValueRef i = cg_loopn(c, &li, I / c->vw, "i");
+        fc_fwd_vec(c, x, cg_mul(c, i, cg_i64(c, c->vw)), c->vw);
+        cg_loop_end(c, &li);
+    }
+    if (I % c->vw)
+        fc_fwd_vec(c, x, cg_i64(c, I / c->vw * c->vw), (int)(I % c->vw));
+    for (int j = 0; j < x->k; j++)
+        for (int r = 0; r < x->rows; r++) {
+            LLVMValueRef u = cg_add(c, x->u0, cg_i64(c, r));
+            LLVMValueRef sum = reduce_add(c, cg_vget(c, x->acc[j][r], c->vw), c->vw);
+            if (x->bias)
+                sum = cg_fadd(c, sum, cg_load(c, x->bias, u, "b"));
+            LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), u);
+            cg_store(c, cg_act(c, x->n->act, sum), x->out, oi);
         }
-        at = cg_add(c, at, cg_i64(c, widths[r]));
+}
+
+/* every unit of the k images from n0: blocks of UB, then the rest */
+static void fc_fwd_images(Cg *c, FcFwd *x)
+{
+    int64_t U = x->n->out.d[0];
+    if (U / UB) {
+        Loop lu;
+        x->u0 = cg_mul(c, cg_loopn(c, &lu, U / UB, "ub"), cg_i64(c, UB));
+        x->rows = UB;
+        fc_fwd_block(c, x);
+        cg_loop_end(c, &lu);
+    }
+    if (U % UB) {
+        x->u0 = cg_i64(c, U / UB * UB);
+        x->rows = (int)(U % UB);
+        fc_fwd_block(c, x);
     }
 }
 
-/* out (n0 .. n0+k, all units) for one block of k images */
-static void fc_fwd_block(Cg *c, FcFwd *x, const Span *sp)
+/* Calls body for blocks of NB images from x->n0 (x->k = NB), then for the
+ * rest one by one (x->k = 1). */
+static void for_image_blocks(Cg *c, LLVMValueRef *n0, int *k, void (*body)(Cg *, void *), void *x)
 {
-    int64_t U = x->n->out.d[0];
-    Loop lu;
-    x->u = cg_loopn(c, &lu, U, "u");
-    for (int j = 0; j < x->k; j++) {
-        LLVMBuildStore(c->b, cg_vzero(c, c->vw), x->acc[j][0]);
-        if (sp->tail)
-            LLVMBuildStore(c->b, cg_vzero(c, sp->tail), x->acc[j][1]);
-    }
-    for_tiles(c, sp, fc_fwd_tile, x);
-    for (int j = 0; j < x->k; j++) {
-        LLVMValueRef sum = reduce_add(c, cg_vget(c, x->acc[j][0], c->vw), c->vw);
-        if (sp->tail)
-            sum = cg_fadd(c, sum, reduce_add(c, cg_vget(c, x->acc[j][1], sp->tail), sp->tail));
-        if (x->bias)
-            sum = cg_fadd(c, sum, cg_load(c, x->bias, x->u, "b"));
-        LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), x->u);
-        cg_store(c, cg_act(c, x->n->act, sum), x->out, oi);
-    }
-    cg_loop_end(c, &lu);
+    LLVMValueRef blocks = LLVMBuildSDiv(c->b, c->batch, cg_i64(c, NB), "blocks");
+    Loop lb, ln;
+    LLVMBasicBlockRef jb, jn;
+    LLVMValueRef b = loop_maybe(c, &lb, &jb, cg_i64(c, 0), blocks, "nb");
+    *n0 = cg_mul(c, b, cg_i64(c, NB));
+    *k = NB;
+    body(c, x);
+    loop_maybe_end(c, &lb, jb);
+    *n0 = loop_maybe(c, &ln, &jn, cg_mul(c, blocks, cg_i64(c, NB)), c->batch, "n");
+    *k = 1;
+    body(c, x);
+    loop_maybe_end(c, &ln, jn);
+}
+
+static void fc_fwd_body(Cg *c, void *x)
+{
+    fc_fwd_images(c, x);
 }
 
 /* out (N,U) = act(bias (U) + weight (U,I) . inp (N,I)) */
 void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    int64_t I = n->in.d[0];
-    Span sp = span_of(I, c->vw, 4);
     FcFwd x = {.n = n, .inp = inp, .w = cg_param(c, n->weight), .out = out,
                .bias = n->bias ? cg_param(c, n->bias) : NULL};
-    for (int j = 0; j < NB; j++) {
-        x.acc[j][0] = cg_vvar(c, c->vw, "acc");
-        x.acc[j][1] = sp.tail ? cg_vvar(c, sp.tail, "acct") : NULL;
-    }
-    /* blocks of NB images, then the rest one by one */
-    LLVMValueRef blocks = LLVMBuildSDiv(c->b, c->batch, cg_i64(c, NB), "blocks");
-    Loop lb, ln;
-    LLVMBasicBlockRef jb, jn;
-    LLVMValueRef b = loop_maybe(c, &lb, &jb, cg_i64(c, 0), blocks, "nb");
-    x.n0 = cg_mul(c, b, cg_i64(c, NB));
-    x.k = NB;
-    fc_fwd_block(c, &x, &sp);
-    loop_maybe_end(c, &lb, jb);
-    x.n0 = loop_maybe(c, &ln, &jn, cg_mul(c, blocks, cg_i64(c, NB)), c->batch, "n");
-    x.k = 1;
-    fc_fwd_block(c, &x, &sp);
-    loop_maybe_end(c, &ln, jn);
+    for (int j = 0; j < NB; j++)
+        for (int r = 0; r < UB; r++)
+            x.acc[j][r] = cg_vvar(c, c->vw, "acc");
+    for_image_blocks(c, &x.n0, &x.k, fc_fwd_body, &x);
 }
 
 typedef struct FcBwd {
     const Node *n;
-    LLVMValueRef inp, w, g, dw, dinp, u0, bn;
-    int rows;
-    LLVMValueRef acc[UB][16];
+    LLVMValueRef inp, w, g, dw, dinp, u0, n0;
+    int rows, k;
+    const struct Span *dinp_span;
+    LLVMValueRef acc[UB > NB ? UB : NB][16];
 } FcBwd;
 
 /* dweight (u0 .. u0+rows, tile) += sum over images of g (n, u) * inp (n, tile) */
@@ -225,29 +254,41 @@ static void fc_dweight_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *width
         }
 }
 
-/* dinp (bn, tile) += sum over units of g (bn, u) * weight (u, tile) */
+/* dinp (n0 .. n0+k, tile) += sum over units of g (n, u) * weight (u, tile) */
 static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
 {
     FcBwd *x = vctx;
     int64_t I = x->n->in.d[0], U = x->n->out.d[0];
-    for (int r = 0; r < nv; r++) {
-        x->acc[0][r] = cg_vvar(c, widths[r], "dx");
-        LLVMBuildStore(c->b, cg_vzero(c, widths[r]), x->acc[0][r]);
-    }
+    for (int j = 0; j < x->k; j++)
+        for (int r = 0; r < nv; r++) {
+            x->acc[j][r] = cg_vvar(c, widths[r], "dx");
+            LLVMBuildStore(c->b, cg_vzero(c, widths[r]), x->acc[j][r]);
+        }
     Loop lu;
     LLVMValueRef u = cg_loopn(c, &lu, U, "u");
-    LLVMValueRef gs = cg_load(c, x->g, cg_add(c, cg_mul(c, x->bn, cg_i64(c, U)), u), "g");
-    LLVMValueRef at = cg_add(c, cg_mul(c, u, cg_i64(c, I)), i0);
-    for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
-        LLVMValueRef wv = cg_vload(c, x->w, cg_add(c, at, cg_i64(c, off)), widths[r]);
-        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, x->acc[0][r], widths[r]),
-                                     cg_fmul(c, cg_splat(c, gs, widths[r]), wv)), x->acc[0][r]);
+    LLVMValueRef at = cg_add(c, cg_mul(c, u, cg_i64(c, I)), i0), wv[16];
+    for (int r = 0, off = 0; r < nv; off += widths[r], r++)
+        wv[r] = cg_vload(c, x->w, cg_add(c, at, cg_i64(c, off)), widths[r]);
+    for (int j = 0; j < x->k; j++) {
+        LLVMValueRef gs = cg_load(c, x->g, cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), u), "g");
+        for (int r = 0; r < nv; r++)
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, x->acc[j][r], widths[r]),
+                                         cg_fmul(c, cg_splat(c, gs, widths[r]), wv[r])), x->acc[j][r]);
     }
     cg_loop_end(c, &lu);
-    for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
-        LLVMValueRef xi = cg_add(c, cg_mul(c, x->bn, cg_i64(c, I)), cg_add(c, i0, cg_i64(c, off)));
-        cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[0][r], widths[r])), x->dinp, xi, widths[r]);
-    }
+    for (int j = 0; j < x->k; j++)
+        for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
+            LLVMValueRef xi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)),
+                                     cg_add(c, i0, cg_i64(c, off)));
+            cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[j][r], widths[r])),
+                      x->dinp, xi, widths[r]);
+        }
+}
+
+static void fc_dinp_body(Cg *c, void *vx)
+{
+    FcBwd *x = vx;
+    for_tiles(c, x->dinp_span, fc_dinp_tile, x);
 }
 
 /* From dout (N,U): dbias (U), dweight (U,I) and dinp (N,I), all += */
@@ -287,9 +328,9 @@ void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
         }
     }
     if (x.dinp) {
-        Loop lb;
-        x.bn = cg_loop(c, &lb, c->batch, "n");
-        for_tiles(c, &sp, fc_dinp_tile, &x);
-        cg_loop_end(c, &lb);
+        int dvecs = (c->nregs - NB) / (NB + 1);
+        Span dsp = span_of(I, c->vw, dvecs > 8 ? 8 : dvecs);
+        x.dinp_span = &dsp;
+        for_image_blocks(c, &x.n0, &x.k, fc_dinp_body, &x);
     }
 }
