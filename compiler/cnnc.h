@@ -218,6 +218,7 @@ typedef struct ConvScratch {
     int64_t dpre;                   /* d loss / d pre-activation, (N, OH, OW, M) */
     int64_t dpad;                   /* d loss / d padded input */
     int64_t gpad;                   /* d pre-activation, padded for the transposed conv */
+    int64_t wino;                   /* Winograd's transformed tiles */
 } ConvScratch;
 
 typedef struct Plan {
@@ -368,11 +369,34 @@ typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMV
 void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
                bool replicate, WindowBody *body, void *ctx);
 
-/* ---- ops/conv.c: how d inp is computed, for the plan ---- */
+/* ---- ops/conv.c and ops/winograd.c: the conv kernels ---- */
+
+/* One register-blocked conv over an input already padded:
+ *   out (N,OH,OW,M) = act(init + sum over (kh, kw, c) of
+ *                     in (N, oh*sh+kh, ow*sw+kw, C) * wpack (kh, kw, c, m))
+ * where init is the bias, zero, or with accumulate out itself. The forward
+ * conv is one; d inp of a stride-1 conv is another (the output gradient,
+ * padded, convolved with the flipped weights). */
+typedef struct ConvKernel {
+    int64_t Hp, Wp, C, OH, OW, M;
+    int kh, kw, sh, sw, act;
+    bool accumulate;
+    LLVMValueRef in, wpack, bias, out;
+    LLVMValueRef bn, oh;            /* the loop's, while emitting */
+    LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */
+} ConvKernel;
+
+void emit_conv_kernel(Cg *c, ConvKernel *k);
+/* Winograd F(2x2, 3x3) for a 3x3 stride-1 kernel, and its scratch */
+bool wino_fits(const ConvKernel *k);
+int64_t wino_bytes(const ConvKernel *k);
+void emit_wino(Cg *c, const ConvKernel *k);
+
 
 /* True when conv n's input gradient is a stride-1 conv of its padded output
  * gradient (*qh, *qw: that padding); false for the scatter form. */
 bool conv_dinp_transposed(const Node *n, int *qh, int *qw);
+int64_t conv_wino_bytes(const Node *n, bool training);     /* 0: no Winograd kernel */
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

@@ -36,7 +36,7 @@ static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool t
 {
     int64_t pack = align64(n->weight->size * (int64_t)sizeof(float));
     int64_t pad = pad_bytes(n, batch);
-    *s = (ConvScratch){-1, -1, -1, -1, -1, -1};
+    *s = (ConvScratch){-1, -1, -1, -1, -1, -1, -1};
     if (pad && training) {
         s->pad = *keep;
         *keep += pad;
@@ -46,6 +46,11 @@ static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool t
     }
     s->wpack = at;
     at += pack;
+    int64_t wino = conv_wino_bytes(n, training);
+    if (wino) {
+        s->wino = at;
+        at += wino;
+    }
     if (!training)
         return at;
     s->tpack = at;
@@ -144,8 +149,9 @@ void plan_print(FILE *out, const Graph *g, const Plan *p)
         if (g->nodes[i].op != OP_CONV)
             continue;
         fprintf(out, "    %s scratch: padded input at %lld, packed weights at %lld and %lld, "
-                "d pre-activation at %lld, d padded input at %lld, padded d pre-activation at %lld\n", g->nodes[i].name,
+                "d pre-activation at %lld, d padded input at %lld, padded d pre-activation at %lld, "
+                "Winograd tiles at %lld\n", g->nodes[i].name,
                 (long long)s->pad, (long long)s->wpack, (long long)s->tpack, (long long)s->dpre,
-                (long long)s->dpad, (long long)s->gpad);
+                (long long)s->dpad, (long long)s->gpad, (long long)s->wino);
     }
 }

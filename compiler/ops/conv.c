@@ -189,20 +189,6 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     cg_loop_end(c, &lm);
 }
 
-/* One register-blocked conv over an input already padded:
- *   out (N,OH,OW,M) = act(init + sum over (kh, kw, c) of
- *                     in (N, oh*sh+kh, ow*sw+kw, C) * wpack (kh, kw, c, m))
- * where init is the bias, zero, or with accumulate out itself. The forward
- * conv is one; d inp of a stride-1 conv is another (the output gradient,
- * padded, convolved with the flipped weights). */
-typedef struct ConvKernel {
-    int64_t Hp, Wp, C, OH, OW, M;
-    int kh, kw, sh, sw, act;
-    bool accumulate;
-    LLVMValueRef in, wpack, bias, out;
-    LLVMValueRef bn, oh;            /* the loop's, while emitting */
-} ConvKernel;
-
 /* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
 static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
 {
@@ -253,8 +239,12 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
         conv_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
 }
 
-static void emit_conv_kernel(Cg *c, ConvKernel *k)
+void emit_conv_kernel(Cg *c, ConvKernel *k)
 {
+    if (k->scratch && wino_fits(k)) {
+        emit_wino(c, k);
+        return;
+    }
     int r = block_count(c, block_width(c, k->M), k->OW);
     Loop ln, lh, lw;
     k->bn = cg_loop(c, &ln, c->batch, "n");
@@ -270,13 +260,22 @@ static void emit_conv_kernel(Cg *c, ConvKernel *k)
     cg_loop_end(c, &ln);
 }
 
+/* The forward kernel's shape */
+static ConvKernel fwd_kernel(const Node *n)
+{
+    ConvGeom g = geom(n);
+    return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, false, .in = NULL};
+}
+
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     const ConvScratch *s = &c->plan->conv[n->index];
-    ConvGeom g = geom(n);
-    ConvKernel k = {g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, false,
-                    .in = inp, .out = out, .bias = n->bias ? cg_param(c, n->bias) : NULL};
+    ConvKernel k = fwd_kernel(n);
+    k.in = inp;
+    k.out = out;
+    k.bias = n->bias ? cg_param(c, n->bias) : NULL;
+    k.scratch = s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
         emit_pad_walk(c, input_pad(n), inp, k.in, false);
@@ -316,16 +315,31 @@ bool conv_dinp_transposed(const Node *n, int *qh, int *qw)
 /* d inp of a stride-1 conv: the output gradient g, padded by K-1-P (zeros),
  * convolved with the flipped weights, added to dinp. With replicate padding
  * it pads by K-1 to give the padded input's gradient, which is folded back. */
+static bool dinp_folds(const Node *n)
+{
+    return n->padmode == PAD_REPLICATE && (n->ph || n->pw);
+}
+
+static ConvKernel dinp_kernel(const Node *n)
+{
+    ConvGeom G = geom(n);
+    int qh, qw;
+    conv_dinp_transposed(n, &qh, &qw);
+    bool fold = dinp_folds(n);
+    return (ConvKernel){G.OH + 2 * qh, G.OW + 2 * qw, G.M, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.C,
+                        n->kh, n->kw, 1, 1, ACT_NONE, !fold, .in = NULL};
+}
+
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
 {
     const ConvScratch *s = &c->plan->conv[n->index];
     ConvGeom G = geom(n);
     int qh, qw;
     conv_dinp_transposed(n, &qh, &qw);
-    bool fold = s->dpad >= 0;
-    ConvKernel k = {G.OH + 2 * qh, G.OW + 2 * qw, G.M, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.C,
-                    n->kh, n->kw, 1, 1, ACT_NONE, !fold, .in = g,
-                    .out = fold ? cg_ws(c, s->dpad) : dinp};
+    ConvKernel k = dinp_kernel(n);
+    k.in = g;
+    k.out = dinp_folds(n) ? cg_ws(c, s->dpad) : dinp;
+    k.scratch = s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     if (s->gpad >= 0) {
         k.in = cg_ws(c, s->gpad);
         emit_pad_walk(c, (PadGeom){G.OH, G.OW, G.M, qh, qw, false}, g, k.in, false);
@@ -333,8 +347,19 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     k.wpack = cg_ws(c, s->tpack);
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED);
     emit_conv_kernel(c, &k);
-    if (fold)
+    if (dinp_folds(n))
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
+}
+
+/* Winograd's scratch, for the forward kernel and in training d inp's */
+int64_t conv_wino_bytes(const Node *n, bool training)
+{
+    int qh, qw;
+    ConvKernel f = fwd_kernel(n), d = dinp_kernel(n);
+    int64_t bytes = wino_fits(&f) ? wino_bytes(&f) : 0;
+    if (training && conv_dinp_transposed(n, &qh, &qw) && wino_fits(&d) && wino_bytes(&d) > bytes)
+        bytes = wino_bytes(&d);
+    return bytes;
 }
 
 /* d weight (m0..m0+bm, taps t0..t0+rt of row kh) = sum over pixels of x * d pre,
