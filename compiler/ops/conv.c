@@ -362,41 +362,112 @@ int64_t conv_wino_bytes(const Node *n, bool training)
     return bytes;
 }
 
-/* d weight (m0..m0+bm, taps t0..t0+rt of row kh) = sum over pixels of x * d pre,
- * stored packed as the forward kernel's weights, (Kh, Kw, C, M).
- * A tap t is (kw, c) = (t / C, t % C): within a padded row they are
- * contiguous, so one d pre vector serves rt of them. */
+/* The accumulators a backward kernel may keep: vectors of `width` floats,
+ * beside one operand of that width (broadcasts fold into the FMAs). */
+static int acc_budget(Cg *c, int width)
+{
+    int regs = (cg_lanes(c, width) + c->vw - 1) / c->vw;
+    int a = (c->nregs - regs) / regs - 1;
+    return a > 28 ? 28 : a < 1 ? 1 : a;
+}
+
+/* Rows kh0 .. kh0+rkh of the window, taps t0 .. t0+rt of each, channels
+ * m0 .. m0+bm: a block of a backward kernel. A tap t is (kw, c) =
+ * (t / C, t % C); within a padded row a window row's taps are contiguous. */
+typedef struct TapBlock {
+    LLVMValueRef kh0, t0, m0;
+    int rkh, rt, bm;
+} TapBlock;
+
+/* d weight of a block = sum over all pixels of x * d pre, stored packed as
+ * the forward kernel's weights, (Kh, Kw, C, M): each d pre vector loaded
+ * serves rkh x rt taps. */
 static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
-                               LLVMValueRef dw, LLVMValueRef kh, LLVMValueRef t0, int rt,
-                               LLVMValueRef m0, int bm)
+                               LLVMValueRef dw, const TapBlock *b)
 {
     ConvGeom G = geom(n);
-    LLVMValueRef acc[16];
-    for (int j = 0; j < rt; j++) {
-        acc[j] = cg_vvar(c, bm, "dw");
-        LLVMBuildStore(c->b, cg_vzero(c, bm), acc[j]);
+    int64_t T = n->kw * G.C;
+    LLVMValueRef acc[32];
+    for (int j = 0; j < b->rkh * b->rt; j++) {
+        acc[j] = cg_vvar(c, b->bm, "dw");
+        LLVMBuildStore(c->b, cg_vzero(c, b->bm), acc[j]);
     }
     Loop ln, lh, lw;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
     LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
     LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
     LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
-                                                      cg_i64(c, G.M)), m0), bm);
-    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
+                                                      cg_i64(c, G.M)), b->m0), b->bm);
+    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), b->kh0);
     LLVMValueRef base = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp,
                                                       cg_mul(c, ow, cg_i64(c, n->sw))),
-                                         cg_i64(c, G.C)), t0);
-    for (int j = 0; j < rt; j++) {
-        LLVMValueRef x = cg_load(c, pad, cg_add(c, base, cg_i64(c, j)), "x");
-        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[j], bm), cg_fmul(c, cg_splat(c, x, bm), gv)), acc[j]);
-    }
+                                         cg_i64(c, G.C)), b->t0);
+    for (int h = 0; h < b->rkh; h++)
+        for (int j = 0; j < b->rt; j++) {
+            LLVMValueRef x = cg_load(c, pad, cg_add(c, base, cg_i64(c, h * G.Wp * G.C + j)), "x");
+            LLVMValueRef a = acc[h * b->rt + j];
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, a, b->bm), cg_fmul(c, cg_splat(c, x, b->bm), gv)), a);
+        }
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
-    /* into the packed layout (kh, t, m), a vector store per tap */
-    for (int j = 0; j < rt; j++)
-        cg_vstore(c, cg_vget(c, acc[j], bm), dw,
-                  cg_add(c, cg_mul(c, cg_add(c, cg_muladd(c, kh, n->kw * G.C, t0), cg_i64(c, j)), cg_i64(c, G.M)), m0), bm);
+    for (int h = 0; h < b->rkh; h++)
+        for (int j = 0; j < b->rt; j++) {
+            LLVMValueRef tap = cg_add(c, cg_muladd(c, cg_add(c, b->kh0, cg_i64(c, h)), T, b->t0), cg_i64(c, j));
+            cg_vstore(c, cg_vget(c, acc[h * b->rt + j], b->bm), dw,
+                      cg_add(c, cg_mul(c, tap, cg_i64(c, G.M)), b->m0), b->bm);
+        }
+}
+
+/* Calls body for every block of (rows, taps, channels): a loop over full
+ * blocks in each dimension, then the remainders. */
+typedef void TapBody(Cg *c, void *ctx, const TapBlock *b);
+
+static void for_tap_blocks(Cg *c, int64_t rows, int rkh, int64_t taps, int rt, int64_t chans, int bm,
+                           TapBody *body, void *ctx)
+{
+    for (int ph = 0; ph < 2; ph++) {
+        int64_t hn = ph ? (rows % rkh != 0) : rows / rkh;
+        if (!hn)
+            continue;
+        Loop lh;
+        TapBlock b = {.rkh = ph ? (int)(rows % rkh) : rkh};
+        b.kh0 = ph ? cg_i64(c, rows / rkh * rkh) : cg_mul(c, cg_loopn(c, &lh, hn, "khb"), cg_i64(c, rkh));
+        for (int pt = 0; pt < 2; pt++) {
+            int64_t tn = pt ? (taps % rt != 0) : taps / rt;
+            if (!tn)
+                continue;
+            Loop lt;
+            b.rt = pt ? (int)(taps % rt) : rt;
+            b.t0 = pt ? cg_i64(c, taps / rt * rt) : cg_mul(c, cg_loopn(c, &lt, tn, "tb"), cg_i64(c, rt));
+            for (int pm = 0; pm < 2; pm++) {
+                int64_t mn = pm ? (chans % bm != 0) : chans / bm;
+                if (!mn)
+                    continue;
+                Loop lm;
+                b.bm = pm ? (int)(chans % bm) : bm;
+                b.m0 = pm ? cg_i64(c, chans / bm * bm) : cg_mul(c, cg_loopn(c, &lm, mn, "mb"), cg_i64(c, bm));
+                body(c, ctx, &b);
+                if (!pm)
+                    cg_loop_end(c, &lm);
+            }
+            if (!pt)
+                cg_loop_end(c, &lt);
+        }
+        if (!ph)
+            cg_loop_end(c, &lh);
+    }
+}
+
+typedef struct DweightCtx {
+    const Node *n;
+    LLVMValueRef pad, g, dwpack;
+} DweightCtx;
+
+static void dweight_body(Cg *c, void *ctx, const TapBlock *b)
+{
+    DweightCtx *x = ctx;
+    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, b);
 }
 
 /* d weight (M,C,Kh,Kw) += the sum over pixels, reduced into dwpack (Kh,Kw,C,M)
@@ -408,82 +479,102 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     int64_t T = n->kw * G.C;
     int bm = block_width(c, G.M);
     int rt = block_count(c, bm, T);
-    Loop lh, lt, lm;
-    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    for (int part = 0; part < 2; part++) {
-        int64_t count = part == 0 ? T / rt : 0;
-        int width = part == 0 ? rt : (int)(T % rt);
-        if ((part == 0 && count == 0) || width == 0)
-            continue;
-        LLVMValueRef t0 = part == 0 ? cg_mul(c, cg_loopn(c, &lt, count, "tb"), cg_i64(c, rt))
-                                    : cg_i64(c, T / rt * rt);
-        int64_t mfull = G.M / bm;
-        LLVMValueRef mb = cg_loopn(c, &lm, mfull, "mb");
-        conv_dweight_block(c, n, pad, g, dwpack, kh, t0, width, cg_mul(c, mb, cg_i64(c, bm)), bm);
-        cg_loop_end(c, &lm);
-        if (G.M % bm)
-            conv_dweight_block(c, n, pad, g, dwpack, kh, t0, width, cg_i64(c, mfull * bm), (int)(G.M % bm));
-        if (part == 0)
-            cg_loop_end(c, &lt);
-    }
-    cg_loop_end(c, &lh);
-    Loop lm2, lc, lh2, lw;
-    LLVMValueRef m = cg_loopn(c, &lm2, G.M, "m");
+    int rkh = acc_budget(c, bm) / rt;
+    rkh = rkh < 1 ? 1 : rkh > n->kh ? n->kh : rkh;
+    DweightCtx x = {n, pad, g, dwpack};
+    for_tap_blocks(c, n->kh, rkh, T, rt, G.M, bm, dweight_body, &x);
+    Loop lm, lc, lh, lw;
+    LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
     LLVMValueRef ch = cg_loopn(c, &lc, G.C, "c");
-    LLVMValueRef h = cg_loopn(c, &lh2, n->kh, "kh");
+    LLVMValueRef h = cg_loopn(c, &lh, n->kh, "kh");
     LLVMValueRef w = cg_loopn(c, &lw, n->kw, "kw");
     LLVMValueRef at = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, G.C, ch), n->kh, h), n->kw, w);
     LLVMValueRef from = cg_muladd(c, cg_muladd(c, cg_muladd(c, h, n->kw, w), G.C, ch), G.M, m);
     cg_accum(c, dw, at, cg_load(c, dwpack, from, "dw"));
     cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh2);
+    cg_loop_end(c, &lh);
     cg_loop_end(c, &lc);
-    cg_loop_end(c, &lm2);
+    cg_loop_end(c, &lm);
 }
 
-/* d padded input (row kh of the window, taps t0..t0+bt) += sum over m of
- * d pre (m) * tpack (kh, m, t): a window row's (kw, c) taps are contiguous. */
-static void conv_dinp_block(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack,
-                            LLVMValueRef dpad, LLVMValueRef gpix, LLVMValueRef rowbase,
-                            LLVMValueRef kh, LLVMValueRef t0, int bt)
+/* d padded input, scatter form: for output pixels gpix .. gpix+np of a row,
+ * window rows kh0 .. kh0+rkh and taps t0 .. t0+bt, the sums over m of
+ * d pre (m) * tpack (kh, m, t), added to dpad. Pixels next to each other
+ * reach the same cells of dpad, so the sums start from zero and are added
+ * one after the other. */
+typedef struct DinpCtx {
+    const Node *n;
+    LLVMValueRef g, tpack, dpad, gpix, rowbase;
+    int np;
+} DinpCtx;
+
+static void dinp_body(Cg *c, void *ctx, const TapBlock *b)
 {
+    DinpCtx *x = ctx;
+    const Node *n = x->n;
     ConvGeom G = geom(n);
     int64_t T = n->kw * G.C;
-    LLVMValueRef acc = cg_vvar(c, bt, "dx");
-    LLVMValueRef at = cg_add(c, rowbase, t0);
-    LLVMBuildStore(c->b, cg_vload(c, dpad, at, bt), acc);
+    LLVMValueRef acc[32];
+    for (int j = 0; j < x->np * b->rkh; j++) {
+        acc[j] = cg_vvar(c, b->rt, "dx");
+        LLVMBuildStore(c->b, cg_vzero(c, b->rt), acc[j]);
+    }
     Loop lm;
     LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
-    LLVMValueRef gs = cg_splat(c, cg_load(c, g, cg_muladd(c, gpix, G.M, m), "g"), bt);
-    LLVMValueRef w = cg_vload(c, tpack, cg_add(c, cg_mul(c, cg_muladd(c, kh, G.M, m), cg_i64(c, T)), t0), bt);
-    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, bt), cg_fmul(c, gs, w)), acc);
+    LLVMValueRef w[32];
+    for (int h = 0; h < b->rkh; h++) {
+        LLVMValueRef kh = cg_add(c, b->kh0, cg_i64(c, h));
+        w[h] = cg_vload(c, x->tpack, cg_add(c, cg_mul(c, cg_muladd(c, kh, G.M, m), cg_i64(c, T)), b->t0), b->rt);
+    }
+    for (int p = 0; p < x->np; p++) {
+        LLVMValueRef gpix = cg_add(c, x->gpix, cg_i64(c, p));
+        LLVMValueRef gs = cg_splat(c, cg_load(c, x->g, cg_muladd(c, gpix, G.M, m), "g"), b->rt);
+        for (int h = 0; h < b->rkh; h++) {
+            LLVMValueRef a = acc[p * b->rkh + h];
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, a, b->rt), cg_fmul(c, gs, w[h])), a);
+        }
+    }
     cg_loop_end(c, &lm);
-    cg_vstore(c, cg_vget(c, acc, bt), dpad, at, bt);
+    LLVMValueRef row0 = cg_add(c, x->rowbase, cg_add(c, cg_mul(c, b->kh0, cg_i64(c, G.Wp * G.C)), b->t0));
+    for (int p = 0; p < x->np; p++)
+        for (int h = 0; h < b->rkh; h++) {
+            LLVMValueRef at = cg_add(c, row0, cg_i64(c, h * G.Wp * G.C + p * n->sw * G.C));
+            LLVMValueRef sum = cg_fadd(c, cg_vload(c, x->dpad, at, b->rt), cg_vget(c, acc[p * b->rkh + h], b->rt));
+            cg_vstore(c, sum, x->dpad, at, b->rt);
+        }
+}
+
+/* every tap block of the pixels ow0 .. ow0+np of row oh of image bn */
+static void conv_dinp_pixels(Cg *c, DinpCtx *x, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow0, int np,
+                             int rkh, int bt)
+{
+    const Node *n = x->n;
+    ConvGeom G = geom(n);
+    x->np = np;
+    x->gpix = cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow0);
+    x->rowbase = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, cg_mul(c, oh, cg_i64(c, n->sh))), G.Wp,
+                                     cg_mul(c, ow0, cg_i64(c, n->sw))), cg_i64(c, G.C));
+    /* the taps as the block's "rows", bt of them; no channel blocks */
+    for_tap_blocks(c, n->kh, rkh, n->kw * G.C, bt, 1, 1, dinp_body, x);
 }
 
 static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
 {
     ConvGeom G = geom(n);
-    int64_t T = n->kw * G.C;
-    int bt = block_width(c, T);
-    Loop ln, loh, low, lh, lt;
+    int bt = block_width(c, n->kw * G.C);
+    int budget = acc_budget(c, bt);
+    int rkh = budget < n->kh ? budget : n->kh;
+    int np = budget / rkh > 4 ? 4 : budget / rkh;
+    np = np > G.OW ? (int)G.OW : np;
+    DinpCtx x = {n, g, tpack, dpad, NULL, NULL, 0};
+    Loop ln, loh, low;
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
     LLVMValueRef oh = cg_loopn(c, &loh, G.OH, "oh");
-    LLVMValueRef ow = cg_loopn(c, &low, G.OW, "ow");
-    LLVMValueRef gpix = cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow);
-    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), kh);
-    LLVMValueRef rowbase = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp,
-                                               cg_mul(c, ow, cg_i64(c, n->sw))), cg_i64(c, G.C));
-    if (T / bt) {
-        LLVMValueRef tb = cg_loopn(c, &lt, T / bt, "tb");
-        conv_dinp_block(c, n, g, tpack, dpad, gpix, rowbase, kh, cg_mul(c, tb, cg_i64(c, bt)), bt);
-        cg_loop_end(c, &lt);
-    }
-    if (T % bt)
-        conv_dinp_block(c, n, g, tpack, dpad, gpix, rowbase, kh, cg_i64(c, T / bt * bt), (int)(T % bt));
-    cg_loop_end(c, &lh);
+    LLVMValueRef ob = cg_loopn(c, &low, G.OW / np, "ob");
+    conv_dinp_pixels(c, &x, bn, oh, cg_mul(c, ob, cg_i64(c, np)), np, rkh, bt);
     cg_loop_end(c, &low);
+    if (G.OW % np)
+        conv_dinp_pixels(c, &x, bn, oh, cg_i64(c, G.OW / np * np), (int)(G.OW % np), rkh, bt);
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
 }
