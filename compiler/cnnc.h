@@ -312,7 +312,8 @@ struct Cg {
 struct Bwd {
     LLVMValueRef inp, out;          /* the forward pass's input and output */
     LLVMValueRef dout;              /* d loss / d out */
-    LLVMValueRef dinp;              /* d loss / d inp, zeroed, to accumulate; NULL if not needed */
+    LLVMValueRef dinp;              /* d loss / d inp, zeroed, written by this node alone (to
+                                     * accumulate into, or to store once); NULL if not needed */
     LLVMValueRef dparams;           /* float *: d loss / d params, the layout of params */
 };
 
@@ -339,6 +340,7 @@ void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx);
 LLVMValueRef cg_fadd(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_var(Cg *c, const char *name);          /* a float slot, promoted by mem2reg */
+LLVMValueRef cg_entry_alloca(Cg *c, LLVMTypeRef t, const char *name);   /* a slot of any type */
 LLVMValueRef cg_var_i64(Cg *c, const char *name);
 LLVMValueRef cg_get(Cg *c, LLVMValueRef var);          /* load a float slot */
 void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* base[idx] += v */
@@ -356,6 +358,8 @@ LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n);
 LLVMValueRef cg_vzero(Cg *c, int n);
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name);
 LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n);
+typedef void VectorFn(Cg *c, void *ctx, LLVMValueRef at, int width);
+void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx);   /* [0, n) by vectors */
 void emit_act_inplace(Cg *c, int act, LLVMValueRef buf, LLVMValueRef count);
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
 LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x);

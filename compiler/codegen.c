@@ -113,7 +113,7 @@ LLVMValueRef cg_fmul(Cg *c, LLVMValueRef a, LLVMValueRef b)
     return fast(LLVMBuildFMul(c->b, a, b, ""));
 }
 
-static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef t, const char *name)
+LLVMValueRef cg_entry_alloca(Cg *c, LLVMTypeRef t, const char *name)
 {
     LLVMBuilderRef eb = LLVMCreateBuilderInContext(c->ctx);
     LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(c->fn);
@@ -129,7 +129,7 @@ static LLVMValueRef entry_alloca(Cg *c, LLVMTypeRef t, const char *name)
 
 LLVMValueRef cg_var_i64(Cg *c, const char *name)
 {
-    return entry_alloca(c, c->i64, name);
+    return cg_entry_alloca(c, c->i64, name);
 }
 
 LLVMValueRef cg_get(Cg *c, LLVMValueRef var)
@@ -184,7 +184,7 @@ LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key)
 
 LLVMValueRef cg_var(Cg *c, const char *name)
 {
-    return entry_alloca(c, c->f32, name);
+    return cg_entry_alloca(c, c->f32, name);
 }
 
 /* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm. */
@@ -373,10 +373,23 @@ LLVMValueRef cg_vzero(Cg *c, int n)
 
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name)
 {
-    return entry_alloca(c, vec_type(c, n), name);
+    return cg_entry_alloca(c, vec_type(c, n), name);
 }
 
 LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n)
 {
     return LLVMBuildLoad2(c->b, vec_type(c, n), var, "");
+}
+
+/* Calls fn for [0, n) in vectors of vw floats, the last one partial. */
+void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx)
+{
+    if (n / c->vw) {
+        Loop l;
+        LLVMValueRef b = cg_loopn(c, &l, n / c->vw, "vb");
+        fn(c, ctx, cg_mul(c, b, cg_i64(c, c->vw)), c->vw);
+        cg_loop_end(c, &l);
+    }
+    if (n % c->vw)
+        fn(c, ctx, cg_i64(c, n / c->vw * c->vw), (int)(n % c->vw));
 }

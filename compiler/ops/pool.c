@@ -33,69 +33,99 @@ void shape_pool(Graph *g, Node *n)
     shape_count(g, n, (int64_t)kh * kw);
 }
 
+/* The code works on a vector of channels at a time: a block of `width`
+ * channels from c0, at every output pixel. */
 typedef struct PoolCtx {
-    LLVMValueRef inp, acc, count, ch;
+    const Node *n;
+    const Bwd *a;
+    LLVMValueRef inp, out, bn, oh, ow;
+    LLVMValueRef c0;
+    int width;
+    LLVMValueRef acc, count, share, rest, y, dy;
 } PoolCtx;
+
+static LLVMValueRef out_at(Cg *c, PoolCtx *x)
+{
+    int64_t OH = x->n->out.d[0], OW = x->n->out.d[1], C = x->n->out.d[2];
+    return cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, x->bn, OH, x->oh), OW, x->ow), cg_i64(c, C)), x->c0);
+}
+
+static LLVMValueRef tap_at(Cg *c, PoolCtx *x, LLVMValueRef pix)
+{
+    return cg_add(c, cg_mul(c, pix, cg_i64(c, x->n->in.d[2])), x->c0);
+}
 
 static void pool_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
                          LLVMValueRef kw)
 {
     (void)kh, (void)kw;
     PoolCtx *x = vctx;
-    LLVMValueRef v = cg_load(c, x->inp, cg_muladd(c, pix, n->in.d[2], x->ch), "x");
-    LLVMValueRef acc = LLVMBuildLoad2(c->b, c->f32, x->acc, "");
+    LLVMValueRef v = cg_vload(c, x->inp, tap_at(c, x, pix), x->width);
+    LLVMValueRef acc = cg_vget(c, x->acc, x->width);
     if (n->op == OP_MAXPOOL) {
         /* the first maximum wins, as PyTorch's: replace only when strictly greater */
         LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealUGT, v, acc, "");
         LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, v, acc, ""), x->acc);
     } else {
         LLVMBuildStore(c->b, cg_fadd(c, acc, v), x->acc);
-        LLVMValueRef cnt = LLVMBuildLoad2(c->b, c->f32, x->count, "");
-        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cnt, cg_f32(c, 1), ""), x->count);
+        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cg_get(c, x->count), cg_f32(c, 1), ""), x->count);
     }
+}
+
+static void pool_fwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
+{
+    PoolCtx *x = vctx;
+    const Node *n = x->n;
+    x->c0 = c0;
+    x->width = width;
+    x->acc = cg_vvar(c, width, "acc");
+    LLVMBuildStore(c->b, n->op == OP_MAXPOOL ? cg_splat(c, cg_f32(c, -INFINITY), width) : cg_vzero(c, width), x->acc);
+    LLVMBuildStore(c->b, cg_f32(c, 0), x->count);
+    cg_window(c, n, x->bn, x->oh, x->ow, false, pool_fwd_tap, x);
+    LLVMValueRef o = cg_vget(c, x->acc, width);
+    if (n->op == OP_AVGPOOL)
+        o = LLVMBuildFDiv(c->b, o, cg_splat(c, cg_get(c, x->count), width), "mean");
+    cg_vstore(c, o, x->out, out_at(c, x), width);
 }
 
 /* out (N,OH,OW,C) = max or mean of inp (N,H,W,C) over each window */
 void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    int64_t OH = n->out.d[0], OW = n->out.d[1], C = n->out.d[2];
-    PoolCtx x = {inp, cg_var(c, "acc"), cg_var(c, "count"), NULL};
-    Loop ln, loh, low, lc;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
-    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
-    x.ch = cg_loopn(c, &lc, C, "c");
-    LLVMBuildStore(c->b, cg_f32(c, n->op == OP_MAXPOOL ? -INFINITY : 0), x.acc);
-    LLVMBuildStore(c->b, cg_f32(c, 0), x.count);
-    cg_window(c, n, bn, oh, ow, false, pool_fwd_tap, &x);
-    LLVMValueRef o = LLVMBuildLoad2(c->b, c->f32, x.acc, "");
-    if (n->op == OP_AVGPOOL)
-        o = LLVMBuildFDiv(c->b, o, LLVMBuildLoad2(c->b, c->f32, x.count, ""), "mean");
-    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
-                                                           cg_i64(c, OW)), ow),
-                                       cg_i64(c, C)), x.ch);
-    cg_store(c, o, out, oi);
-    cg_loop_end(c, &lc);
+    PoolCtx x = {.n = n, .inp = inp, .out = out, .count = cg_var(c, "count")};
+    Loop ln, loh, low;
+    x.bn = cg_loop(c, &ln, c->batch, "n");
+    x.oh = cg_loopn(c, &loh, n->out.d[0], "oh");
+    x.ow = cg_loopn(c, &low, n->out.d[1], "ow");
+    cg_for_vectors(c, n->out.d[2], pool_fwd_block, &x);
     cg_loop_end(c, &low);
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
 }
 
-typedef struct PoolBwdCtx {
-    LLVMValueRef inp, dinp, best, at, count, share, ch;
-} PoolBwdCtx;
-
-/* maxpool: remember the first maximum's index */
-static void maxpool_find_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
-                             LLVMValueRef kw)
+/* dinp += v at at. When the windows are disjoint every input cell is
+ * reached once, in a buffer zeroed for this node alone, so a store does:
+ * no load that could wait on the masked store of the cell beside it. */
+static void add_to_dinp(Cg *c, PoolCtx *x, LLVMValueRef at, LLVMValueRef v)
 {
-    (void)kh, (void)kw;
-    PoolBwdCtx *x = vctx;
-    LLVMValueRef xi = cg_muladd(c, pix, n->in.d[2], x->ch);
-    LLVMValueRef v = cg_load(c, x->inp, xi, "x");
-    LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealUGT, v, cg_get(c, x->best), "");
-    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, v, cg_get(c, x->best), ""), x->best);
-    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, xi, LLVMBuildLoad2(c->b, c->i64, x->at, ""), ""), x->at);
+    const Node *n = x->n;
+    if (n->sh < n->kh || n->sw < n->kw)
+        v = cg_fadd(c, cg_vload(c, x->a->dinp, at, x->width), v);
+    cg_vstore(c, v, x->a->dinp, at, x->width);
+}
+
+/* maxpool: the window's first cell equal to the maximum (the forward
+ * output) gets dy, in every lane: `rest` holds dy until a lane has given it
+ * away (a select per cell, no chain of mask operations) */
+static void maxpool_route_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
+                              LLVMValueRef kw)
+{
+    (void)n, (void)kh, (void)kw;
+    PoolCtx *x = vctx;
+    LLVMValueRef at = tap_at(c, x, pix);
+    LLVMValueRef eq = LLVMBuildFCmp(c->b, LLVMRealOEQ, cg_vload(c, x->inp, at, x->width), x->y, "");
+    LLVMValueRef rest = cg_vget(c, x->rest, x->width), zero = cg_vzero(c, x->width);
+    LLVMBuildStore(c->b, LLVMBuildSelect(c->b, eq, zero, rest, ""), x->rest);
+    add_to_dinp(c, x, at, LLVMBuildSelect(c->b, eq, rest, zero, ""));
 }
 
 /* avgpool: count the cells inside the image, then give each its share */
@@ -103,16 +133,37 @@ static void avgpool_count_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix
                               LLVMValueRef kw)
 {
     (void)n, (void)pix, (void)kh, (void)kw;
-    PoolBwdCtx *x = vctx;
+    PoolCtx *x = vctx;
     LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cg_get(c, x->count), cg_f32(c, 1), ""), x->count);
 }
 
 static void avgpool_share_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLVMValueRef kh,
                               LLVMValueRef kw)
 {
-    (void)kh, (void)kw;
-    PoolBwdCtx *x = vctx;
-    cg_accum(c, x->dinp, cg_muladd(c, pix, n->in.d[2], x->ch), x->share);
+    (void)n, (void)kh, (void)kw;
+    PoolCtx *x = vctx;
+    add_to_dinp(c, x, tap_at(c, x, pix), x->share);
+}
+
+static void pool_bwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
+{
+    PoolCtx *x = vctx;
+    const Node *n = x->n;
+    x->c0 = c0;
+    x->width = width;
+    LLVMValueRef oi = out_at(c, x);
+    x->dy = cg_vload(c, x->a->dout, oi, width);
+    if (n->op == OP_MAXPOOL) {
+        x->y = cg_vload(c, x->a->out, oi, width);
+        x->rest = cg_vvar(c, width, "rest");
+        LLVMBuildStore(c->b, x->dy, x->rest);
+        cg_window(c, n, x->bn, x->oh, x->ow, false, maxpool_route_tap, x);
+    } else {
+        LLVMBuildStore(c->b, cg_f32(c, 0), x->count);
+        cg_window(c, n, x->bn, x->oh, x->ow, false, avgpool_count_tap, x);
+        x->share = LLVMBuildFDiv(c->b, x->dy, cg_splat(c, cg_get(c, x->count), width), "share");
+        cg_window(c, n, x->bn, x->oh, x->ow, false, avgpool_share_tap, x);
+    }
 }
 
 /* dinp (N,H,W,C) += dout (N,OH,OW,C) routed back through each window */
@@ -120,33 +171,12 @@ void emit_pool_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     if (!a->dinp)
         return;
-    int64_t OH = n->out.d[0], OW = n->out.d[1], C = n->out.d[2];
-    PoolBwdCtx x = {a->inp, a->dinp, cg_var(c, "best"), cg_var_i64(c, "at"), cg_var(c, "count"),
-                    NULL, NULL};
-    Loop ln, loh, low, lc;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
-    LLVMValueRef oh = cg_loopn(c, &loh, OH, "oh");
-    LLVMValueRef ow = cg_loopn(c, &low, OW, "ow");
-    x.ch = cg_loopn(c, &lc, C, "c");
-    LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, cg_muladd(c, bn, OH, oh),
-                                                           cg_i64(c, OW)), ow),
-                                       cg_i64(c, C)), x.ch);
-    LLVMValueRef dy = cg_load(c, a->dout, oi, "dy");
-    if (n->op == OP_MAXPOOL) {
-        LLVMBuildStore(c->b, cg_f32(c, -INFINITY), x.best);
-        LLVMBuildStore(c->b, cg_i64(c, -1), x.at);
-        cg_window(c, n, bn, oh, ow, false, maxpool_find_tap, &x);
-        LLVMValueRef at = LLVMBuildLoad2(c->b, c->i64, x.at, "argmax");
-        LLVMBasicBlockRef join = cg_if(c, LLVMBuildICmp(c->b, LLVMIntSGE, at, cg_i64(c, 0), ""), "found");
-        cg_accum(c, a->dinp, at, dy);
-        cg_if_end(c, join);
-    } else {
-        LLVMBuildStore(c->b, cg_f32(c, 0), x.count);
-        cg_window(c, n, bn, oh, ow, false, avgpool_count_tap, &x);
-        x.share = LLVMBuildFDiv(c->b, dy, cg_get(c, x.count), "share");
-        cg_window(c, n, bn, oh, ow, false, avgpool_share_tap, &x);
-    }
-    cg_loop_end(c, &lc);
+    PoolCtx x = {.n = n, .a = a, .inp = a->inp, .count = cg_var(c, "count")};
+    Loop ln, loh, low;
+    x.bn = cg_loop(c, &ln, c->batch, "n");
+    x.oh = cg_loopn(c, &loh, n->out.d[0], "oh");
+    x.ow = cg_loopn(c, &low, n->out.d[1], "ow");
+    cg_for_vectors(c, n->out.d[2], pool_bwd_block, &x);
     cg_loop_end(c, &low);
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);

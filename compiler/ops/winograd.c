@@ -36,21 +36,6 @@ int64_t wino_bytes(const ConvKernel *k)
     return floats64(16 * k->C * k->M) + floats64(16 * TW * k->C) + floats64(16 * TW * k->M);
 }
 
-/* Calls fn for [0, n) in vectors of vw floats, the last one partial. */
-typedef void BlockFn(Cg *c, void *ctx, LLVMValueRef at, int width);
-
-static void for_vectors(Cg *c, int64_t n, BlockFn *fn, void *ctx)
-{
-    if (n / c->vw) {
-        Loop l;
-        LLVMValueRef b = cg_loopn(c, &l, n / c->vw, "vb");
-        fn(c, ctx, cg_mul(c, b, cg_i64(c, c->vw)), c->vw);
-        cg_loop_end(c, &l);
-    }
-    if (n % c->vw)
-        fn(c, ctx, cg_i64(c, n / c->vw * c->vw), (int)(n % c->vw));
-}
-
 static LLVMValueRef sub(Cg *c, LLVMValueRef a, LLVMValueRef b)
 {
     LLVMValueRef v = LLVMBuildFSub(c->b, a, b, "");
@@ -172,14 +157,14 @@ void emit_wino(Cg *c, const ConvKernel *k)
 
     Loop lc;
     w.ch = cg_loopn(c, &lc, k->C, "c");
-    for_vectors(c, k->M, weight_tile, &w);
+    cg_for_vectors(c, k->M, weight_tile, &w);
     cg_loop_end(c, &lc);
 
     Loop ln, lh, lt, lx;
     w.n = cg_loop(c, &ln, c->batch, "n");
     w.th = cg_loopn(c, &lh, TH, "th");
     w.tw = cg_loopn(c, &lt, TW, "tw");
-    for_vectors(c, k->C, input_tile, &w);
+    cg_for_vectors(c, k->C, input_tile, &w);
     cg_loop_end(c, &lt);
     /* the 16 products of this row of tiles, each a 1x1 conv of TW pixels */
     LLVMValueRef xi = cg_loopn(c, &lx, 16, "xi");
@@ -193,7 +178,7 @@ void emit_wino(Cg *c, const ConvKernel *k)
     c->batch = batch;
     cg_loop_end(c, &lx);
     w.tw = cg_loopn(c, &lt, TW, "tw");
-    for_vectors(c, k->M, output_tile, &w);
+    cg_for_vectors(c, k->M, output_tile, &w);
     cg_loop_end(c, &lt);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
