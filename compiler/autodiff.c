@@ -8,6 +8,10 @@
  * parameters. A step computes only what is used: no d inp for the node that
  * reads the image, no gradient for fixed weights; a node needing nothing is
  * left out. --emit-ir prints the steps.
+ *
+ * An activation fused into the conv or fc before it (fuse_activations) has
+ * no step of its own: that node's backward starts from d act, through the
+ * act's derivative, as for its own act= attribute.
  */
 #include <string.h>
 #include "cnnc.h"
@@ -30,6 +34,24 @@ void autodiff_build(Graph *g)
     }
 }
 
+void fuse_activations(Graph *g)
+{
+    for (int i = 2; i < g->n; i++) {
+        Node *n = &g->nodes[i], *prev = &g->nodes[i - 1];
+        bool act = n->op == OP_RELU || n->op == OP_SIGMOID || n->op == OP_TANH;
+        n->fused = act && (prev->op == OP_CONV || prev->op == OP_FC) && prev->act == ACT_NONE;
+    }
+}
+
+const Node *node_with_fused(const Graph *g, int i, Node *tmp)
+{
+    if (i + 1 >= g->n || !g->nodes[i + 1].fused)
+        return &g->nodes[i];
+    *tmp = g->nodes[i];
+    tmp->act = g->nodes[i + 1].act;
+    return tmp;
+}
+
 void autodiff_print(FILE *out, const Graph *g)
 {
     const Node *last = &g->nodes[g->n - 1];
@@ -44,6 +66,8 @@ void autodiff_print(FILE *out, const Graph *g)
     for (int i = 0; i < g->nbwd; i++) {
         const BwdStep *s = &g->bwd[i];
         const Node *n = s->node;
+        if (n->fused)
+            continue;
         const Node *in = &g->nodes[n->index - 1];
         fprintf(out, "    ");
         const char *sep = "";
@@ -57,7 +81,9 @@ void autodiff_print(FILE *out, const Graph *g)
         }
         if (s->dbias)
             fprintf(out, "%s@d.%s", sep, n->bias->name);
-        fprintf(out, " += %s.grad %%d.%s, %%%s, %%%s", op_words[n->op], n->name, n->name, in->name);
+        /* with a fused activation after it, the node reads that one's d out */
+        const Node *o = n->index + 1 < g->n && g->nodes[n->index + 1].fused ? &g->nodes[n->index + 1] : n;
+        fprintf(out, " += %s.grad %%d.%s, %%%s, %%%s", op_words[n->op], o->name, o->name, in->name);
         if (n->weight)
             fprintf(out, ", @%s", n->weight->name);
         fprintf(out, "\n");

@@ -160,6 +160,7 @@ typedef struct Node {
     int64_t nparams, flops;
     int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
     bool rf_global;                 /* every output sees the whole image */
+    bool fused;                     /* an activation the conv or fc before it applies */
 } Node;
 
 typedef struct TrainCfg {
@@ -206,6 +207,12 @@ const char *shape_str(Shape s, char *buf, size_t size);
 /* ---- autodiff.c: the backward graph ---- */
 
 void autodiff_build(Graph *g);
+/* Marks each relu, sigmoid or tanh right after a conv or fc without an act of
+ * its own as fused: that node applies it in the same pass. */
+void fuse_activations(Graph *g);
+/* Node i as the fast paths emit it: with the activation of a fused node
+ * after it (in *tmp), or itself. */
+const struct Node *node_with_fused(const Graph *g, int i, struct Node *tmp);
 void autodiff_print(FILE *out, const Graph *g);
 
 /* ---- plan.c: the workspace, planned at compile time ---- */

@@ -194,11 +194,18 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
                                                       (LLVMValueRef[]){cg_i64(c, plan->slot)},
                                                       1, "slot1")};
+    /* the slots in turn; a fused activation is its conv's or fc's pass */
     LLVMValueRef cur = LLVMGetParam(fn, 1);
+    int next = 1;
     for (int i = 0; i < g->n; i++) {
-        const Node *n = &g->nodes[i];
-        LLVMValueRef dst = i == g->n - 1 ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[i % 2];
-        emit_node_fwd(c, n, cur, dst);
+        Node tmp;
+        if (g->nodes[i].fused)
+            continue;
+        bool last = i == g->n - 1 || (i == g->n - 2 && g->nodes[i + 1].fused);
+        LLVMValueRef dst = last ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[next];
+        if (i > 0)
+            next ^= 1;
+        emit_node_fwd(c, node_with_fused(g, i, &tmp), cur, dst);
         cur = dst;
     }
     if (g->n == 1) {

@@ -369,7 +369,10 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
         if (n->kh)
             fprintf(out, " size=%dx%d stride=%dx%d pad=%dx%d", n->kh, n->kw, n->sh, n->sw,
                     n->ph, n->pw);
-        fprintf(out, " : %s\n", shape_str(n->out, buf, sizeof buf));
+        fprintf(out, " : %s", shape_str(n->out, buf, sizeof buf));
+        if (n->fused)
+            fprintf(out, "    # applied by %%%s's kernel", g->nodes[i - 1].name);
+        fprintf(out, "\n");
     }
     if (backward)
         autodiff_print(out, g);

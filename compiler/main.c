@@ -187,8 +187,10 @@ int main(int argc, char **argv)
     if (syntax_ok && g.n > 0 && !diag_too_many(&diag))
         ok = shape_check(&g) && ok;
     ok = ok && diag.errors == 0;
-    if (ok && g.n >= 2)
+    if (ok && g.n >= 2) {
         autodiff_build(&g);
+        fuse_activations(&g);
+    }
 
     if (ok && opts.mode == MODE_SHAPES)
         shape_print_table(stdout, &g);

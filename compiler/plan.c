@@ -29,7 +29,7 @@ static int64_t pad_bytes(const Node *n, int64_t batch)
                    (int64_t)sizeof(float));
 }
 
-/* A conv's scratch from `at` on; returns its end. In training the padded
+/* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
  * input is kept for backward, so it gets a place of its own (at *keep). */
 static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool training,
                             int64_t at, int64_t *keep)
@@ -87,9 +87,10 @@ void plan_build(Plan *p, const Graph *g, int64_t batch, bool training)
     p->slot = max;
     /* inference: the two buffers, then one conv's scratch at a time */
     int64_t end = 2 * max, unused = 0;
+    Node tmp;
     for (int i = 1; i < g->n; i++)
         if (g->nodes[i].op == OP_CONV) {
-            int64_t e = conv_scratch(&p->conv[i], &g->nodes[i], batch, false, 2 * max, &unused);
+            int64_t e = conv_scratch(&p->conv[i], node_with_fused(g, i, &tmp), batch, false, 2 * max, &unused);
             end = e > end ? e : end;
         }
     p->infer_bytes = end;
@@ -104,6 +105,11 @@ void plan_build(Plan *p, const Graph *g, int64_t batch, bool training)
     }
     p->grad_start = off;
     for (int i = 1; i < g->n; i++) {
+        /* a fused activation's gradient is its conv's or fc's d out */
+        if (g->nodes[i].fused) {
+            p->grad[i] = p->grad[i - 1];
+            continue;
+        }
         p->grad[i] = off;
         off += buffer_bytes(&g->nodes[i], batch);
     }
@@ -120,7 +126,7 @@ void plan_build(Plan *p, const Graph *g, int64_t batch, bool training)
     int64_t train_end = off;
     for (int i = 1; i < g->n; i++)
         if (g->nodes[i].op == OP_CONV) {
-            int64_t e = conv_scratch(&p->conv[i], &g->nodes[i], batch, true, off, &keep);
+            int64_t e = conv_scratch(&p->conv[i], node_with_fused(g, i, &tmp), batch, true, off, &keep);
             train_end = e > train_end ? e : train_end;
         }
     p->bytes = train_end > p->infer_bytes ? train_end : p->infer_bytes;

@@ -179,7 +179,8 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
     act[0] = LLVMGetParam(fn, 2);
     for (int i = 1; i < g->n; i++) {
-        act[i] = cg_ws(c, plan->act[i]);
+        /* a fused activation's output is its conv's or fc's */
+        act[i] = g->nodes[i].fused ? act[i - 1] : cg_ws(c, plan->act[i]);
         grad[i] = cg_ws(c, plan->grad[i]);
     }
     LLVMValueRef dparams = cg_ws(c, plan->dparams);
@@ -191,8 +192,11 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     c->drop_key = LLVMBuildAdd(b, LLVMBuildShl(b, seed, cg_i64(c, 32), ""), step, "drop_key");
     c->drop_first = first;
 
-    for (int i = 1; i < g->n; i++)
-        emit_node_fwd(c, &g->nodes[i], act[i - 1], act[i]);
+    for (int i = 1; i < g->n; i++) {
+        Node tmp;
+        if (!g->nodes[i].fused)
+            emit_node_fwd(c, node_with_fused(g, i, &tmp), act[i - 1], act[i]);
+    }
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     LLVMBuildMemSet(b, cg_ws(c, plan->grad_start), LLVMConstInt(i8, 0, false),
                     cg_i64(c, plan->grad_end - plan->grad_start), 64);
@@ -203,8 +207,11 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     for (int s = 0; s < g->nbwd; s++) {
         const BwdStep *st = &g->bwd[s];
         int i = st->node->index;
+        Node tmp;
+        if (st->node->fused)
+            continue;
         Bwd a = {act[i - 1], act[i], grad[i], st->dinp ? grad[i - 1] : NULL, dparams};
-        emit_node_bwd(c, st->node, &a);
+        emit_node_bwd(c, node_with_fused(g, i, &tmp), &a);
     }
     LLVMBuildRet(b, loss);
     c->training = false;
