@@ -395,6 +395,7 @@ typedef struct ConvKernel {
     LLVMValueRef in, wpack, bias, out;
     LLVMValueRef bn, oh;            /* the loop's, while emitting */
     LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */
+    int64_t Mp;                     /* wpack's row: M padded to whole vectors */
 } ConvKernel;
 
 void emit_conv_kernel(Cg *c, ConvKernel *k);
@@ -408,6 +409,7 @@ void emit_wino(Cg *c, const ConvKernel *k);
  * gradient (*qh, *qw: that padding); false for the scatter form. */
 bool conv_dinp_transposed(const Node *n, int *qh, int *qw);
 int64_t conv_wino_bytes(const Node *n, bool training);     /* 0: no Winograd kernel */
+int64_t conv_pack_bound(const Node *n);     /* floats of a packed weight, any target */
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

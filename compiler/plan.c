@@ -34,7 +34,7 @@ static int64_t pad_bytes(const Node *n, int64_t batch)
 static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool training,
                             int64_t at, int64_t *keep)
 {
-    int64_t pack = align64(n->weight->size * (int64_t)sizeof(float));
+    int64_t pack = align64(conv_pack_bound(n) * (int64_t)sizeof(float));
     int64_t pad = pad_bytes(n, batch);
     *s = (ConvScratch){-1, -1, -1, -1, -1, -1, -1};
     if (pad && training) {

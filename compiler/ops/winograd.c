@@ -29,11 +29,17 @@ static int64_t floats64(int64_t n)
     return (n * (int64_t)sizeof(float) + 63) & ~(int64_t)63;
 }
 
-/* U (16, C, M), then V (16, TW, C) and M (16, TW, M) for one row of tiles */
+/* U (16, C, Mp), then V (16, TW, C) and M (16, TW, M) for one row of tiles;
+ * Mp (whole vectors) is at most M rounded up to 16 */
+static int64_t u_floats(const ConvKernel *k)
+{
+    return 16 * k->C * ((k->M + 15) / 16 * 16);
+}
+
 int64_t wino_bytes(const ConvKernel *k)
 {
     int64_t TW = k->OW / 2;
-    return floats64(16 * k->C * k->M) + floats64(16 * TW * k->C) + floats64(16 * TW * k->M);
+    return floats64(u_floats(k)) + floats64(16 * TW * k->C) + floats64(16 * TW * k->M);
 }
 
 static LLVMValueRef sub(Cg *c, LLVMValueRef a, LLVMValueRef b)
@@ -60,7 +66,7 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
             g[i][j] = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, w->ch, 1, cg_i64(c, (int64_t)(i * 3 + j) * k->C)),
-                                                            cg_i64(c, k->M)), m0), width);
+                                                            cg_i64(c, k->Mp)), m0), width);
     LLVMValueRef half = cg_splat(c, cg_f32(c, 0.5), width);
     for (int j = 0; j < 3; j++) {
         gg[0][j] = g[0][j];
@@ -77,7 +83,7 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
         };
         for (int j = 0; j < 4; j++)
             cg_vstore(c, u[j], w->u, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * 4 + j), k->C, w->ch),
-                                                      cg_i64(c, k->M)), m0), width);
+                                                      cg_i64(c, k->Mp)), m0), width);
     }
 }
 
@@ -149,12 +155,16 @@ void emit_wino(Cg *c, const ConvKernel *k)
 {
     int64_t TH = k->OH / 2, TW = k->OW / 2;
     Wino w = {.k = k, .u = k->scratch};
-    LLVMValueRef i8s[] = {cg_i64(c, floats64(16 * k->C * k->M))};
+    LLVMValueRef i8s[] = {cg_i64(c, floats64(u_floats(k)))};
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     w.v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, i8s, 1, "V");
-    LLVMValueRef mo[] = {cg_i64(c, floats64(16 * k->C * k->M) + floats64(16 * TW * k->C))};
+    LLVMValueRef mo[] = {cg_i64(c, floats64(u_floats(k)) + floats64(16 * TW * k->C))};
     w.m = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, mo, 1, "M");
 
+    /* U's padding lanes (Mp > M) only reach the accumulators' padding lanes,
+     * which are never stored; zeroed all the same */
+    if (k->Mp != k->M)
+        LLVMBuildMemSet(c->b, w.u, LLVMConstInt(i8, 0, false), cg_i64(c, 16 * k->C * k->Mp * 4), 4);
     Loop lc;
     w.ch = cg_loopn(c, &lc, k->C, "c");
     cg_for_vectors(c, k->M, weight_tile, &w);
@@ -170,8 +180,8 @@ void emit_wino(Cg *c, const ConvKernel *k)
     LLVMValueRef xi = cg_loopn(c, &lx, 16, "xi");
     ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE, false,
                     .in = cg_at(c, w.v, cg_mul(c, xi, cg_i64(c, TW * k->C))),
-                    .wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->M))),
-                    .out = cg_at(c, w.m, cg_mul(c, xi, cg_i64(c, TW * k->M)))};
+                    .wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->Mp))),
+                    .out = cg_at(c, w.m, cg_mul(c, xi, cg_i64(c, TW * k->M))), .Mp = k->Mp};
     LLVMValueRef batch = c->batch;
     c->batch = cg_i64(c, 1);
     emit_conv_kernel(c, &g);
