@@ -143,19 +143,33 @@ void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v)
     LLVMBuildStore(c->b, cg_fadd(c, LLVMBuildLoad2(c->b, c->f32, p, ""), v), p);
 }
 
-/* dout * f'(x), with f' written through the output y = f(x) */
+/* v as a constant of like's type: a float, or a vector of them */
+static LLVMValueRef const_like(Cg *c, LLVMValueRef like, double v)
+{
+    LLVMTypeRef t = LLVMTypeOf(like);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
+        return cg_f32(c, v);
+    LLVMValueRef lanes[512];
+    unsigned n = LLVMGetVectorSize(t);
+    CNNC_ASSERT(n <= 512);
+    for (unsigned i = 0; i < n; i++)
+        lanes[i] = cg_f32(c, v);
+    return LLVMConstVector(lanes, n);
+}
+
+/* dout * f'(x), with f' written through the output y = f(x); floats or vectors */
 LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef y, LLVMValueRef dout)
 {
+    LLVMValueRef zero = const_like(c, y, 0), one = const_like(c, y, 1);
     switch (act) {
     case ACT_NONE:
         return dout;
     case ACT_RELU:
-        return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, y, cg_f32(c, 0), ""),
-                               dout, cg_f32(c, 0), "drelu");
+        return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, y, zero, ""), dout, zero, "drelu");
     case ACT_SIGMOID:
-        return cg_fmul(c, dout, cg_fmul(c, y, LLVMBuildFSub(c->b, cg_f32(c, 1), y, "")));
+        return cg_fmul(c, dout, cg_fmul(c, y, LLVMBuildFSub(c->b, one, y, "")));
     case ACT_TANH:
-        return cg_fmul(c, dout, LLVMBuildFSub(c->b, cg_f32(c, 1), cg_fmul(c, y, y), ""));
+        return cg_fmul(c, dout, LLVMBuildFSub(c->b, one, cg_fmul(c, y, y), ""));
     }
     unreachable();
 }

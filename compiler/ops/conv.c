@@ -657,23 +657,26 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
     if (!dw && !db && !a->dinp)
         return;
-    LLVMValueRef g = a->dout;
-    LLVMValueRef count = cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out)));
-    if (n->act != ACT_NONE) {
-        /* d pre-activation = dout * act'(out) */
-        g = cg_ws(c, s->dpre);
-        Loop l;
-        LLVMValueRef i = cg_loop(c, &l, count, "i");
-        cg_store(c, cg_act_grad(c, n->act, cg_load(c, a->out, i, "y"), cg_load(c, a->dout, i, "dy")), g, i);
-        cg_loop_end(c, &l);
-    }
-    if (db) {
-        Loop lp, lm;
+    /* d pre-activation = dout * act'(out) and d bias = its sum over pixels,
+     * in one pass over the pixels per vector of channels */
+    LLVMValueRef g = n->act != ACT_NONE ? cg_ws(c, s->dpre) : a->dout;
+    for (int64_t m0 = 0; (n->act != ACT_NONE || db) && m0 < G.M; m0 += c->vw) {
+        int width = G.M - m0 < c->vw ? (int)(G.M - m0) : c->vw;
+        LLVMValueRef bsum = cg_vvar(c, width, "db");
+        LLVMBuildStore(c->b, cg_vzero(c, width), bsum);
+        Loop lp;
         LLVMValueRef p = cg_loop(c, &lp, cg_mul(c, c->batch, cg_i64(c, G.OH * G.OW)), "p");
-        LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
-        cg_accum(c, db, m, cg_load(c, g, cg_muladd(c, p, G.M, m), "g"));
-        cg_loop_end(c, &lm);
+        LLVMValueRef at = cg_muladd(c, p, G.M, cg_i64(c, m0));
+        LLVMValueRef gv = cg_vload(c, a->dout, at, width);
+        if (n->act != ACT_NONE) {
+            gv = cg_act_grad(c, n->act, cg_vload(c, a->out, at, width), gv);
+            cg_vstore(c, gv, g, at, width);
+        }
+        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, bsum, width), gv), bsum);
         cg_loop_end(c, &lp);
+        if (db)
+            cg_vstore(c, cg_fadd(c, cg_vload(c, db, cg_i64(c, m0), width), cg_vget(c, bsum, width)), db,
+                      cg_i64(c, m0), width);
     }
     LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
     if (dw)
