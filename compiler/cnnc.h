@@ -319,8 +319,8 @@ struct Cg {
 struct Bwd {
     LLVMValueRef inp, out;          /* the forward pass's input and output */
     LLVMValueRef dout;              /* d loss / d out */
-    LLVMValueRef dinp;              /* d loss / d inp, zeroed, written by this node alone (to
-                                     * accumulate into, or to store once); NULL if not needed */
+    LLVMValueRef dinp;              /* d loss / d inp, to write whole (it arrives holding
+                                     * anything); NULL if not needed */
     LLVMValueRef dparams;           /* float *: d loss / d params, the layout of params */
 };
 
@@ -351,6 +351,7 @@ LLVMValueRef cg_entry_alloca(Cg *c, LLVMTypeRef t, const char *name);   /* a slo
 LLVMValueRef cg_var_i64(Cg *c, const char *name);
 LLVMValueRef cg_get(Cg *c, LLVMValueRef var);          /* load a float slot */
 void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* base[idx] += v */
+void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count);    /* count floats */
 LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
@@ -385,13 +386,12 @@ void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValue
 /* One register-blocked conv over an input already padded:
  *   out (N,OH,OW,M) = act(init + sum over (kh, kw, c) of
  *                     in (N, oh*sh+kh, ow*sw+kw, C) * wpack (kh, kw, c, m))
- * where init is the bias, zero, or with accumulate out itself. The forward
+ * where init is the bias or zero. The forward
  * conv is one; d inp of a stride-1 conv is another (the output gradient,
  * padded, convolved with the flipped weights). */
 typedef struct ConvKernel {
     int64_t Hp, Wp, C, OH, OW, M;
     int kh, kw, sh, sw, act;
-    bool accumulate;
     LLVMValueRef in, wpack, bias, out;
     LLVMValueRef bn, oh;            /* the loop's, while emitting */
     LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */

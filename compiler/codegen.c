@@ -407,3 +407,10 @@ void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx)
     if (n % c->vw)
         fn(c, ctx, cg_i64(c, n / c->vw * c->vw), (int)(n % c->vw));
 }
+
+/* count floats from base set to 0 */
+void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count)
+{
+    LLVMBuildMemSet(c->b, base, LLVMConstInt(LLVMInt8TypeInContext(c->ctx), 0, false),
+                    cg_mul(c, count, cg_i64(c, 4)), 4);
+}

@@ -198,8 +198,10 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
             emit_node_fwd(c, node_with_fused(g, i, &tmp), act[i - 1], act[i]);
     }
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
-    LLVMBuildMemSet(b, cg_ws(c, plan->grad_start), LLVMConstInt(i8, 0, false),
-                    cg_i64(c, plan->grad_end - plan->grad_start), 64);
+    /* the parameters' gradients are summed into; each d out is written whole
+     * by the step after it (or the loss) */
+    LLVMBuildMemSet(b, cg_ws(c, plan->dparams), LLVMConstInt(i8, 0, false),
+                    cg_i64(c, plan->grad_end - plan->dparams), 64);
     const Node *last = &g->nodes[g->n - 1];
     LLVMValueRef loss = emit_loss(c, g->train.loss, shape_elems(last->out), LLVMGetParam(fn, 3),
                                   act[g->ce_fused ? g->n - 2 : g->n - 1], act[g->n - 1],

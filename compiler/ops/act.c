@@ -51,7 +51,7 @@ void emit_act_bwd(Cg *c, const Node *n, const Bwd *a)
         return;
     Loop l;
     LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
-    cg_accum(c, a->dinp, i, cg_act_grad(c, n->act, cg_load(c, a->out, i, "y"), cg_load(c, a->dout, i, "dy")));
+    cg_store(c, cg_act_grad(c, n->act, cg_load(c, a->out, i, "y"), cg_load(c, a->dout, i, "dy")), a->dinp, i);
     cg_loop_end(c, &l);
 }
 
@@ -89,6 +89,6 @@ void emit_dropout_bwd(Cg *c, const Node *n, const Bwd *a)
     Loop l;
     LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
     LLVMValueRef dy = cg_load(c, a->dout, i, "dy");
-    cg_accum(c, a->dinp, i, n->rate == 0 ? dy : cg_fmul(c, dy, dropout_scale(c, n, i)));
+    cg_store(c, n->rate == 0 ? dy : cg_fmul(c, dy, dropout_scale(c, n, i)), a->dinp, i);
     cg_loop_end(c, &l);
 }

@@ -261,8 +261,6 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     LLVMValueRef init = k->bias ? cg_vload(c, k->bias, m0, bm) : cg_vzero(c, bm);
     for (int i = 0; i < r; i++) {
         acc[i] = cg_vvar(c, bm, "acc");
-        if (k->accumulate)
-            init = cg_vload(c, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0), bm);
         LLVMBuildStore(c->b, init, acc[i]);
     }
     Loop lh, lw, lc;
@@ -330,7 +328,7 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
 static ConvKernel fwd_kernel(const Node *n)
 {
     ConvGeom g = geom(n);
-    return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, false, .in = NULL};
+    return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL};
 }
 
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
@@ -380,7 +378,7 @@ bool conv_dinp_transposed(const Node *n, int *qh, int *qw)
 }
 
 /* d inp of a stride-1 conv: the output gradient g, padded by K-1-P (zeros),
- * convolved with the flipped weights, added to dinp. With replicate padding
+ * convolved with the flipped weights, is dinp. With replicate padding
  * it pads by K-1 to give the padded input's gradient, which is folded back. */
 static bool dinp_folds(const Node *n)
 {
@@ -394,7 +392,7 @@ static ConvKernel dinp_kernel(const Node *n)
     conv_dinp_transposed(n, &qh, &qw);
     bool fold = dinp_folds(n);
     return (ConvKernel){G.OH + 2 * qh, G.OW + 2 * qw, G.M, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.C,
-                        n->kh, n->kw, 1, 1, ACT_NONE, !fold, .in = NULL};
+                        n->kh, n->kw, 1, 1, ACT_NONE, .in = NULL};
 }
 
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
@@ -649,7 +647,7 @@ static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, 
     cg_loop_end(c, &ln);
 }
 
-/* From dout (N,OH,OW,M): dbias (M), dweight (M,C,Kh,Kw) and dinp (N,H,W,C), all += */
+/* From dout (N,OH,OW,M): dbias (M) and dweight (M,C,Kh,Kw) +=, dinp (N,H,W,C) = */
 void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     const ConvScratch *s = &c->plan->conv[n->index];
@@ -682,7 +680,11 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     if (dw)
         conv_dweight(c, n, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
     int qh, qw;
-    if (a->dinp && conv_dinp_transposed(n, &qh, &qw)) {
+    bool transposed = conv_dinp_transposed(n, &qh, &qw);
+    /* dinp is written whole by the transposed conv; the other forms add to it */
+    if (a->dinp && (!transposed || dinp_folds(n)))
+        cg_zero(c, a->dinp, cg_mul(c, c->batch, cg_i64(c, G.H * G.W * G.C)));
+    if (a->dinp && transposed) {
         conv_dinp_as_conv(c, n, g, a->dinp);
     } else if (a->dinp) {
         LLVMValueRef tpack = cg_ws(c, s->tpack);

@@ -254,7 +254,7 @@ static void fc_dweight_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *width
         }
 }
 
-/* dinp (n0 .. n0+k, tile) += sum over units of g (n, u) * weight (u, tile) */
+/* dinp (n0 .. n0+k, tile) = sum over units of g (n, u) * weight (u, tile) */
 static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, int nv)
 {
     FcBwd *x = vctx;
@@ -280,8 +280,7 @@ static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, 
         for (int r = 0, off = 0; r < nv; off += widths[r], r++) {
             LLVMValueRef xi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)),
                                      cg_add(c, i0, cg_i64(c, off)));
-            cg_vstore(c, cg_fadd(c, cg_vload(c, x->dinp, xi, widths[r]), cg_vget(c, x->acc[j][r], widths[r])),
-                      x->dinp, xi, widths[r]);
+            cg_vstore(c, cg_vget(c, x->acc[j][r], widths[r]), x->dinp, xi, widths[r]);
         }
 }
 
@@ -291,7 +290,7 @@ static void fc_dinp_body(Cg *c, void *vx)
     for_tiles(c, x->dinp_span, fc_dinp_tile, x);
 }
 
-/* From dout (N,U): dbias (U), dweight (U,I) and dinp (N,I), all += */
+/* From dout (N,U): dbias (U) and dweight (U,I) +=, dinp (N,I) = */
 void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     int64_t I = n->in.d[0], U = n->out.d[0];

@@ -29,7 +29,7 @@ void emit_input_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 }
 
 /* Forward: flat (N, C*H*W) in (c, h, w) order = image (N,H,W,C). Backward:
- * image += flat, the inverse permutation. */
+ * image = flat, the inverse permutation. */
 static void flatten_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef flat, bool backward)
 {
     int64_t H = n->in.d[0], W = n->in.d[1], C = n->in.d[2];
@@ -41,7 +41,7 @@ static void flatten_walk(Cg *c, const Node *n, LLVMValueRef image, LLVMValueRef 
     LLVMValueRef pix = cg_muladd(c, cg_muladd(c, cg_muladd(c, bn, H, h), W, w), C, ch);
     LLVMValueRef at = cg_muladd(c, bn, H * W * C, cg_muladd(c, ch, H * W, cg_muladd(c, h, W, w)));
     if (backward)
-        cg_accum(c, image, pix, cg_load(c, flat, at, "dy"));
+        cg_store(c, cg_load(c, flat, at, "dy"), image, pix);
     else
         cg_store(c, cg_load(c, image, pix, "x"), flat, at);
     cg_loop_end(c, &lc);

@@ -42,7 +42,7 @@ void emit_softmax_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &ln);
 }
 
-/* dinp (N,K) += y * (dy - sum(dy * y)): softmax's backward, needed when a loss
+/* dinp (N,K) = y * (dy - sum(dy * y)): softmax's backward, needed when a loss
  * other than cross_entropy follows it (cross_entropy fuses it away). */
 void emit_softmax_bwd(Cg *c, const Node *n, const Bwd *a)
 {
@@ -59,7 +59,7 @@ void emit_softmax_bwd(Cg *c, const Node *n, const Bwd *a)
     cg_loop_end(c, &l1);
     i = cg_add(c, row, cg_loopn(c, &l2, K, "i"));
     LLVMValueRef d = LLVMBuildFSub(c->b, cg_load(c, a->dout, i, "dy"), cg_get(c, dot), "");
-    cg_accum(c, a->dinp, i, cg_fmul(c, cg_load(c, a->out, i, "y"), d));
+    cg_store(c, cg_fmul(c, cg_load(c, a->out, i, "y"), d), a->dinp, i);
     cg_loop_end(c, &l2);
     cg_loop_end(c, &ln);
 }

@@ -102,13 +102,17 @@ void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     cg_loop_end(c, &ln);
 }
 
-/* dinp += v at at. When the windows are disjoint every input cell is
- * reached once, in a buffer zeroed for this node alone, so a store does:
- * no load that could wait on the masked store of the cell beside it. */
+/* When the windows tile the input exactly, every input cell gets one value,
+ * stored; else dinp is zeroed first and the windows add to it. */
+static bool tiles_exactly(const Node *n)
+{
+    return n->sh == n->kh && n->sw == n->kw && !n->ph && !n->pw && n->out.d[0] * n->kh == n->in.d[0] &&
+           n->out.d[1] * n->kw == n->in.d[1];
+}
+
 static void add_to_dinp(Cg *c, PoolCtx *x, LLVMValueRef at, LLVMValueRef v)
 {
-    const Node *n = x->n;
-    if (n->sh < n->kh || n->sw < n->kw)
+    if (!tiles_exactly(x->n))
         v = cg_fadd(c, cg_vload(c, x->a->dinp, at, x->width), v);
     cg_vstore(c, v, x->a->dinp, at, x->width);
 }
@@ -166,11 +170,13 @@ static void pool_bwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     }
 }
 
-/* dinp (N,H,W,C) += dout (N,OH,OW,C) routed back through each window */
+/* dinp (N,H,W,C) = dout (N,OH,OW,C) routed back through each window */
 void emit_pool_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     if (!a->dinp)
         return;
+    if (!tiles_exactly(n))
+        cg_zero(c, a->dinp, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->in))));
     PoolCtx x = {.n = n, .a = a, .inp = a->inp, .count = cg_var(c, "count")};
     Loop ln, loh, low;
     x.bn = cg_loop(c, &ln, c->batch, "n");

@@ -115,7 +115,7 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
     }
 }
 
-/* out (2x2 pixels of tile (th, tw), m0..) = init + A^T M A, then relu */
+/* out (2x2 pixels of tile (th, tw), m0..) = bias + A^T M A, then relu */
 static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
@@ -141,8 +141,6 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
             LLVMValueRef v = y[j];
             if (bias)
                 v = cg_fadd(c, v, bias);
-            if (k->accumulate)
-                v = cg_fadd(c, v, cg_vload(c, k->out, at, width));
             if (k->act == ACT_RELU)
                 v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, width), ""), v,
                                     cg_vzero(c, width), "relu");
@@ -178,7 +176,7 @@ void emit_wino(Cg *c, const ConvKernel *k)
     cg_loop_end(c, &lt);
     /* the 16 products of this row of tiles, each a 1x1 conv of TW pixels */
     LLVMValueRef xi = cg_loopn(c, &lx, 16, "xi");
-    ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE, false,
+    ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE,
                     .in = cg_at(c, w.v, cg_mul(c, xi, cg_i64(c, TW * k->C))),
                     .wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->Mp))),
                     .out = cg_at(c, w.m, cg_mul(c, xi, cg_i64(c, TW * k->M))), .Mp = k->Mp};
