@@ -265,6 +265,7 @@ typedef struct Options {
     int opt_level;
     long batch;                     /* 0: the train block's */
     bool inference_only;
+    bool no_winograd;               /* direct convs only */
 } Options;
 
 /* ---- emit.c: the back end ---- */
@@ -313,6 +314,7 @@ struct Cg {
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
     const char *cpu, *features;     /* the target's, for every function's attributes */
+    bool winograd;                  /* Winograd kernels where they fit */
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */

@@ -655,6 +655,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     vector_shape(&c, triple, cpu, features);
     c.cpu = cpu;
     c.features = features;
+    c.winograd = !opts->no_winograd;
     c.plan = &plan;
     if (ok) {
         LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);

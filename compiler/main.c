@@ -23,6 +23,7 @@ static void usage(FILE *out)
           "  --emit-ir          the checked graph, forward and backward, as text\n"
           "  --shapes           per layer: output shape, parameters, FLOPs, receptive field\n"
           "  --inference-only   leave out the training code\n"
+          "  --no-winograd      every conv computed directly (no Winograd kernels)\n"
           "  --weights FILE     bake trained weights (.cnnw) into the output\n"
           "  --batch N          most images per call (default: the train block's batch)\n"
           "  -O0 .. -O3         optimization level (default -O2)\n"
@@ -128,6 +129,8 @@ static bool parse_args(int argc, char **argv, Options *o)
             o->mode = MODE_SHAPES;
         } else if (!strcmp(a, "--inference-only")) {
             o->inference_only = true;
+        } else if (!strcmp(a, "--no-winograd")) {
+            o->no_winograd = true;
         } else if (!strcmp(a, "--version")) {
             printf("cnnc %s (LLVM %s)\n", CNNC_VERSION, emit_llvm_version());
             exit(0);

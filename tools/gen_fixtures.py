@@ -51,6 +51,10 @@ CASES = [
         ("conv", "16 size=3 pad=same act=relu"), ("conv", "24 size=3 pad=1"),
         ("conv", "20 size=3 pad=1 padmode=replicate act=relu"), ("maxpool", "2"),
         ("flatten", ""), ("fc", "5")]),
+    # 5x5 stride-1 convs: cnnc's Winograd F(2x2, 5x5) kernels (6 and 16 input channels),
+    # every output compared
+    ("winograd5", (14, 14, 6), 2, [
+        ("conv", "16 size=5 act=relu"), ("conv", "8 size=5 pad=2")]),
 ]
 
 

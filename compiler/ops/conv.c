@@ -339,7 +339,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.in = inp;
     k.out = out;
     k.bias = n->bias ? cg_param(c, n->bias) : NULL;
-    k.scratch = s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
+    k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
         emit_pad_walk(c, input_pad(n), inp, k.in, false);
@@ -404,7 +404,7 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     ConvKernel k = dinp_kernel(n);
     k.in = g;
     k.out = dinp_folds(n) ? cg_ws(c, s->dpad) : dinp;
-    k.scratch = s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
+    k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     if (s->gpad >= 0) {
         k.in = cg_ws(c, s->gpad);
         emit_pad_walk(c, (PadGeom){G.OH, G.OW, G.M, qh, qw, false}, g, k.in, false);

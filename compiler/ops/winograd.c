@@ -1,27 +1,57 @@
 /*
- * winograd.c: 3x3 stride-1 conv kernels as Winograd F(2x2, 3x3) (Lavin and
- * Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+ * winograd.c: stride-1 square conv kernels as Winograd F(m x m, r x r) (Lavin
+ * and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
  *
- * Each 4x4 tile d of the padded input and each 3x3 kernel g are transformed,
- * V = B^T d B and U = G g G^T; their products, summed over input channels,
- * are 16 independent matrix products M = V U (the register-blocked 1x1 conv
- * kernel of conv.c); each 2x2 output tile is Y = A^T M A. That is 16
- * multiplies per 4 outputs and channel pair instead of 36. The work goes a
- * row of tiles at a time, so that V and M stay in cache:
+ * Each a x a tile d of the padded input (a = m + r - 1) and each r x r kernel
+ * g are transformed, V = B^T d B and U = G g G^T; their products, summed over
+ * input channels, are a*a independent matrix products M = V U (the
+ * register-blocked 1x1 conv kernel of conv.c); each m x m output tile is
+ * Y = A^T M A. F(2x2, 3x3) does 16 multiplies per 4 outputs and channel pair
+ * instead of 36, F(2x2, 5x5) 36 instead of 100. The work goes a row of tiles
+ * at a time, so that V and M stay in cache.
  *
- *   B^T = | 1  0 -1  0 |   G = | 1    0    0  |   A^T = | 1  1  1  0 |
- *         | 0  1  1  0 |       | 1/2  1/2  1/2|         | 0  1 -1 -1 |
- *         | 0 -1  1  0 |       | 1/2 -1/2  1/2|
- *         | 0  1  0 -1 |       | 0    0    1  |
+ * The matrices are tools/winograd.py's output (derived by the Toom-Cook
+ * construction and checked there, exactly and in float32):
  */
 #include "../cnnc.h"
 
-/* Worth it when the sums over channels are long enough to amortize the
- * transforms; the output must tile by 2x2 exactly. */
+/* F(2, 3), points 0, 1, -1 and infinity; float32 error 3.4e-07 */
+static const double AT23[] = {1, 1, 1, 0, 0, 1, -1, 1};
+static const double G23[] = {-1, 0, 0, 1.0 / 2, 1.0 / 2, 1.0 / 2, 1.0 / 2, -1.0 / 2, 1.0 / 2, 0, 0, 1};
+static const double BT23[] = {-1, 0, 1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, -1, 0, 1};
+/* F(2, 5), points 0, 1, -1, 2, -1/2 and infinity; float32 error 1.5e-06 */
+static const double AT25[] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -1.0 / 2, 1};
+static const double G25[] = {1, 0, 0, 0, 0, -1.0 / 3, -1.0 / 3, -1.0 / 3, -1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, 1.0 / 3, 1.0 / 15, 2.0 / 15, 4.0 / 15, 8.0 / 15, 16.0 / 15, -16.0 / 15, 8.0 / 15, -4.0 / 15, 2.0 / 15, -1.0 / 15, 0, 0, 0, 0, 1};
+static const double BT25[] = {1, 3.0 / 2, -2, -3.0 / 2, 1, 0, 0, -1, -5.0 / 2, -1.0 / 2, 1, 0, 0, 1, 1.0 / 2, -5.0 / 2, 1, 0, 0, -1.0 / 2, -1, 1.0 / 2, 1, 0, 0, 2, -1, -2, 1, 0, 0, 1, 3.0 / 2, -2, -3.0 / 2, 1};
+
+typedef struct WinoSpec {
+    int m, r;                       /* outputs and taps per tile side */
+    int min_c, min_m;               /* channels below which the transforms cost more than they save */
+    const double *at, *g, *bt;      /* m x a, a x r, a x a */
+} WinoSpec;
+
+static const WinoSpec specs[] = {
+    {2, 3, 16, 16, AT23, G23, BT23},
+    {2, 5, 4, 8, AT25, G25, BT25},
+};
+
+enum { A_MAX = 6 };                 /* the largest tile side, m + r - 1 */
+
+static const WinoSpec *spec_of(const ConvKernel *k)
+{
+    if (k->sh != 1 || k->sw != 1 || k->kh != k->kw)
+        return NULL;
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        const WinoSpec *s = &specs[i];
+        if (k->kh == s->r && k->OH % s->m == 0 && k->OW % s->m == 0 && k->C >= s->min_c && k->M >= s->min_m)
+            return s;
+    }
+    return NULL;
+}
+
 bool wino_fits(const ConvKernel *k)
 {
-    return k->kh == 3 && k->kw == 3 && k->sh == 1 && k->sw == 1 && k->OH % 2 == 0 &&
-           k->OW % 2 == 0 && k->C >= 16 && k->M >= 16;
+    return spec_of(k) != NULL;
 }
 
 static int64_t floats64(int64_t n)
@@ -29,62 +59,91 @@ static int64_t floats64(int64_t n)
     return (n * (int64_t)sizeof(float) + 63) & ~(int64_t)63;
 }
 
-/* U (16, C, Mp), then V (16, TW, C) and M (16, TW, M) for one row of tiles;
- * Mp (whole vectors) is at most M rounded up to 16 */
-static int64_t u_floats(const ConvKernel *k)
+/* U (a*a, C, Mp), then V (a*a, TW, C) and M (a*a, TW, M) for one row of
+ * tiles; Mp (whole vectors) is at most M rounded up to 16 */
+static int64_t u_floats(const ConvKernel *k, int a)
 {
-    return 16 * k->C * ((k->M + 15) / 16 * 16);
+    return (int64_t)a * a * k->C * ((k->M + 15) / 16 * 16);
 }
 
 int64_t wino_bytes(const ConvKernel *k)
 {
-    int64_t TW = k->OW / 2;
-    return floats64(u_floats(k)) + floats64(16 * TW * k->C) + floats64(16 * TW * k->M);
+    const WinoSpec *s = spec_of(k);
+    int a = s->m + s->r - 1;
+    int64_t TW = k->OW / s->m;
+    return floats64(u_floats(k, a)) + floats64((int64_t)a * a * TW * k->C) + floats64((int64_t)a * a * TW * k->M);
 }
 
-static LLVMValueRef sub(Cg *c, LLVMValueRef a, LLVMValueRef b)
+/* sum over j < n of coef[j * stride] * v[j]: zeros skipped, +-1 as adds */
+static LLVMValueRef lincomb(Cg *c, const double *coef, int stride, LLVMValueRef *v, int n, int width)
 {
-    LLVMValueRef v = LLVMBuildFSub(c->b, a, b, "");
-    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract | LLVMFastMathAllowReassoc);
-    return v;
+    LLVMValueRef sum = NULL;
+    for (int j = 0; j < n; j++) {
+        double w = coef[j * stride];
+        if (w == 0)
+            continue;
+        LLVMValueRef t = w == 1 || w == -1 ? v[j] : cg_fmul(c, cg_splat(c, cg_f32(c, w), width), v[j]);
+        if (!sum)
+            sum = w == -1 ? LLVMBuildFNeg(c->b, t, "") : t;
+        else if (w == -1)
+            sum = LLVMBuildFSub(c->b, sum, t, "");
+        else
+            sum = cg_fadd(c, sum, t);
+    }
+    return sum ? sum : cg_vzero(c, width);
+}
+
+/* out (p x p) = T x (q x q) x T^T, T being p x q (row-major) */
+static void sandwich(Cg *c, const double *T, int p, int q, LLVMValueRef in[A_MAX][A_MAX],
+                     LLVMValueRef out[A_MAX][A_MAX], int width)
+{
+    LLVMValueRef t[A_MAX][A_MAX], col[A_MAX];
+    for (int i = 0; i < p; i++)
+        for (int j = 0; j < q; j++) {
+            for (int k = 0; k < q; k++)
+                col[k] = in[k][j];
+            t[i][j] = lincomb(c, T + i * q, 1, col, q, width);
+        }
+    for (int i = 0; i < p; i++)
+        for (int l = 0; l < p; l++)
+            out[i][l] = lincomb(c, T + l * q, 1, t[i], q, width);
 }
 
 typedef struct Wino {
     const ConvKernel *k;
+    const WinoSpec *s;
+    int a;
     LLVMValueRef u, v, m;           /* the transformed weights, input tiles, products */
     LLVMValueRef n, th, tw;         /* image, tile row, tile column */
     LLVMValueRef ch;                /* weights: the input channel */
 } Wino;
 
 /* U (xi, c, m0..) = G g G^T for the kernels of input channel c, output
- * channels m0..m0+width, from wpack (kh, kw, C, M). */
+ * channels m0..m0+width, from wpack (kh, kw, C, Mp). */
 static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
     const ConvKernel *k = w->k;
-    LLVMValueRef g[3][3], gg[4][3];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-            g[i][j] = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, w->ch, 1, cg_i64(c, (int64_t)(i * 3 + j) * k->C)),
+    int r = w->s->r, a = w->a;
+    LLVMValueRef g[A_MAX][A_MAX], u[A_MAX][A_MAX], gg[A_MAX][A_MAX], col[A_MAX];
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            g[i][j] = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_add(c, w->ch, cg_i64(c, (int64_t)(i * r + j) * k->C)),
                                                             cg_i64(c, k->Mp)), m0), width);
-    LLVMValueRef half = cg_splat(c, cg_f32(c, 0.5), width);
-    for (int j = 0; j < 3; j++) {
-        gg[0][j] = g[0][j];
-        gg[1][j] = cg_fmul(c, half, cg_fadd(c, cg_fadd(c, g[0][j], g[1][j]), g[2][j]));
-        gg[2][j] = cg_fmul(c, half, cg_fadd(c, sub(c, g[0][j], g[1][j]), g[2][j]));
-        gg[3][j] = g[2][j];
-    }
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef u[4] = {
-            gg[i][0],
-            cg_fmul(c, half, cg_fadd(c, cg_fadd(c, gg[i][0], gg[i][1]), gg[i][2])),
-            cg_fmul(c, half, cg_fadd(c, sub(c, gg[i][0], gg[i][1]), gg[i][2])),
-            gg[i][2],
-        };
-        for (int j = 0; j < 4; j++)
-            cg_vstore(c, u[j], w->u, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * 4 + j), k->C, w->ch),
-                                                      cg_i64(c, k->Mp)), m0), width);
-    }
+    /* G g (a x r), then (G g) G^T (a x a) */
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < r; j++) {
+            for (int l = 0; l < r; l++)
+                col[l] = g[l][j];
+            gg[i][j] = lincomb(c, w->s->g + i * r, 1, col, r, width);
+        }
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            u[i][j] = lincomb(c, w->s->g + j * r, 1, gg[i], r, width);
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            cg_vstore(c, u[i][j], w->u, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), k->C, w->ch),
+                                                         cg_i64(c, k->Mp)), m0), width);
 }
 
 /* V (xi, tw, c0..) = B^T d B for tile (th, tw) of image n */
@@ -92,55 +151,42 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
 {
     Wino *w = ctx;
     const ConvKernel *k = w->k;
-    int64_t TW = k->OW / 2;
-    LLVMValueRef d[4][4], t[4][4];
-    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->Hp)), cg_mul(c, w->th, cg_i64(c, 2)));
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->Wp, cg_mul(c, w->tw, cg_i64(c, 2)));
-        for (int j = 0; j < 4; j++)
+    int a = w->a, m = w->s->m;
+    int64_t TW = k->OW / m;
+    LLVMValueRef d[A_MAX][A_MAX], v[A_MAX][A_MAX];
+    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->Hp)), cg_mul(c, w->th, cg_i64(c, m)));
+    for (int i = 0; i < a; i++) {
+        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->Wp, cg_mul(c, w->tw, cg_i64(c, m)));
+        for (int j = 0; j < a; j++)
             d[i][j] = cg_vload(c, k->in, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->C)), c0), width);
     }
-    for (int j = 0; j < 4; j++) {
-        t[0][j] = sub(c, d[0][j], d[2][j]);
-        t[1][j] = cg_fadd(c, d[1][j], d[2][j]);
-        t[2][j] = sub(c, d[2][j], d[1][j]);
-        t[3][j] = sub(c, d[1][j], d[3][j]);
-    }
-    for (int i = 0; i < 4; i++) {
-        LLVMValueRef v[4] = {sub(c, t[i][0], t[i][2]), cg_fadd(c, t[i][1], t[i][2]),
-                             sub(c, t[i][2], t[i][1]), sub(c, t[i][1], t[i][3])};
-        for (int j = 0; j < 4; j++)
-            cg_vstore(c, v[j], w->v, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * 4 + j), TW, w->tw),
-                                                      cg_i64(c, k->C)), c0), width);
-    }
+    sandwich(c, w->s->bt, a, a, d, v, width);
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            cg_vstore(c, v[i][j], w->v, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), TW, w->tw),
+                                                         cg_i64(c, k->C)), c0), width);
 }
 
-/* out (2x2 pixels of tile (th, tw), m0..) = bias + A^T M A, then relu */
+/* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu */
 static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
     const ConvKernel *k = w->k;
-    int64_t TW = k->OW / 2;
-    LLVMValueRef m[4][4], s[2][4];
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++)
-            m[i][j] = cg_vload(c, w->m, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * 4 + j), TW, w->tw),
+    int a = w->a, m = w->s->m;
+    int64_t TW = k->OW / m;
+    LLVMValueRef x[A_MAX][A_MAX], y[A_MAX][A_MAX];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            x[i][j] = cg_vload(c, w->m, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), TW, w->tw),
                                                         cg_i64(c, k->M)), m0), width);
-    for (int j = 0; j < 4; j++) {
-        s[0][j] = cg_fadd(c, cg_fadd(c, m[0][j], m[1][j]), m[2][j]);
-        s[1][j] = sub(c, sub(c, m[1][j], m[2][j]), m[3][j]);
-    }
+    sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
-    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->OH)), cg_mul(c, w->th, cg_i64(c, 2)));
-    for (int i = 0; i < 2; i++) {
-        LLVMValueRef y[2] = {cg_fadd(c, cg_fadd(c, s[i][0], s[i][1]), s[i][2]),
-                             sub(c, sub(c, s[i][1], s[i][2]), s[i][3])};
-        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->OW, cg_mul(c, w->tw, cg_i64(c, 2)));
-        for (int j = 0; j < 2; j++) {
+    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->OH)), cg_mul(c, w->th, cg_i64(c, m)));
+    for (int i = 0; i < m; i++) {
+        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->OW, cg_mul(c, w->tw, cg_i64(c, m)));
+        for (int j = 0; j < m; j++) {
             LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->M)), m0);
-            LLVMValueRef v = y[j];
-            if (bias)
-                v = cg_fadd(c, v, bias);
+            LLVMValueRef v = bias ? cg_fadd(c, y[i][j], bias) : y[i][j];
             if (k->act == ACT_RELU)
                 v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, width), ""), v,
                                     cg_vzero(c, width), "relu");
@@ -151,18 +197,20 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 
 void emit_wino(Cg *c, const ConvKernel *k)
 {
-    int64_t TH = k->OH / 2, TW = k->OW / 2;
-    Wino w = {.k = k, .u = k->scratch};
-    LLVMValueRef i8s[] = {cg_i64(c, floats64(u_floats(k)))};
+    const WinoSpec *s = spec_of(k);
+    int a = s->m + s->r - 1, xis = a * a;
+    int64_t TH = k->OH / s->m, TW = k->OW / s->m;
+    Wino w = {.k = k, .s = s, .a = a, .u = k->scratch};
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
-    w.v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, i8s, 1, "V");
-    LLVMValueRef mo[] = {cg_i64(c, floats64(u_floats(k)) + floats64(16 * TW * k->C))};
+    LLVMValueRef vo[] = {cg_i64(c, floats64(u_floats(k, a)))};
+    w.v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, vo, 1, "V");
+    LLVMValueRef mo[] = {cg_i64(c, floats64(u_floats(k, a)) + floats64((int64_t)xis * TW * k->C))};
     w.m = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, mo, 1, "M");
 
     /* U's padding lanes (Mp > M) only reach the accumulators' padding lanes,
      * which are never stored; zeroed all the same */
     if (k->Mp != k->M)
-        LLVMBuildMemSet(c->b, w.u, LLVMConstInt(i8, 0, false), cg_i64(c, 16 * k->C * k->Mp * 4), 4);
+        LLVMBuildMemSet(c->b, w.u, LLVMConstInt(i8, 0, false), cg_i64(c, (int64_t)xis * k->C * k->Mp * 4), 4);
     Loop lc;
     w.ch = cg_loopn(c, &lc, k->C, "c");
     cg_for_vectors(c, k->M, weight_tile, &w);
@@ -174,8 +222,8 @@ void emit_wino(Cg *c, const ConvKernel *k)
     w.tw = cg_loopn(c, &lt, TW, "tw");
     cg_for_vectors(c, k->C, input_tile, &w);
     cg_loop_end(c, &lt);
-    /* the 16 products of this row of tiles, each a 1x1 conv of TW pixels */
-    LLVMValueRef xi = cg_loopn(c, &lx, 16, "xi");
+    /* the a*a products of this row of tiles, each a 1x1 conv of TW pixels */
+    LLVMValueRef xi = cg_loopn(c, &lx, xis, "xi");
     ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE,
                     .in = cg_at(c, w.v, cg_mul(c, xi, cg_i64(c, TW * k->C))),
                     .wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->Mp))),
