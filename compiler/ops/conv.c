@@ -105,8 +105,8 @@ static int block_count(Cg *c, int width, int64_t limit)
 {
     int regs = (width + c->vw - 1) / c->vw;
     int r = (c->nregs - regs - 1) / regs;
-    if (r > 12)
-        r = 12;
+    if (r > 14)
+        r = 14;
     if (r < 1)
         r = 1;
     if (r >= limit)
