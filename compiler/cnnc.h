@@ -315,6 +315,7 @@ struct Cg {
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
     const char *cpu, *features;     /* the target's, for every function's attributes */
     bool winograd;                  /* Winograd kernels where they fit */
+    bool small;                     /* functions compiled for size (optsize, minsize) */
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */
@@ -354,6 +355,7 @@ LLVMValueRef cg_var_i64(Cg *c, const char *name);
 LLVMValueRef cg_get(Cg *c, LLVMValueRef var);          /* load a float slot */
 void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* base[idx] += v */
 void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count);    /* count floats */
+void cg_for_size(Cg *c, LLVMValueRef fn);      /* optsize, minsize */
 LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
@@ -369,6 +371,7 @@ LLVMValueRef cg_vzero(Cg *c, int n);
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name);
 LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n);
 typedef void VectorFn(Cg *c, void *ctx, LLVMValueRef at, int width);
+void cg_for_blocks(Cg *c, int64_t n, int size, VectorFn *fn, void *ctx);   /* [0, n) by size */
 void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx);   /* [0, n) by vectors */
 void emit_act_inplace(Cg *c, int act, LLVMValueRef buf, LLVMValueRef count);
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */

@@ -395,17 +395,23 @@ LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n)
     return LLVMBuildLoad2(c->b, vec_type(c, n), var, "");
 }
 
-/* Calls fn for [0, n) in vectors of vw floats, the last one partial. */
-void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx)
+/* Calls fn for [0, n) in blocks of size: the whole ones in a loop, then
+ * the rest. */
+void cg_for_blocks(Cg *c, int64_t n, int size, VectorFn *fn, void *ctx)
 {
-    if (n / c->vw) {
+    if (n / size) {
         Loop l;
-        LLVMValueRef b = cg_loopn(c, &l, n / c->vw, "vb");
-        fn(c, ctx, cg_mul(c, b, cg_i64(c, c->vw)), c->vw);
+        LLVMValueRef b = cg_loopn(c, &l, n / size, "blk");
+        fn(c, ctx, cg_mul(c, b, cg_i64(c, size)), size);
         cg_loop_end(c, &l);
     }
-    if (n % c->vw)
-        fn(c, ctx, cg_i64(c, n / c->vw * c->vw), (int)(n % c->vw));
+    if (n % size)
+        fn(c, ctx, cg_i64(c, n / size * size), (int)(n % size));
+}
+
+void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx)
+{
+    cg_for_blocks(c, n, c->vw, fn, ctx);
 }
 
 /* count floats from base set to 0 */
@@ -413,4 +419,13 @@ void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count)
 {
     LLVMBuildMemSet(c->b, base, LLVMConstInt(LLVMInt8TypeInContext(c->ctx), 0, false),
                     cg_mul(c, count, cg_i64(c, 4)), 4);
+}
+
+/* fn compiled for size (LLVM's optsize and minsize) */
+void cg_for_size(Cg *c, LLVMValueRef fn)
+{
+    static const char *const kinds[] = {"optsize", "minsize"};
+    for (int i = 0; i < 2; i++)
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName(kinds[i], strlen(kinds[i])), 0));
 }

@@ -45,6 +45,8 @@ static EmitBwdFn *const emit_bwd_fn[OP_COUNT] = {
 
 static void set_target_attrs(Cg *c, LLVMValueRef fn)
 {
+    if (c->small)
+        cg_for_size(c, fn);
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
         LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, c->cpu, (unsigned)strlen(c->cpu)));
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
@@ -672,8 +674,13 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
         }
         LLVMValueRef acts = NULL;
         if (opts->mode == MODE_EXE && training) {
+            /* one image at a time for `show`: direct convs, compiled for size */
+            c.small = true;
+            c.winograd = false;
             acts = emit_activations(&c, lname, &plan, baked);
             set_target_attrs(&c, acts);
+            c.small = false;
+            c.winograd = !opts->no_winograd;
         }
         if (opts->mode == MODE_EXE)
             emit_descriptor(&c, &plan, infer, init, &train, acts, baked);

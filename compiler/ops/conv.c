@@ -485,44 +485,47 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
         }
 }
 
-/* Calls body for every block of (rows, taps, channels): a loop over full
- * blocks in each dimension, then the remainders. */
+/* Calls body for every block of (rows, taps, channels): in each dimension
+ * a loop over the whole blocks, then the rest. */
 typedef void TapBody(Cg *c, void *ctx, const TapBlock *b);
+
+typedef struct TapWalk {
+    int64_t taps, chans;
+    int rt, bm;
+    TapBody *body;
+    void *ctx;
+    TapBlock b;
+} TapWalk;
+
+static void walk_chans(Cg *c, void *ctx, LLVMValueRef m0, int bm)
+{
+    TapWalk *w = ctx;
+    w->b.m0 = m0;
+    w->b.bm = bm;
+    w->body(c, w->ctx, &w->b);
+}
+
+static void walk_taps(Cg *c, void *ctx, LLVMValueRef t0, int rt)
+{
+    TapWalk *w = ctx;
+    w->b.t0 = t0;
+    w->b.rt = rt;
+    cg_for_blocks(c, w->chans, w->bm, walk_chans, w);
+}
+
+static void walk_rows(Cg *c, void *ctx, LLVMValueRef kh0, int rkh)
+{
+    TapWalk *w = ctx;
+    w->b.kh0 = kh0;
+    w->b.rkh = rkh;
+    cg_for_blocks(c, w->taps, w->rt, walk_taps, w);
+}
 
 static void for_tap_blocks(Cg *c, int64_t rows, int rkh, int64_t taps, int rt, int64_t chans, int bm,
                            TapBody *body, void *ctx)
 {
-    for (int ph = 0; ph < 2; ph++) {
-        int64_t hn = ph ? (rows % rkh != 0) : rows / rkh;
-        if (!hn)
-            continue;
-        Loop lh;
-        TapBlock b = {.rkh = ph ? (int)(rows % rkh) : rkh};
-        b.kh0 = ph ? cg_i64(c, rows / rkh * rkh) : cg_mul(c, cg_loopn(c, &lh, hn, "khb"), cg_i64(c, rkh));
-        for (int pt = 0; pt < 2; pt++) {
-            int64_t tn = pt ? (taps % rt != 0) : taps / rt;
-            if (!tn)
-                continue;
-            Loop lt;
-            b.rt = pt ? (int)(taps % rt) : rt;
-            b.t0 = pt ? cg_i64(c, taps / rt * rt) : cg_mul(c, cg_loopn(c, &lt, tn, "tb"), cg_i64(c, rt));
-            for (int pm = 0; pm < 2; pm++) {
-                int64_t mn = pm ? (chans % bm != 0) : chans / bm;
-                if (!mn)
-                    continue;
-                Loop lm;
-                b.bm = pm ? (int)(chans % bm) : bm;
-                b.m0 = pm ? cg_i64(c, chans / bm * bm) : cg_mul(c, cg_loopn(c, &lm, mn, "mb"), cg_i64(c, bm));
-                body(c, ctx, &b);
-                if (!pm)
-                    cg_loop_end(c, &lm);
-            }
-            if (!pt)
-                cg_loop_end(c, &lt);
-        }
-        if (!ph)
-            cg_loop_end(c, &lh);
-    }
+    TapWalk w = {.taps = taps, .chans = chans, .rt = rt, .bm = bm, .body = body, .ctx = ctx};
+    cg_for_blocks(c, rows, rkh, walk_rows, &w);
 }
 
 typedef struct DweightCtx {

@@ -122,8 +122,9 @@ typedef struct FcFwd {
 } FcFwd;
 
 /* the block's sums over n floats of I from i (n <= vw, in vw lanes) */
-static void fc_fwd_vec(Cg *c, FcFwd *x, LLVMValueRef i, int n)
+static void fc_fwd_vec(Cg *c, void *ctx, LLVMValueRef i, int n)
 {
+    FcFwd *x = ctx;
     int64_t I = x->n->in.d[0];
     LLVMValueRef xv[NB], wv[UB];
     for (int j = 0; j < x->k; j++)
@@ -145,14 +146,7 @@ static void fc_fwd_block(Cg *c, FcFwd *x)
     for (int j = 0; j < x->k; j++)
         for (int r = 0; r < x->rows; r++)
             LLVMBuildStore(c->b, cg_vzero(c, c->vw), x->acc[j][r]);
-    if (I / c->vw) {
-        Loop li;
-        LLVMValueRef i = cg_loopn(c, &li, I / c->vw, "i");
-        fc_fwd_vec(c, x, cg_mul(c, i, cg_i64(c, c->vw)), c->vw);
-        cg_loop_end(c, &li);
-    }
-    if (I % c->vw)
-        fc_fwd_vec(c, x, cg_i64(c, I / c->vw * c->vw), (int)(I % c->vw));
+    cg_for_vectors(c, I, fc_fwd_vec, x);
     for (int j = 0; j < x->k; j++)
         for (int r = 0; r < x->rows; r++) {
             LLVMValueRef u = cg_add(c, x->u0, cg_i64(c, r));

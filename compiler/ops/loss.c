@@ -17,6 +17,9 @@ void shape_softmax(Graph *g, Node *n)
 /* out (N,K) = exp(x - max) / sum(exp(x - max)) per image */
 void emit_softmax_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
+    /* a few exps per image: vectorized across images they only make gathers,
+     * scatters and scalar calls, many kilobytes of them */
+    cg_for_size(c, c->fn);
     int64_t K = n->out.d[0];
     LLVMValueRef mx = cg_var(c, "max"), sum = cg_var(c, "sum");
     Loop ln, l1, l2, l3;

@@ -88,18 +88,24 @@ static void pool_fwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     cg_vstore(c, o, x->out, out_at(c, x), width);
 }
 
+/* fn for every vector of channels of every output pixel */
+static void pool_walk(Cg *c, PoolCtx *x, VectorFn *fn)
+{
+    Loop ln, loh, low;
+    x->bn = cg_loop(c, &ln, c->batch, "n");
+    x->oh = cg_loopn(c, &loh, x->n->out.d[0], "oh");
+    x->ow = cg_loopn(c, &low, x->n->out.d[1], "ow");
+    cg_for_vectors(c, x->n->out.d[2], fn, x);
+    cg_loop_end(c, &low);
+    cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
+}
+
 /* out (N,OH,OW,C) = max or mean of inp (N,H,W,C) over each window */
 void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     PoolCtx x = {.n = n, .inp = inp, .out = out, .count = cg_var(c, "count")};
-    Loop ln, loh, low;
-    x.bn = cg_loop(c, &ln, c->batch, "n");
-    x.oh = cg_loopn(c, &loh, n->out.d[0], "oh");
-    x.ow = cg_loopn(c, &low, n->out.d[1], "ow");
-    cg_for_vectors(c, n->out.d[2], pool_fwd_block, &x);
-    cg_loop_end(c, &low);
-    cg_loop_end(c, &loh);
-    cg_loop_end(c, &ln);
+    pool_walk(c, &x, pool_fwd_block);
 }
 
 /* When the windows tile the input exactly, every input cell gets one value,
@@ -178,12 +184,5 @@ void emit_pool_bwd(Cg *c, const Node *n, const Bwd *a)
     if (!tiles_exactly(n))
         cg_zero(c, a->dinp, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->in))));
     PoolCtx x = {.n = n, .a = a, .inp = a->inp, .count = cg_var(c, "count")};
-    Loop ln, loh, low;
-    x.bn = cg_loop(c, &ln, c->batch, "n");
-    x.oh = cg_loopn(c, &loh, n->out.d[0], "oh");
-    x.ow = cg_loopn(c, &low, n->out.d[1], "ow");
-    cg_for_vectors(c, n->out.d[2], pool_bwd_block, &x);
-    cg_loop_end(c, &low);
-    cg_loop_end(c, &loh);
-    cg_loop_end(c, &ln);
+    pool_walk(c, &x, pool_bwd_block);
 }

@@ -93,7 +93,7 @@ static LLVMValueRef lincomb(Cg *c, const double *coef, int stride, LLVMValueRef 
     return sum ? sum : cg_vzero(c, width);
 }
 
-/* out (p x p) = T x (q x q) x T^T, T being p x q (row-major) */
+/* out (p x p) = T x in (q x q) x T^T, T being p x q (row-major) */
 static void sandwich(Cg *c, const double *T, int p, int q, LLVMValueRef in[A_MAX][A_MAX],
                      LLVMValueRef out[A_MAX][A_MAX], int width)
 {
@@ -118,6 +118,13 @@ typedef struct Wino {
     LLVMValueRef ch;                /* weights: the input channel */
 } Wino;
 
+/* where element xi of a transformed tile t is kept, in a (a*a, T, width)
+ * array, for channels from c0 */
+static LLVMValueRef tile_at(Cg *c, int xi, int64_t T, LLVMValueRef t, int64_t width, LLVMValueRef c0)
+{
+    return cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, xi), T, t), cg_i64(c, width)), c0);
+}
+
 /* U (xi, c, m0..) = G g G^T for the kernels of input channel c, output
  * channels m0..m0+width, from wpack (kh, kw, C, Mp). */
 static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
@@ -125,25 +132,15 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     Wino *w = ctx;
     const ConvKernel *k = w->k;
     int r = w->s->r, a = w->a;
-    LLVMValueRef g[A_MAX][A_MAX], u[A_MAX][A_MAX], gg[A_MAX][A_MAX], col[A_MAX];
+    LLVMValueRef g[A_MAX][A_MAX], u[A_MAX][A_MAX];
     for (int i = 0; i < r; i++)
         for (int j = 0; j < r; j++)
             g[i][j] = cg_vload(c, k->wpack, cg_add(c, cg_mul(c, cg_add(c, w->ch, cg_i64(c, (int64_t)(i * r + j) * k->C)),
                                                             cg_i64(c, k->Mp)), m0), width);
-    /* G g (a x r), then (G g) G^T (a x a) */
-    for (int i = 0; i < a; i++)
-        for (int j = 0; j < r; j++) {
-            for (int l = 0; l < r; l++)
-                col[l] = g[l][j];
-            gg[i][j] = lincomb(c, w->s->g + i * r, 1, col, r, width);
-        }
+    sandwich(c, w->s->g, a, r, g, u, width);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            u[i][j] = lincomb(c, w->s->g + j * r, 1, gg[i], r, width);
-    for (int i = 0; i < a; i++)
-        for (int j = 0; j < a; j++)
-            cg_vstore(c, u[i][j], w->u, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), k->C, w->ch),
-                                                         cg_i64(c, k->Mp)), m0), width);
+            cg_vstore(c, u[i][j], w->u, tile_at(c, i * a + j, k->C, w->ch, k->Mp, m0), width);
 }
 
 /* V (xi, tw, c0..) = B^T d B for tile (th, tw) of image n */
@@ -163,8 +160,7 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
     sandwich(c, w->s->bt, a, a, d, v, width);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            cg_vstore(c, v[i][j], w->v, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), TW, w->tw),
-                                                         cg_i64(c, k->C)), c0), width);
+            cg_vstore(c, v[i][j], w->v, tile_at(c, i * a + j, TW, w->tw, k->C, c0), width);
 }
 
 /* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu */
@@ -177,8 +173,7 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     LLVMValueRef x[A_MAX][A_MAX], y[A_MAX][A_MAX];
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            x[i][j] = cg_vload(c, w->m, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), TW, w->tw),
-                                                        cg_i64(c, k->M)), m0), width);
+            x[i][j] = cg_vload(c, w->m, tile_at(c, i * a + j, TW, w->tw, k->M, m0), width);
     sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
     LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->OH)), cg_mul(c, w->th, cg_i64(c, m)));
