@@ -366,6 +366,7 @@ LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n);
 /* n floats into a vector of `lanes` >= n, the rest zero */
 LLVMValueRef cg_vload_lanes(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n, int lanes);
 void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n);
+void cg_vstore_lanes(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n);  /* first n */
 LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n);
 LLVMValueRef cg_vzero(Cg *c, int n);
 LLVMValueRef cg_vvar(Cg *c, int n, const char *name);

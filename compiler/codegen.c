@@ -357,18 +357,24 @@ LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
     return cg_vload_lanes(c, base, idx, n, cg_lanes(c, n));
 }
 
-void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
+/* the first n lanes of v (of any width) */
+void cg_vstore_lanes(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
 {
-    LLVMTypeRef vt = vec_type(c, n), ft;
-    if (cg_lanes(c, n) != n) {
-        LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
-        LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false),
-                               first_lanes(c, n, cg_lanes(c, n))};
-        LLVMBuildCall2(c->b, ft, f, args, 4, "");
+    LLVMTypeRef vt = LLVMTypeOf(v), ft;
+    int lanes = (int)LLVMGetVectorSize(vt);
+    if (n == lanes) {
+        LLVMValueRef st = LLVMBuildStore(c->b, v, cg_at(c, base, idx));
+        LLVMSetAlignment(st, 4);
         return;
     }
-    LLVMValueRef st = LLVMBuildStore(c->b, v, cg_at(c, base, idx));
-    LLVMSetAlignment(st, 4);
+    LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
+    LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n, lanes)};
+    LLVMBuildCall2(c->b, ft, f, args, 4, "");
+}
+
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
+{
+    cg_vstore_lanes(c, v, base, idx, n);
 }
 
 LLVMValueRef cg_splat(Cg *c, LLVMValueRef x, int n)

@@ -303,10 +303,117 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
         conv_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
 }
 
+/* One image channel and few kernels (a first layer on grey images): the
+ * channel vectors would be mostly empty lanes, so the vectors run along the
+ * output row instead. out (oh, ow0 .. ow0 + nv*vw, all m) from M x nv
+ * accumulators; each tap loads a row segment of the input (contiguous, as
+ * C = 1) and broadcasts M weights. The accumulators are then interleaved to
+ * the channels-last layout by shuffles and stored whole. */
+static bool rows_form(Cg *c, const ConvKernel *k)
+{
+    return k->C == 1 && k->sw == 1 && 2 * k->M <= c->vw && (k->act == ACT_NONE || k->act == ACT_RELU);
+}
+
+/* lanes (m * vw + p) of M vectors to lane (p * M + m), the first n pixels, stored at at */
+static void store_interleaved(Cg *c, LLVMValueRef *v, int M, int n, LLVMValueRef out, LLVMValueRef at)
+{
+    int vw = c->vw, count = 1;
+    while (count < M)
+        count *= 2;
+    LLVMValueRef part[16];
+    for (int m = 0; m < count; m++)
+        part[m] = m < M ? v[m] : cg_vzero(c, vw);
+    /* concatenate pairwise: count vectors of vw lanes -> one of count * vw */
+    for (int width = vw; count > 1; count /= 2, width *= 2)
+        for (int m = 0; m < count / 2; m++) {
+            LLVMValueRef idx[512];
+            for (int i = 0; i < 2 * width; i++)
+                idx[i] = LLVMConstInt(c->i32, (unsigned)i, false);
+            part[m] = LLVMBuildShuffleVector(c->b, part[2 * m], part[2 * m + 1], LLVMConstVector(idx, (unsigned)(2 * width)), "");
+        }
+    LLVMValueRef idx[512];
+    for (int p = 0; p < vw; p++)
+        for (int m = 0; m < M; m++)
+            idx[p * M + m] = LLVMConstInt(c->i32, (unsigned)(m * vw + p), false);
+    LLVMValueRef all = LLVMBuildShuffleVector(c->b, part[0], LLVMGetPoison(LLVMTypeOf(part[0])),
+                                              LLVMConstVector(idx, (unsigned)(vw * M)), "interleave");
+    cg_vstore_lanes(c, all, out, at, n * M);
+}
+
+static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int tail)
+{
+    int vw = c->vw;
+    LLVMValueRef acc[8][8];
+    for (int m = 0; m < k->M; m++) {
+        LLVMValueRef b = k->bias ? cg_splat(c, cg_load(c, k->bias, cg_i64(c, m), "b"), vw) : cg_vzero(c, vw);
+        for (int v = 0; v < nv; v++) {
+            acc[m][v] = cg_vvar(c, vw, "acc");
+            LLVMBuildStore(c->b, b, acc[m][v]);
+        }
+    }
+    Loop lh, lw;
+    LLVMValueRef kh = cg_loopn(c, &lh, k->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lw, k->kw, "kw");
+    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, k->oh, cg_i64(c, k->sh))), kh),
+                                 k->Wp, cg_add(c, ow0, kw));
+    LLVMValueRef x[8];
+    for (int v = 0; v < nv; v++)
+        x[v] = cg_vload_lanes(c, k->in, cg_add(c, row, cg_i64(c, (int64_t)v * vw)),
+                              v == nv - 1 && tail ? tail : vw, vw);
+    LLVMValueRef tap = cg_mul(c, cg_muladd(c, kh, k->kw, kw), cg_i64(c, k->Mp));
+    for (int m = 0; m < k->M; m++) {
+        LLVMValueRef w = cg_splat(c, cg_load(c, k->wpack, cg_add(c, tap, cg_i64(c, m)), "w"), vw);
+        for (int v = 0; v < nv; v++)
+            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[m][v], vw), cg_fmul(c, w, x[v])), acc[m][v]);
+    }
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, k->OH, k->oh), k->OW, ow0);
+    for (int v = 0; v < nv; v++) {
+        LLVMValueRef s[8];
+        for (int m = 0; m < k->M; m++) {
+            s[m] = cg_vget(c, acc[m][v], vw);
+            if (k->act == ACT_RELU)
+                s[m] = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, s[m], cg_vzero(c, vw), ""), s[m],
+                                       cg_vzero(c, vw), "relu");
+        }
+        store_interleaved(c, s, (int)k->M, v == nv - 1 && tail ? tail : vw, k->out,
+                          cg_mul(c, cg_add(c, pix, cg_i64(c, (int64_t)v * vw)), cg_i64(c, k->M)));
+    }
+}
+
+static void emit_conv_rows(Cg *c, ConvKernel *k)
+{
+    int vw = c->vw;
+    /* vectors of the row per block: as many as the registers hold, M each */
+    int nv = (c->nregs - 2) / (int)k->M;
+    nv = nv > 8 ? 8 : nv < 1 ? 1 : nv;
+    int64_t vecs = (k->OW + vw - 1) / vw;
+    if (nv > vecs)
+        nv = (int)vecs;
+    int64_t span = (int64_t)nv * vw, full = k->OW / span, left = k->OW % span;
+    Loop ln, lh, lw;
+    k->bn = cg_loop(c, &ln, c->batch, "n");
+    k->oh = cg_loopn(c, &lh, k->OH, "oh");
+    if (full) {
+        LLVMValueRef ob = cg_loopn(c, &lw, full, "ob");
+        conv_rows_block(c, k, cg_mul(c, ob, cg_i64(c, span)), nv, 0);
+        cg_loop_end(c, &lw);
+    }
+    if (left)
+        conv_rows_block(c, k, cg_i64(c, full * span), (int)((left + vw - 1) / vw), (int)(left % vw));
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}
+
 void emit_conv_kernel(Cg *c, ConvKernel *k)
 {
     if (k->scratch && wino_fits(k)) {
         emit_wino(c, k);
+        return;
+    }
+    if (rows_form(c, k)) {
+        emit_conv_rows(c, k);
         return;
     }
     int r = block_count(c, block_width(c, k->M), k->OW);
