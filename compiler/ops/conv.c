@@ -220,16 +220,12 @@ int64_t conv_pack_bound(const Node *n)
  * (Kh,M,Kw*C). */
 enum { PACK_FORWARD, PACK_TRANSPOSED, PACK_SCATTER };
 
-static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how)
+/* pack = weight (how's layout, rows of stride floats), or with unpack
+ * weight += pack: one walk over the weight's (m, c, kh, kw) */
+static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
+                      bool unpack)
 {
     ConvGeom g = geom(n);
-    int64_t rows = how == PACK_FORWARD ? n->kh * n->kw * g.C : how == PACK_TRANSPOSED ? n->kh * n->kw * g.M
-                                                                                      : n->kh * g.M;
-    int64_t width = how == PACK_FORWARD ? g.M : how == PACK_TRANSPOSED ? g.C : n->kw * g.C;
-    int64_t stride = packed(c, width);
-    if (stride != width)
-        LLVMBuildMemSet(c->b, pack, LLVMConstInt(LLVMInt8TypeInContext(c->ctx), 0, false),
-                        cg_i64(c, rows * stride * 4), 4);
     Loop lm, lc, lh, lw;
     LLVMValueRef m = cg_loopn(c, &lm, g.M, "m");
     LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
@@ -246,11 +242,26 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     } else {
         dst = cg_muladd(c, cg_muladd(c, kh, g.M, m), stride, cg_muladd(c, kw, g.C, ch));
     }
-    cg_store(c, cg_load(c, w, src, "w"), pack, dst);
+    if (unpack)
+        cg_accum(c, w, src, cg_load(c, pack, dst, "p"));
+    else
+        cg_store(c, cg_load(c, w, src, "w"), pack, dst);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &lc);
     cg_loop_end(c, &lm);
+}
+
+static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how)
+{
+    ConvGeom g = geom(n);
+    int64_t rows = how == PACK_FORWARD ? n->kh * n->kw * g.C : how == PACK_TRANSPOSED ? n->kh * n->kw * g.M
+                                                                                      : n->kh * g.M;
+    int64_t width = how == PACK_FORWARD ? g.M : how == PACK_TRANSPOSED ? g.C : n->kw * g.C;
+    int64_t stride = packed(c, width);
+    if (stride != width)
+        cg_zero(c, pack, cg_i64(c, rows * stride));
+    pack_walk(c, n, w, pack, how, stride, false);
 }
 
 /* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
@@ -659,18 +670,7 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     rkh = rkh < 1 ? 1 : rkh > n->kh ? n->kh : rkh;
     DweightCtx x = {n, pad, g, dwpack};
     for_tap_blocks(c, n->kh, rkh, T, rt, G.M, bm, dweight_body, &x);
-    Loop lm, lc, lh, lw;
-    LLVMValueRef m = cg_loopn(c, &lm, G.M, "m");
-    LLVMValueRef ch = cg_loopn(c, &lc, G.C, "c");
-    LLVMValueRef h = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef w = cg_loopn(c, &lw, n->kw, "kw");
-    LLVMValueRef at = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, G.C, ch), n->kh, h), n->kw, w);
-    LLVMValueRef from = cg_muladd(c, cg_muladd(c, cg_muladd(c, h, n->kw, w), G.C, ch), G.M, m);
-    cg_accum(c, dw, at, cg_load(c, dwpack, from, "dw"));
-    cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &lc);
-    cg_loop_end(c, &lm);
+    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.M, true);
 }
 
 /* d padded input, scatter form: for output pixels gpix .. gpix+np of a row,

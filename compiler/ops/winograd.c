@@ -143,6 +143,14 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
             cg_vstore(c, u[i][j], w->u, tile_at(c, i * a + j, k->C, w->ch, k->Mp, m0), width);
 }
 
+/* the first pixel of row i of tile (th, tw) of image n in an (N, H, W, .) image */
+static LLVMValueRef tile_pixel(Cg *c, const Wino *w, int64_t H, int64_t W, int i)
+{
+    int m = w->s->m;
+    LLVMValueRef row = cg_add(c, cg_muladd(c, w->n, H, cg_mul(c, w->th, cg_i64(c, m))), cg_i64(c, i));
+    return cg_muladd(c, row, W, cg_mul(c, w->tw, cg_i64(c, m)));
+}
+
 /* V (xi, tw, c0..) = B^T d B for tile (th, tw) of image n */
 static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
 {
@@ -151,9 +159,8 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
     int a = w->a, m = w->s->m;
     int64_t TW = k->OW / m;
     LLVMValueRef d[A_MAX][A_MAX], v[A_MAX][A_MAX];
-    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->Hp)), cg_mul(c, w->th, cg_i64(c, m)));
     for (int i = 0; i < a; i++) {
-        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->Wp, cg_mul(c, w->tw, cg_i64(c, m)));
+        LLVMValueRef pix = tile_pixel(c, w, k->Hp, k->Wp, i);
         for (int j = 0; j < a; j++)
             d[i][j] = cg_vload(c, k->in, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->C)), c0), width);
     }
@@ -176,9 +183,8 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
             x[i][j] = cg_vload(c, w->m, tile_at(c, i * a + j, TW, w->tw, k->M, m0), width);
     sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
-    LLVMValueRef row0 = cg_add(c, cg_mul(c, w->n, cg_i64(c, k->OH)), cg_mul(c, w->th, cg_i64(c, m)));
     for (int i = 0; i < m; i++) {
-        LLVMValueRef pix = cg_muladd(c, cg_add(c, row0, cg_i64(c, i)), k->OW, cg_mul(c, w->tw, cg_i64(c, m)));
+        LLVMValueRef pix = tile_pixel(c, w, k->OH, k->OW, i);
         for (int j = 0; j < m; j++) {
             LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->M)), m0);
             LLVMValueRef v = bias ? cg_fadd(c, y[i][j], bias) : y[i][j];
