@@ -74,13 +74,18 @@ void shape_conv(Graph *g, Node *n)
  *
  * The input is first padded into scratch (zeros or replicated edges), so the
  * kernels need no bounds checks, and the weights are packed so that output
- * channels are contiguous: wpack (Kh,Kw,C,M). The forward kernel keeps a
- * block of R output pixels x BM output channels in vector registers, sized
- * from the target's vector width and register count, and streams weights
- * while broadcasting inputs. Backward: d weight reduces over all pixels with
- * a block of channels in registers; d inp is the same kernel shape over input
- * channels with tpack (Kh,Kw,M,C); both write the padded input's gradient,
- * which is folded back (to the edge pixel with replicate). */
+ * channels are contiguous, each row padded to whole vectors: wpack
+ * (Kh,Kw,C,Mp). The forward kernel (ConvKernel, cnnc.h) keeps a block of R
+ * output pixels x BM output channels in vector registers, sized from the
+ * target's vector width and register count, and streams weights while
+ * broadcasting inputs; 3x3 and 5x5 stride-1 kernels with enough channels go
+ * through Winograd instead (winograd.c), and a conv of one input channel
+ * runs its vectors along the output row. Backward: d pre-activation and d
+ * bias in one pass; d weight reduces over all pixels with a block of window
+ * rows x taps in registers; d inp is either the same forward kernel over the
+ * padded output gradient with the flipped weights (stride 1), or a scatter
+ * into the padded input's gradient, which is folded back (to the edge pixel
+ * with replicate). */
 
 typedef struct ConvGeom {
     int64_t H, W, C, Hp, Wp, OH, OW, M;
