@@ -327,7 +327,7 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
  * the channels-last layout by shuffles and stored whole. */
 static bool rows_form(Cg *c, const ConvKernel *k)
 {
-    return k->C == 1 && k->sw == 1 && 2 * k->M <= c->vw && (k->act == ACT_NONE || k->act == ACT_RELU);
+    return k->C == 1 && k->sw == 1 && 2 * k->M <= c->vw;
 }
 
 /* lanes (m * vw + p) of M vectors to lane (p * M + m), the first n pixels, stored at at */
