@@ -161,6 +161,7 @@ typedef struct Node {
     int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
     bool rf_global;                 /* every output sees the whole image */
     bool fused;                     /* an activation the conv or fc before it applies */
+    bool pool_fused;                /* (in emit.c's copy) the 2x2 max pool after it, in its kernel */
 } Node;
 
 typedef struct TrainCfg {
@@ -402,6 +403,7 @@ typedef struct ConvKernel {
     LLVMValueRef bn, oh;            /* the loop's, while emitting */
     LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */
     int64_t Mp;                     /* wpack's row: M padded to whole vectors */
+    bool pool;                      /* out is the 2x2 stride-2 max pool of the conv */
 } ConvKernel;
 
 void emit_conv_kernel(Cg *c, ConvKernel *k);
@@ -416,6 +418,8 @@ void emit_wino(Cg *c, const ConvKernel *k);
 bool conv_dinp_transposed(const Node *n, int *qh, int *qw);
 int64_t conv_wino_bytes(const Node *n, bool training);     /* 0: no Winograd kernel */
 int64_t conv_pack_bound(const Node *n);     /* floats of a packed weight, any target */
+/* Whether conv's kernel can apply the max pool after it (inference) */
+bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool);
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

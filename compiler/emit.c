@@ -196,19 +196,29 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
                                                       (LLVMValueRef[]){cg_i64(c, plan->slot)},
                                                       1, "slot1")};
-    /* the slots in turn; a fused activation is its conv's or fc's pass */
+    /* the slots in turn; a fused activation is its conv's or fc's pass, and
+     * so is a max pool the conv's kernel can take (conv_takes_pool) */
     LLVMValueRef cur = LLVMGetParam(fn, 1);
     int next = 1;
     for (int i = 0; i < g->n; i++) {
         Node tmp;
         if (g->nodes[i].fused)
             continue;
-        bool last = i == g->n - 1 || (i == g->n - 2 && g->nodes[i + 1].fused);
-        LLVMValueRef dst = last ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[next];
+        const Node *n = node_with_fused(g, i, &tmp);
+        int end = n == &tmp ? i + 1 : i;            /* the last node this pass stands for */
+        if (n->op == OP_CONV && end + 1 < g->n && conv_takes_pool(c, n, &g->nodes[end + 1])) {
+            if (n != &tmp)
+                tmp = *n;
+            tmp.pool_fused = true;
+            n = &tmp;
+            end++;
+        }
+        LLVMValueRef dst = end == g->n - 1 ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[next];
         if (i > 0)
             next ^= 1;
-        emit_node_fwd(c, node_with_fused(g, i, &tmp), cur, dst);
+        emit_node_fwd(c, n, cur, dst);
         cur = dst;
+        i = end;
     }
     if (g->n == 1) {
         /* a model of only `input`: copy it through */

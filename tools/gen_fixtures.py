@@ -55,6 +55,10 @@ CASES = [
     # every output compared
     ("winograd5", (14, 14, 6), 2, [
         ("conv", "16 size=5 act=relu"), ("conv", "8 size=5 pad=2")]),
+    # one input channel, few kernels: the row-vector conv, its 2x2 max pool
+    # done in the same pass (inference), with act= and as a statement
+    ("conv_pool", (10, 12, 1), 3, [("conv", "6 size=5 pad=2 act=relu"), ("maxpool", "2")]),
+    ("conv_pool4", (8, 14, 1), 2, [("conv", "4 size=3 pad=1"), ("tanh", ""), ("maxpool", "2")]),
 ]
 
 

@@ -356,61 +356,116 @@ static void store_interleaved(Cg *c, LLVMValueRef *v, int M, int n, LLVMValueRef
     cg_vstore_lanes(c, all, out, at, n * M);
 }
 
+/* a > b ? a : b lane by lane (b kept on NaN, as maxpool's "strictly greater") */
+static LLVMValueRef vmax(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, a, b, ""), a, b, "max");
+}
+
+/* lanes 0, 2, 4, ... of a then of b */
+static LLVMValueRef even_lanes(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    LLVMValueRef idx[64];
+    for (int i = 0; i < c->vw; i++)
+        idx[i] = LLVMConstInt(c->i32, (unsigned)(2 * i), false);
+    return LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(idx, (unsigned)c->vw), "even");
+}
+
+/* max of neighbouring lanes (2i, 2i+1), in both */
+static LLVMValueRef pair_max(Cg *c, LLVMValueRef v)
+{
+    LLVMValueRef idx[64];
+    for (int i = 0; i < c->vw; i++)
+        idx[i] = LLVMConstInt(c->i32, (unsigned)(i ^ 1), false);
+    return vmax(c, LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(idx, (unsigned)c->vw), ""), v);
+}
+
+/* Rows oh*rows .. + rows (rows = 2 with a fused 2x2 max pool, else 1), pixels
+ * ow0 .. ow0 + nv*vw (the last vector tail pixels when tail): M x nv
+ * accumulators per row. */
 static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int tail)
 {
-    int vw = c->vw;
-    LLVMValueRef acc[8][8];
+    int vw = c->vw, rows = k->pool ? 2 : 1;
+    LLVMValueRef acc[2][8][8];
     for (int m = 0; m < k->M; m++) {
         LLVMValueRef b = k->bias ? cg_splat(c, cg_load(c, k->bias, cg_i64(c, m), "b"), vw) : cg_vzero(c, vw);
-        for (int v = 0; v < nv; v++) {
-            acc[m][v] = cg_vvar(c, vw, "acc");
-            LLVMBuildStore(c->b, b, acc[m][v]);
-        }
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nv; v++) {
+                acc[r][m][v] = cg_vvar(c, vw, "acc");
+                LLVMBuildStore(c->b, b, acc[r][m][v]);
+            }
     }
     Loop lh, lw;
     LLVMValueRef kh = cg_loopn(c, &lh, k->kh, "kh");
     LLVMValueRef kw = cg_loopn(c, &lw, k->kw, "kw");
-    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, k->oh, cg_i64(c, k->sh))), kh),
-                                 k->Wp, cg_add(c, ow0, kw));
-    LLVMValueRef x[8];
-    for (int v = 0; v < nv; v++)
-        x[v] = cg_vload_lanes(c, k->in, cg_add(c, row, cg_i64(c, (int64_t)v * vw)),
-                              v == nv - 1 && tail ? tail : vw, vw);
     LLVMValueRef tap = cg_mul(c, cg_muladd(c, kh, k->kw, kw), cg_i64(c, k->Mp));
+    LLVMValueRef x[2][8];
+    for (int r = 0; r < rows; r++) {
+        LLVMValueRef oh = cg_add(c, cg_mul(c, k->oh, cg_i64(c, rows)), cg_i64(c, r));
+        LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, oh, cg_i64(c, k->sh))), kh),
+                                     k->Wp, cg_add(c, ow0, kw));
+        for (int v = 0; v < nv; v++)
+            x[r][v] = cg_vload_lanes(c, k->in, cg_add(c, row, cg_i64(c, (int64_t)v * vw)),
+                                     v == nv - 1 && tail ? tail : vw, vw);
+    }
     for (int m = 0; m < k->M; m++) {
         LLVMValueRef w = cg_splat(c, cg_load(c, k->wpack, cg_add(c, tap, cg_i64(c, m)), "w"), vw);
-        for (int v = 0; v < nv; v++)
-            LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[m][v], vw), cg_fmul(c, w, x[v])), acc[m][v]);
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nv; v++)
+                LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[r][m][v], vw), cg_fmul(c, w, x[r][v])), acc[r][m][v]);
     }
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, k->OH, k->oh), k->OW, ow0);
-    for (int v = 0; v < nv; v++) {
-        LLVMValueRef s[8];
-        for (int m = 0; m < k->M; m++) {
-            s[m] = cg_vget(c, acc[m][v], vw);
+    /* a row of results: pooling, the max of the two rows and of neighbouring
+     * pixels, their even lanes two vectors into one */
+    LLVMValueRef s[8][8];
+    int outs = nv, pixels = (nv - 1) * vw + (tail ? tail : vw);
+    for (int m = 0; m < k->M; m++)
+        for (int v = 0; v < nv; v++) {
+            s[m][v] = cg_vget(c, acc[0][m][v], vw);
+            if (k->pool)
+                s[m][v] = pair_max(c, vmax(c, cg_vget(c, acc[1][m][v], vw), s[m][v]));
             if (k->act == ACT_RELU)
-                s[m] = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, s[m], cg_vzero(c, vw), ""), s[m],
-                                       cg_vzero(c, vw), "relu");
+                s[m][v] = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, s[m][v], cg_vzero(c, vw), ""),
+                                          s[m][v], cg_vzero(c, vw), "relu");
         }
-        store_interleaved(c, s, (int)k->M, v == nv - 1 && tail ? tail : vw, k->out,
+    if (k->pool) {
+        outs = (nv + 1) / 2;
+        pixels /= 2;
+        for (int m = 0; m < k->M; m++)
+            for (int v = 0; v < outs; v++)
+                s[m][v] = even_lanes(c, s[m][2 * v], 2 * v + 1 < nv ? s[m][2 * v + 1] : cg_vzero(c, vw));
+    }
+    int64_t OH = k->pool ? k->OH / 2 : k->OH, OW = k->pool ? k->OW / 2 : k->OW;
+    LLVMValueRef ox = k->pool ? LLVMBuildUDiv(c->b, ow0, cg_i64(c, 2), "") : ow0;
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, OH, k->oh), OW, ox);
+    for (int v = 0; v < outs; v++) {
+        LLVMValueRef col[8];
+        for (int m = 0; m < k->M; m++)
+            col[m] = s[m][v];
+        int n = pixels - v * vw < vw ? pixels - v * vw : vw;
+        store_interleaved(c, col, (int)k->M, n, k->out,
                           cg_mul(c, cg_add(c, pix, cg_i64(c, (int64_t)v * vw)), cg_i64(c, k->M)));
     }
 }
 
 static void emit_conv_rows(Cg *c, ConvKernel *k)
 {
-    int vw = c->vw;
-    /* vectors of the row per block: as many as the registers hold, M each */
-    int nv = (c->nregs - 2) / (int)k->M;
+    int vw = c->vw, rows = k->pool ? 2 : 1;
+    /* vectors of the row per block: as many as the registers hold, M each
+     * per row; an even count when pooling, so that pixel pairs and the
+     * vectors merged stay together */
+    int nv = (c->nregs - 2) / (int)(k->M * rows);
     nv = nv > 8 ? 8 : nv < 1 ? 1 : nv;
+    if (k->pool && nv > 1)
+        nv &= ~1;
     int64_t vecs = (k->OW + vw - 1) / vw;
     if (nv > vecs)
         nv = (int)vecs;
     int64_t span = (int64_t)nv * vw, full = k->OW / span, left = k->OW % span;
     Loop ln, lh, lw;
     k->bn = cg_loop(c, &ln, c->batch, "n");
-    k->oh = cg_loopn(c, &lh, k->OH, "oh");
+    k->oh = cg_loopn(c, &lh, k->OH / rows, "oh");
     if (full) {
         LLVMValueRef ob = cg_loopn(c, &lw, full, "ob");
         conv_rows_block(c, k, cg_mul(c, ob, cg_i64(c, span)), nv, 0);
@@ -432,6 +487,7 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         emit_conv_rows(c, k);
         return;
     }
+    CNNC_ASSERT(!k->pool);
     int r = block_count(c, block_width(c, k->M), k->OW);
     Loop ln, lh, lw;
     k->bn = cg_loop(c, &ln, c->batch, "n");
@@ -454,7 +510,19 @@ static ConvKernel fwd_kernel(const Node *n)
     return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL};
 }
 
-/* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))) */
+/* In inference a 2x2 stride-2 max pool right after a one-channel conv is done
+ * by the row-vector kernel: two output rows at a time, the max of them and of
+ * neighbouring pixels stored. (The activations are monotonic, so they
+ * commute with the max.) */
+bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
+{
+    ConvKernel k = fwd_kernel(conv);
+    return pool->op == OP_MAXPOOL && pool->kh == 2 && pool->kw == 2 && pool->sh == 2 && pool->sw == 2 &&
+           !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && rows_form(c, &k);
+}
+
+/* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))),
+ * or with n->pool_fused its 2x2 max pool (N,OH/2,OW/2,M) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     const ConvScratch *s = &c->plan->conv[n->index];
@@ -463,6 +531,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.out = out;
     k.bias = n->bias ? cg_param(c, n->bias) : NULL;
     k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
+    k.pool = n->pool_fused;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
         emit_pad_walk(c, input_pad(n), inp, k.in, false);
@@ -472,7 +541,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD);
     emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
-        emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))));
+        emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
 }
 
 /* The transposed conv computes every input pixel over whole windows of the
