@@ -357,6 +357,8 @@ LLVMValueRef cg_get(Cg *c, LLVMValueRef var);          /* load a float slot */
 void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v);   /* base[idx] += v */
 void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count);    /* count floats */
 void cg_for_size(Cg *c, LLVMValueRef fn);      /* optsize, minsize */
+LLVMValueRef cg_vrelu(Cg *c, LLVMValueRef v);
+LLVMValueRef cg_vmax(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
@@ -409,6 +411,7 @@ typedef struct ConvKernel {
 void emit_conv_kernel(Cg *c, ConvKernel *k);
 /* Winograd F(2x2, 3x3) for a 3x3 stride-1 kernel, and its scratch */
 bool wino_fits(const ConvKernel *k);
+int wino_tile(const ConvKernel *k);         /* m: the output tile's side */
 int64_t wino_bytes(const ConvKernel *k);
 void emit_wino(Cg *c, const ConvKernel *k);
 

@@ -435,3 +435,17 @@ void cg_for_size(Cg *c, LLVMValueRef fn)
         LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
             LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName(kinds[i], strlen(kinds[i])), 0));
 }
+
+/* The kernels' fused relu on a vector of accumulators: v > 0 ? v : 0 */
+LLVMValueRef cg_vrelu(Cg *c, LLVMValueRef v)
+{
+    LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(v));
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, zero, ""), v, zero, "relu");
+}
+
+/* a > b ? a : b lane by lane: b kept on equality and NaN, as maxpool's
+ * "replace only when strictly greater" */
+LLVMValueRef cg_vmax(Cg *c, LLVMValueRef a, LLVMValueRef b)
+{
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, a, b, ""), a, b, "max");
+}

@@ -300,8 +300,7 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     for (int i = 0; i < r; i++) {
         LLVMValueRef v = cg_vget(c, acc[i], bm);
         if (k->act == ACT_RELU)
-            v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, bm), ""), v,
-                                cg_vzero(c, bm), "relu");
+            v = cg_vrelu(c, v);
         cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0), bm);
     }
 }
@@ -356,12 +355,6 @@ static void store_interleaved(Cg *c, LLVMValueRef *v, int M, int n, LLVMValueRef
     cg_vstore_lanes(c, all, out, at, n * M);
 }
 
-/* a > b ? a : b lane by lane (b kept on NaN, as maxpool's "strictly greater") */
-static LLVMValueRef vmax(Cg *c, LLVMValueRef a, LLVMValueRef b)
-{
-    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, a, b, ""), a, b, "max");
-}
-
 /* lanes 0, 2, 4, ... of a then of b */
 static LLVMValueRef even_lanes(Cg *c, LLVMValueRef a, LLVMValueRef b)
 {
@@ -377,7 +370,7 @@ static LLVMValueRef pair_max(Cg *c, LLVMValueRef v)
     LLVMValueRef idx[64];
     for (int i = 0; i < c->vw; i++)
         idx[i] = LLVMConstInt(c->i32, (unsigned)(i ^ 1), false);
-    return vmax(c, LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(idx, (unsigned)c->vw), ""), v);
+    return cg_vmax(c, LLVMBuildShuffleVector(c->b, v, v, LLVMConstVector(idx, (unsigned)c->vw), ""), v);
 }
 
 /* Rows oh*rows .. + rows (rows = 2 with a fused 2x2 max pool, else 1), pixels
@@ -424,10 +417,9 @@ static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int 
         for (int v = 0; v < nv; v++) {
             s[m][v] = cg_vget(c, acc[0][m][v], vw);
             if (k->pool)
-                s[m][v] = pair_max(c, vmax(c, cg_vget(c, acc[1][m][v], vw), s[m][v]));
+                s[m][v] = pair_max(c, cg_vmax(c, cg_vget(c, acc[1][m][v], vw), s[m][v]));
             if (k->act == ACT_RELU)
-                s[m][v] = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, s[m][v], cg_vzero(c, vw), ""),
-                                          s[m][v], cg_vzero(c, vw), "relu");
+                s[m][v] = cg_vrelu(c, s[m][v]);
         }
     if (k->pool) {
         outs = (nv + 1) / 2;
@@ -487,7 +479,7 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         emit_conv_rows(c, k);
         return;
     }
-    CNNC_ASSERT(!k->pool);
+    CNNC_ASSERT(!k->pool);      /* conv_takes_pool keeps to the kernels above */
     int r = block_count(c, block_width(c, k->M), k->OW);
     Loop ln, lh, lw;
     k->bn = cg_loop(c, &ln, c->batch, "n");
@@ -510,15 +502,17 @@ static ConvKernel fwd_kernel(const Node *n)
     return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL};
 }
 
-/* In inference a 2x2 stride-2 max pool right after a one-channel conv is done
- * by the row-vector kernel: two output rows at a time, the max of them and of
- * neighbouring pixels stored. (The activations are monotonic, so they
- * commute with the max.) */
+/* In inference a 2x2 stride-2 max pool right after a conv is done in the
+ * conv's pass by the row-vector kernel (two output rows at a time, the max of
+ * them and of neighbouring pixels stored) and by Winograd's (each 2x2 output
+ * tile is one window). The activations are monotonic, so they commute with
+ * the max. */
 bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 {
     ConvKernel k = fwd_kernel(conv);
+    bool wino = c->winograd && c->plan->conv[conv->index].wino >= 0 && wino_fits(&k) && wino_tile(&k) == 2;
     return pool->op == OP_MAXPOOL && pool->kh == 2 && pool->kw == 2 && pool->sh == 2 && pool->sw == 2 &&
-           !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && rows_form(c, &k);
+           !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && (rows_form(c, &k) || wino);
 }
 
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))),

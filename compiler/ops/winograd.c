@@ -54,6 +54,11 @@ bool wino_fits(const ConvKernel *k)
     return spec_of(k) != NULL;
 }
 
+int wino_tile(const ConvKernel *k)
+{
+    return spec_of(k)->m;
+}
+
 static int64_t floats64(int64_t n)
 {
     return (n * (int64_t)sizeof(float) + 63) & ~(int64_t)63;
@@ -170,7 +175,8 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
             cg_vstore(c, v[i][j], w->v, tile_at(c, i * a + j, TW, w->tw, k->C, c0), width);
 }
 
-/* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu */
+/* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu; or
+ * with k->pool (m = 2) the tile's max, one pixel of the pooled output */
 static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
@@ -183,15 +189,23 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
             x[i][j] = cg_vload(c, w->m, tile_at(c, i * a + j, TW, w->tw, k->M, m0), width);
     sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
+    if (k->pool) {
+        /* the tile is the pool's window: its max, in the window's order */
+        LLVMValueRef v = y[0][0];
+        for (int t = 1; t < m * m; t++)
+            v = cg_vmax(c, y[t / m][t % m], v);
+        v = bias ? cg_fadd(c, v, bias) : v;
+        LLVMValueRef pix = cg_muladd(c, cg_muladd(c, w->n, k->OH / m, w->th), k->OW / m, w->tw);
+        cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out,
+                  cg_add(c, cg_mul(c, pix, cg_i64(c, k->M)), m0), width);
+        return;
+    }
     for (int i = 0; i < m; i++) {
         LLVMValueRef pix = tile_pixel(c, w, k->OH, k->OW, i);
         for (int j = 0; j < m; j++) {
             LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->M)), m0);
             LLVMValueRef v = bias ? cg_fadd(c, y[i][j], bias) : y[i][j];
-            if (k->act == ACT_RELU)
-                v = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_vzero(c, width), ""), v,
-                                    cg_vzero(c, width), "relu");
-            cg_vstore(c, v, k->out, at, width);
+            cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out, at, width);
         }
     }
 }
