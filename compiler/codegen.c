@@ -357,19 +357,37 @@ LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n)
     return cg_vload_lanes(c, base, idx, n, cg_lanes(c, n));
 }
 
-/* the first n lanes of v (of any width) */
+/* the first n lanes of v (of any width). AVX-512 stores under a k mask in
+ * one instruction; elsewhere a masked store is slow (vmaskmovps on AMD) or
+ * split by LLVM lane by lane, so the lanes go out as a few whole stores of
+ * power-of-two pieces (6 = 4 + 2). */
 void cg_vstore_lanes(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)
 {
     LLVMTypeRef vt = LLVMTypeOf(v), ft;
     int lanes = (int)LLVMGetVectorSize(vt);
-    if (n == lanes) {
-        LLVMValueRef st = LLVMBuildStore(c->b, v, cg_at(c, base, idx));
-        LLVMSetAlignment(st, 4);
+    if (n != lanes && c->vw == 16) {
+        LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
+        LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n, lanes)};
+        LLVMBuildCall2(c->b, ft, f, args, 4, "");
         return;
     }
-    LLVMValueRef f = masked_intrinsic(c, "llvm.masked.store", vt, &ft);
-    LLVMValueRef args[] = {v, cg_at(c, base, idx), LLVMConstInt(c->i32, 4, false), first_lanes(c, n, lanes)};
-    LLVMBuildCall2(c->b, ft, f, args, 4, "");
+    for (int at = 0; at < n;) {
+        int p = 1;
+        while (p * 2 <= n - at)
+            p *= 2;
+        LLVMValueRef piece = v;
+        if (p == 1) {
+            piece = LLVMBuildExtractElement(c->b, v, cg_i64(c, at), "");
+        } else if (p != lanes) {
+            LLVMValueRef sel[512];
+            for (int i = 0; i < p; i++)
+                sel[i] = LLVMConstInt(c->i32, (unsigned)(at + i), false);
+            piece = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), LLVMConstVector(sel, (unsigned)p), "");
+        }
+        LLVMValueRef st = LLVMBuildStore(c->b, piece, cg_at(c, base, cg_add(c, idx, cg_i64(c, at))));
+        LLVMSetAlignment(st, 4);
+        at += p;
+    }
 }
 
 void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx, int n)

@@ -109,7 +109,7 @@ static int block_width(Cg *c, int64_t channels)
 static int block_count(Cg *c, int width, int64_t limit)
 {
     int regs = (width + c->vw - 1) / c->vw;
-    int r = (c->nregs - regs - 1) / regs;
+    int r = (c->nregs - regs - 2) / regs;
     if (r > 14)
         r = 14;
     if (r < 1)
@@ -297,11 +297,17 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     cg_loop_end(c, &lc);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
+    /* With one block of all the channels, a pixel's whole-register store
+     * spills only into the next pixel's channels, which the next store
+     * rewrites: only the block's last pixel needs a masked store (slow on
+     * AVX2, vmaskmov). */
+    bool whole = bm == k->M && cg_lanes(c, bm) != bm;
     for (int i = 0; i < r; i++) {
         LLVMValueRef v = cg_vget(c, acc[i], bm);
         if (k->act == ACT_RELU)
             v = cg_vrelu(c, v);
-        cg_vstore(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0), bm);
+        cg_vstore_lanes(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0),
+                        whole && i < r - 1 ? cg_lanes(c, bm) : bm);
     }
 }
 
@@ -619,7 +625,7 @@ int64_t conv_wino_bytes(const Node *n, bool training)
 static int acc_budget(Cg *c, int width)
 {
     int regs = (cg_lanes(c, width) + c->vw - 1) / c->vw;
-    int a = (c->nregs - regs) / regs - 1;
+    int a = (c->nregs - 2 * regs - 1) / regs;
     return a > 28 ? 28 : a < 1 ? 1 : a;
 }
 
