@@ -38,9 +38,16 @@ void shape_fc(Graph *g, Node *n)
  * feeds NB x UB FMAs; the sums are reduced at the end. d weight: UB rows x R
  * vectors of accumulators, summed over the batch, each input vector loaded
  * once for UB rows. d inp: NB images x R vectors of accumulators, summed
- * over the units, each weight vector loaded once for NB images. */
+ * over the units, each weight vector loaded once for NB images. UB is 4 with
+ * 32 vector registers (AVX-512) and 2 with 16 (AVX2), where 4 x 4
+ * accumulators and their operands would spill. */
 
-enum { NB = 4, UB = 4 };
+enum { NB = 4, UB_MAX = 4 };
+
+static int units_per_block(Cg *c)
+{
+    return c->nregs >= 32 ? 4 : 2;
+}
 
 /* The vector tiles covering [0, I): `full` tiles of `vecs` vectors of vw
  * floats in a loop, then whole vectors left over, then a last partial one. */
@@ -118,7 +125,7 @@ typedef struct FcFwd {
     const Node *n;
     LLVMValueRef inp, w, bias, out, n0, u0;
     int k, rows;                    /* images and units in this block */
-    LLVMValueRef acc[NB][UB];
+    LLVMValueRef acc[NB][UB_MAX];
 } FcFwd;
 
 /* the block's sums over n floats of I from i (n <= vw, in vw lanes) */
@@ -126,7 +133,7 @@ static void fc_fwd_vec(Cg *c, void *ctx, LLVMValueRef i, int n)
 {
     FcFwd *x = ctx;
     int64_t I = x->n->in.d[0];
-    LLVMValueRef xv[NB], wv[UB];
+    LLVMValueRef xv[NB], wv[UB_MAX];
     for (int j = 0; j < x->k; j++)
         xv[j] = cg_vload_lanes(c, x->inp, cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, I)), i),
                                n, c->vw);
@@ -162,6 +169,7 @@ static void fc_fwd_block(Cg *c, FcFwd *x)
 static void fc_fwd_images(Cg *c, FcFwd *x)
 {
     int64_t U = x->n->out.d[0];
+    int UB = units_per_block(c);
     if (U / UB) {
         Loop lu;
         x->u0 = cg_mul(c, cg_loopn(c, &lu, U / UB, "ub"), cg_i64(c, UB));
@@ -205,7 +213,7 @@ void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     FcFwd x = {.n = n, .inp = inp, .w = cg_param(c, n->weight), .out = out,
                .bias = n->bias ? cg_param(c, n->bias) : NULL};
     for (int j = 0; j < NB; j++)
-        for (int r = 0; r < UB; r++)
+        for (int r = 0; r < UB_MAX; r++)
             x.acc[j][r] = cg_vvar(c, c->vw, "acc");
     for_image_blocks(c, &x.n0, &x.k, fc_fwd_body, &x);
 }
@@ -215,7 +223,7 @@ typedef struct FcBwd {
     LLVMValueRef inp, w, g, dw, dinp, u0, n0;
     int rows, k;
     const struct Span *dinp_span;
-    LLVMValueRef acc[UB > NB ? UB : NB][16];
+    LLVMValueRef acc[UB_MAX > NB ? UB_MAX : NB][16];
 } FcBwd;
 
 /* dweight (u0 .. u0+rows, tile) += sum over images of g (n, u) * inp (n, tile) */
@@ -302,7 +310,8 @@ void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
         cg_accum(c, db, u, g);
     cg_loop_end(c, &lu);
     cg_loop_end(c, &ln);
-    int vecs = (c->nregs - 1) / (UB + 1);
+    int UB = units_per_block(c);
+    int vecs = (c->nregs - 2) / (UB + 1);
     if (vecs > 8)
         vecs = 8;
     Span sp = span_of(I, c->vw, vecs);
