@@ -637,21 +637,23 @@ typedef struct TapBlock {
     int rkh, rt, bm;
 } TapBlock;
 
-/* d weight of a block = sum over all pixels of x * d pre, stored packed as
+/* d weight of a block += sum over image bn's pixels of x * d pre, packed as
  * the forward kernel's weights, (Kh, Kw, C, M): each d pre vector loaded
  * serves rkh x rt taps. */
 static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
-                               LLVMValueRef dw, const TapBlock *b)
+                               LLVMValueRef dw, LLVMValueRef bn, const TapBlock *b)
 {
     ConvGeom G = geom(n);
     int64_t T = n->kw * G.C;
-    LLVMValueRef acc[32];
-    for (int j = 0; j < b->rkh * b->rt; j++) {
-        acc[j] = cg_vvar(c, b->bm, "dw");
-        LLVMBuildStore(c->b, cg_vzero(c, b->bm), acc[j]);
-    }
-    Loop ln, lh, lw;
-    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef acc[32], at[32];
+    for (int h = 0; h < b->rkh; h++)
+        for (int j = 0; j < b->rt; j++) {
+            LLVMValueRef tap = cg_add(c, cg_muladd(c, cg_add(c, b->kh0, cg_i64(c, h)), T, b->t0), cg_i64(c, j));
+            at[h * b->rt + j] = cg_add(c, cg_mul(c, tap, cg_i64(c, G.M)), b->m0);
+            acc[h * b->rt + j] = cg_vvar(c, b->bm, "dw");
+            LLVMBuildStore(c->b, cg_vload(c, dw, at[h * b->rt + j], b->bm), acc[h * b->rt + j]);
+        }
+    Loop lh, lw;
     LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
     LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
     LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
@@ -668,13 +670,8 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
         }
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
-    cg_loop_end(c, &ln);
-    for (int h = 0; h < b->rkh; h++)
-        for (int j = 0; j < b->rt; j++) {
-            LLVMValueRef tap = cg_add(c, cg_muladd(c, cg_add(c, b->kh0, cg_i64(c, h)), T, b->t0), cg_i64(c, j));
-            cg_vstore(c, cg_vget(c, acc[h * b->rt + j], b->bm), dw,
-                      cg_add(c, cg_mul(c, tap, cg_i64(c, G.M)), b->m0), b->bm);
-        }
+    for (int j = 0; j < b->rkh * b->rt; j++)
+        cg_vstore(c, cg_vget(c, acc[j], b->bm), dw, at[j], b->bm);
 }
 
 /* Calls body for every block of (rows, taps, channels): in each dimension
@@ -722,13 +719,13 @@ static void for_tap_blocks(Cg *c, int64_t rows, int rkh, int64_t taps, int rt, i
 
 typedef struct DweightCtx {
     const Node *n;
-    LLVMValueRef pad, g, dwpack;
+    LLVMValueRef pad, g, dwpack, bn;
 } DweightCtx;
 
 static void dweight_body(Cg *c, void *ctx, const TapBlock *b)
 {
     DweightCtx *x = ctx;
-    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, b);
+    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, x->bn, b);
 }
 
 /* d weight (M,C,Kh,Kw) += the sum over pixels, reduced into dwpack (Kh,Kw,C,M)
@@ -742,8 +739,14 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     int rt = block_count(c, bm, T);
     int rkh = acc_budget(c, bm) / rt;
     rkh = rkh < 1 ? 1 : rkh > n->kh ? n->kh : rkh;
-    DweightCtx x = {n, pad, g, dwpack};
+    /* an image at a time, its data in cache for every block, the blocks'
+     * sums added into dwpack */
+    cg_zero(c, dwpack, cg_i64(c, n->kh * T * G.M));
+    DweightCtx x = {n, pad, g, dwpack, NULL};
+    Loop ln;
+    x.bn = cg_loop(c, &ln, c->batch, "n");
     for_tap_blocks(c, n->kh, rkh, T, rt, G.M, bm, dweight_body, &x);
+    cg_loop_end(c, &ln);
     pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.M, true);
 }
 
