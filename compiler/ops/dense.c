@@ -222,7 +222,9 @@ typedef struct FcBwd {
     const Node *n;
     LLVMValueRef inp, w, g, dw, dinp, u0, n0;
     int rows, k;
-    const struct Span *dinp_span;
+    LLVMValueRef i0;                /* d inp: the tile's */
+    const int *widths;
+    int nv;
     LLVMValueRef acc[UB_MAX > NB ? UB_MAX : NB][16];
 } FcBwd;
 
@@ -286,10 +288,20 @@ static void fc_dinp_tile(Cg *c, void *vctx, LLVMValueRef i0, const int *widths, 
         }
 }
 
-static void fc_dinp_body(Cg *c, void *vx)
+static void fc_dinp_images(Cg *c, void *vx)
 {
     FcBwd *x = vx;
-    for_tiles(c, x->dinp_span, fc_dinp_tile, x);
+    fc_dinp_tile(c, x, x->i0, x->widths, x->nv);
+}
+
+/* a tile of the weight columns, all images through it while it is in cache */
+static void fc_dinp_columns(Cg *c, void *vx, LLVMValueRef i0, const int *widths, int nv)
+{
+    FcBwd *x = vx;
+    x->i0 = i0;
+    x->widths = widths;
+    x->nv = nv;
+    for_image_blocks(c, &x->n0, &x->k, fc_dinp_images, x);
 }
 
 /* From dout (N,U): dbias (U) and dweight (U,I) +=, dinp (N,I) = */
@@ -332,7 +344,6 @@ void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
     if (x.dinp) {
         int dvecs = (c->nregs - NB) / (NB + 1);
         Span dsp = span_of(I, c->vw, dvecs > 8 ? 8 : dvecs);
-        x.dinp_span = &dsp;
-        for_image_blocks(c, &x.n0, &x.k, fc_dinp_body, &x);
+        for_tiles(c, &dsp, fc_dinp_columns, &x);
     }
 }
