@@ -324,15 +324,15 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
         conv_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
 }
 
-/* One image channel and few kernels (a first layer on grey images): the
- * channel vectors would be mostly empty lanes, so the vectors run along the
- * output row instead. out (oh, ow0 .. ow0 + nv*vw, all m) from M x nv
+/* One image channel and fewer kernels than a vector has lanes (a first layer
+ * on grey images): the channel vectors would be partly empty, so the vectors
+ * run along the output row instead. out (oh, ow0 .. ow0 + nv*vw, all m) from M x nv
  * accumulators; each tap loads a row segment of the input (contiguous, as
  * C = 1) and broadcasts M weights. The accumulators are then interleaved to
  * the channels-last layout by shuffles and stored whole. */
 static bool rows_form(Cg *c, const ConvKernel *k)
 {
-    return k->C == 1 && k->sw == 1 && 2 * k->M <= c->vw;
+    return k->C == 1 && k->sw == 1 && k->M < c->vw;
 }
 
 /* lanes (m * vw + p) of M vectors to lane (p * M + m), the first n pixels, stored at at */
