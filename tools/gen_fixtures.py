@@ -59,6 +59,7 @@ CASES = [
     # done in the same pass (inference), with act= and as a statement
     ("conv_pool", (10, 12, 1), 3, [("conv", "6 size=5 pad=2 act=relu"), ("maxpool", "2")]),
     ("conv_pool4", (8, 14, 1), 2, [("conv", "4 size=3 pad=1"), ("tanh", ""), ("maxpool", "2")]),
+    ("conv_pool12", (6, 20, 1), 2, [("conv", "12 size=3 pad=1 act=relu"), ("maxpool", "2")]),
 ]
 
 

@@ -385,7 +385,7 @@ static LLVMValueRef pair_max(Cg *c, LLVMValueRef v)
 static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int tail)
 {
     int vw = c->vw, rows = k->pool ? 2 : 1;
-    LLVMValueRef acc[2][8][8];
+    LLVMValueRef acc[2][16][8];     /* rows x M (< vw <= 16) x nv (<= 8) */
     for (int m = 0; m < k->M; m++) {
         LLVMValueRef b = k->bias ? cg_splat(c, cg_load(c, k->bias, cg_i64(c, m), "b"), vw) : cg_vzero(c, vw);
         for (int r = 0; r < rows; r++)
@@ -417,7 +417,7 @@ static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int 
     cg_loop_end(c, &lh);
     /* a row of results: pooling, the max of the two rows and of neighbouring
      * pixels, their even lanes two vectors into one */
-    LLVMValueRef s[8][8];
+    LLVMValueRef s[16][8];
     int outs = nv, pixels = (nv - 1) * vw + (tail ? tail : vw);
     for (int m = 0; m < k->M; m++)
         for (int v = 0; v < nv; v++) {
@@ -438,7 +438,7 @@ static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int 
     LLVMValueRef ox = k->pool ? LLVMBuildUDiv(c->b, ow0, cg_i64(c, 2), "") : ow0;
     LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, OH, k->oh), OW, ox);
     for (int v = 0; v < outs; v++) {
-        LLVMValueRef col[8];
+        LLVMValueRef col[16];
         for (int m = 0; m < k->M; m++)
             col[m] = s[m][v];
         int n = pixels - v * vw < vw ? pixels - v * vw : vw;
