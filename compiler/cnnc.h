@@ -409,6 +409,9 @@ typedef struct ConvKernel {
 } ConvKernel;
 
 void emit_conv_kernel(Cg *c, ConvKernel *k);
+/* the row-vector kernel (conv_rows.c) for one input channel, few kernels */
+bool rows_fits(Cg *c, const ConvKernel *k);
+void emit_conv_rows(Cg *c, ConvKernel *k);
 /* Winograd F(2x2, 3x3) for a 3x3 stride-1 kernel, and its scratch */
 bool wino_fits(const ConvKernel *k);
 int wino_tile(const ConvKernel *k);         /* m: the output tile's side */
