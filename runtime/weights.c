@@ -93,7 +93,8 @@ static unsigned char *read_all(const char *path, size_t *len, size_t max, char *
     while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n > max) {
-            snprintf(err, es, "%s: the file is larger than this model's weights could be", path);
+            snprintf(err, es, "%s: weights of another model: the file is larger than any "
+                     "weights file of this model can be", path);
             free(buf);
             fclose(f);
             return NULL;
@@ -223,9 +224,16 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
         snprintf(err, es, "%s: corrupted (checksum mismatch)", path);
         goto out;
     }
-    if (hash != m->shape_hash || (int)count != m->ntensors) {
-        snprintf(err, es, "%s: weights of another model (%u tensors; model '%s' has %d)", path,
-                 count, m->name, m->ntensors);
+    if ((int)count != m->ntensors) {
+        snprintf(err, es, "%s: weights of another model: the file has %u tensors, model '%s' "
+                 "has %d (the first %u match)", path, count, m->name, m->ntensors, count);
+        goto out;
+    }
+    if (hash != m->shape_hash) {
+        snprintf(err, es, "%s: weights of another model: its shape hash is %016llx, model "
+                 "'%s''s is %016llx (every tensor's name and shape match, so the file was "
+                 "written for a model with other shapes)", path, (unsigned long long)hash,
+                 m->name, (unsigned long long)m->shape_hash);
         goto out;
     }
     ok = true;
