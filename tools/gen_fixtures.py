@@ -231,7 +231,26 @@ TRAIN_CASES = [
         ("conv", "16 size=3 pad=1 padmode=replicate"), ("maxpool", "2"), ("flatten", ""),
         ("fc", "3"), ("softmax", "")],
      "loss cross_entropy; optimizer sgd lr=0.01 momentum=0.5"),
+    # max-pool windows that tie bit-exactly: the top six rows of every image are
+    # constant (PREP below) and no relu comes before the pool to hide the ties;
+    # PyTorch routes each window's gradient to its first maximum
+    ("maxpool_ties", (8, 8, 1), 4, [
+        ("conv", "2 size=3 pad=1"), ("maxpool", "2"), ("flatten", ""), ("fc", "3"),
+        ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
+    # Adagrad with an eps large enough to tell sqrt(s) + eps from sqrt(s + eps)
+    ("adagrad_eps", (6, 6, 2), 4, [
+        ("conv", "3 size=3 act=tanh"), ("flatten", ""), ("fc", "4")],
+     "loss mse; optimizer adagrad lr=0.1 eps=0.5"),
+    # 5x5 convs wide enough for Winograd F(2x2, 5x5), forward and for d input
+    ("winograd5_sgd", (10, 10, 4), 4, [
+        ("conv", "8 size=5 pad=2 act=relu"), ("conv", "8 size=5 pad=2"), ("maxpool", "2"),
+        ("flatten", ""), ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.02 momentum=0.9"),
 ]
+
+# What a case does to its random images before training on them.
+PREP = {"maxpool_ties": lambda im: im.__setitem__((slice(None), slice(0, 6)), 128)}
 
 
 def write_idx(path, images, labels):
@@ -274,6 +293,8 @@ def train_main(out, only=None):
         k = {"adagrad_mse": 4, "sgd_conv": 4, "sgd_batch32": 5}.get(name, 3)
         images = rng.integers(0, 256, (5 * batch,) + in_shape, dtype=np.uint8)
         labels = rng.integers(0, k, (5 * batch,), dtype=np.uint8)
+        if name in PREP:
+            PREP[name](images)
         write_idx(base, images, labels)
         settings = dict(s.strip().split(None, 1) for s in train.split(";"))
         opt = make_optimizer(settings["optimizer"], [t for _, t in weights])

@@ -6,7 +6,9 @@
  * is what train_step returns (computed before its update) on a copy. A fresh
  * zeroed opt_state per call keeps dropout's mask the same in every call.
  * Checks up to 40 coordinates of every tensor; prints the worst and exits 1 on
- * a mismatch.
+ * a mismatch. The batch is the model's (M_BATCH images); with -DCONST_PREFIX=K
+ * the first K floats of every image are 0.5, so that the regions they make
+ * are constant (max-pool windows there tie exactly).
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@ static float loss_at(const float *params, const float *x, const int32_t *y, int 
 
 int main(void)
 {
-    enum { N = 3 };
+    enum { N = M_BATCH };
     static float params[M_PARAMS_SIZE + 1], grad[M_PARAMS_SIZE + 1], x[N * M_INPUT_SIZE];
     int32_t y[N];
     void *ws = aligned_alloc(64, (M_WORKSPACE_SIZE + 63) / 64 * 64);
@@ -33,6 +35,10 @@ int main(void)
     for (int i = 0; i < N * M_INPUT_SIZE; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)(s >> 40) / 16777216.0f;
+#ifdef CONST_PREFIX
+        if (i % M_INPUT_SIZE < CONST_PREFIX)
+            x[i] = 0.5f;
+#endif
     }
     for (int i = 0; i < N; i++)
         y[i] = i % M_OUTPUT_SIZE;
