@@ -32,8 +32,18 @@ enum {
 
 /* ---- diag.c: clang-style diagnostics ---- */
 
+typedef struct DiagGroup {
+    int32_t line, col, seq;         /* where it points (INT32_MAX: nowhere), the order reported */
+    size_t start, end;              /* its bytes in the buffer */
+} DiagGroup;
+
 typedef struct Diag {
-    FILE *out;
+    FILE *sink;                     /* where diag_finish prints, in source order */
+    FILE *out;                      /* the buffer the reports go to until then */
+    char *buf;
+    size_t buflen;
+    DiagGroup *groups;
+    int ngroups, cap;
     const char *file, *text;        /* the source, for quoting lines */
     size_t len;
     int errors, warnings;
@@ -43,7 +53,11 @@ typedef struct Diag {
     Loc last;                       /* of the last error or warning, for its notes */
 } Diag;
 
-void diag_init(Diag *d, FILE *out, const char *file, const char *text, size_t len);
+void diag_init(Diag *d, FILE *sink, const char *file, const char *text, size_t len);
+/* Prints what was reported so far, sorted by place in the source; diag_finish
+ * does that for the last time and frees the buffer. */
+void diag_flush(Diag *d);
+void diag_finish(Diag *d);
 void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_warning(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -272,9 +286,11 @@ typedef struct Options {
 /* ---- emit.c: the back end ---- */
 
 const char *emit_llvm_version(void);
-/* Writes what opts asks for (--emit-ir included); false after reporting an error,
- * with no output file left behind. */
+/* Writes what opts asks for; false after reporting an error, with no output
+ * file left behind. */
 bool emit_output(Graph *g, const Options *opts, Diag *d);
+/* --emit-ir: the checked graph, forward and backward, and its memory plan */
+void emit_ir(FILE *f, Graph *g, const Options *opts);
 
 uint64_t emit_shape_hash(const Graph *g);
 void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
@@ -282,8 +298,9 @@ void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
 
 /* ---- header.c: NAME.h beside NAME.o ---- */
 
-bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
-                  const char *lname, const Plan *plan);
+void header_path(const char *obj_path, char *path, size_t size);
+/* Writes the header to f; false on a write error. */
+bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, const Plan *plan);
 
 /* ---- train.c: train_step and the optimizers ---- */
 

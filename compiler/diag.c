@@ -8,7 +8,12 @@
  * Every error is recorded and reporting goes on; the driver decides the exit
  * status from the count. After error_limit errors the rest are dropped and
  * the passes are told to stop (diag_too_many). Internal bugs go to cnnc_fatal.
+ *
+ * The passes report in their own order (names before shapes); diag_finish
+ * prints each error or warning, with its notes, in source order, as clang
+ * does. Those without a place in the source come last.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,11 +25,58 @@ _Noreturn void cnnc_fatal(const char *file, int line, const char *what)
     abort();
 }
 
-void diag_init(Diag *d, FILE *out, const char *file, const char *text, size_t len)
+void diag_init(Diag *d, FILE *sink, const char *file, const char *text, size_t len)
 {
     const char *term = getenv("TERM");
-    *d = (Diag){.out = out, .file = file, .text = text, .len = len, .error_limit = 20};
-    d->color = isatty(fileno(out)) && term && strcmp(term, "dumb") != 0;
+    *d = (Diag){.sink = sink, .file = file, .text = text, .len = len, .error_limit = 20};
+    d->out = open_memstream(&d->buf, &d->buflen);
+    d->color = isatty(fileno(sink)) && term && strcmp(term, "dumb") != 0;
+}
+
+/* An error or warning starts a group; its notes join it. */
+static void begin_group(Diag *d, Loc loc)
+{
+    if (d->ngroups == d->cap)
+        d->groups = realloc(d->groups, (size_t)(d->cap = d->cap ? 2 * d->cap : 16) * sizeof *d->groups);
+    fflush(d->out);
+    d->groups[d->ngroups] = (DiagGroup){loc.file ? loc.line : INT32_MAX, loc.file ? loc.col : 0,
+                                        d->ngroups, d->buflen, 0};
+    d->ngroups++;
+}
+
+static int group_order(const void *pa, const void *pb)
+{
+    const DiagGroup *a = pa, *b = pb;
+    if (a->line != b->line)
+        return a->line < b->line ? -1 : 1;
+    if (a->col != b->col)
+        return a->col < b->col ? -1 : 1;
+    return a->seq - b->seq;
+}
+
+void diag_flush(Diag *d)
+{
+    fflush(d->out);
+    DiagGroup *sorted = malloc((size_t)(d->ngroups + 1) * sizeof *sorted);
+    for (int i = 0; i < d->ngroups; i++) {
+        sorted[i] = d->groups[i];
+        sorted[i].end = i + 1 < d->ngroups ? d->groups[i + 1].start : d->buflen;
+    }
+    qsort(sorted, (size_t)d->ngroups, sizeof *sorted, group_order);
+    for (int i = 0; i < d->ngroups; i++)
+        fwrite(d->buf + sorted[i].start, 1, sorted[i].end - sorted[i].start, d->sink);
+    fflush(d->sink);
+    free(sorted);
+    d->ngroups = 0;
+}
+
+void diag_finish(Diag *d)
+{
+    diag_flush(d);
+    fclose(d->out);
+    free(d->groups);
+    free(d->buf);
+    d->out = NULL;
 }
 
 bool diag_too_many(const Diag *d)
@@ -111,6 +163,7 @@ void diag_error(Diag *d, Loc loc, const char *fmt, ...)
     if (d->errors++ >= d->error_limit)
         return;
     d->last = loc;
+    begin_group(d, loc);
     va_list ap;
     va_start(ap, fmt);
     vreport(d, loc, "error", "\033[31m", fmt, ap, true);
@@ -124,6 +177,7 @@ void diag_warning(Diag *d, Loc loc, const char *fmt, ...)
         return;
     d->warnings++;
     d->last = loc;
+    begin_group(d, loc);
     va_list ap;
     va_start(ap, fmt);
     vreport(d, loc, "warning", "\033[35m", fmt, ap, true);
@@ -155,6 +209,7 @@ void diag_note_plain(Diag *d, const char *fmt, ...)
 void diag_fatal(Diag *d, const char *fmt, ...)
 {
     d->errors++;
+    begin_group(d, (Loc){0});
     va_list ap;
     va_start(ap, fmt);
     vreport(d, (Loc){0}, "error", "\033[31m", fmt, ap, true);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -523,7 +524,8 @@ static LLVMTargetMachineRef make_target(const Options *o, Diag *d, char **triple
     return tm;
 }
 
-/* ---- output files: written to a temporary name, renamed when complete ---- */
+/* ---- output files: written to temporaries, committed when all are complete
+ * (runtime/files.c: devices and FIFOs written in place, symlinks kept) ---- */
 
 static char *base_name(const char *path)
 {
@@ -534,17 +536,6 @@ static char *base_name(const char *path)
     if (dot && dot != b)
         *dot = '\0';
     return b;
-}
-
-static bool finish_file(Diag *d, const char *tmp, const char *path, bool ok)
-{
-    if (ok && rename(tmp, path) != 0) {
-        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
-        ok = false;
-    }
-    if (!ok)
-        unlink(tmp);
-    return ok;
 }
 
 /* The runtime library: beside a build tree's cnnc, or installed. */
@@ -568,24 +559,63 @@ static bool find_runtime(char *out, size_t size)
     return false;
 }
 
-static bool link_exe(Diag *d, const char *obj, const char *out)
+static bool link_exe(Diag *d, const char *obj, const char *exe, const char *out)
 {
     char rt[PATH_MAX];
     if (!find_runtime(rt, sizeof rt)) {
         diag_fatal(d, "cannot find the runtime library libcnnrt.a next to cnnc");
         return false;
     }
-    char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", out, (int)getpid());
     char cmd[4 * PATH_MAX + 256];
-    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -lz -lm -lpthread", CNNC_LINK_FLAGS, tmp, obj, rt);
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -lz -lm -lpthread", CNNC_LINK_FLAGS, exe, obj, rt);
     int rc = system(cmd);
     if (rc != 0) {
-        diag_fatal(d, "linking '%s' failed (cc exited with %d)", out, rc);
-        unlink(tmp);
+        if (rc > 0 && WIFEXITED(rc))
+            diag_fatal(d, "linking '%s' failed (cc exited with status %d)", out, WEXITSTATUS(rc));
+        else
+            diag_fatal(d, "linking '%s' failed (cc could not be run or was killed)", out);
         return false;
     }
-    return finish_file(d, tmp, out, true);
+    return true;
+}
+
+/* The output's path (the model's name, or the input's base name with the
+ * mode's extension, unless -o) and, with -c, the header's beside it. */
+static void output_paths(const Graph *g, const Options *opts, char *out, char *hdr, size_t size)
+{
+    char *base = base_name(opts->input);
+    const char *ext = opts->mode == MODE_LLVM ? ".ll" : opts->mode == MODE_ASM ? ".s"
+                    : opts->mode == MODE_OBJECT ? ".o" : "";
+    if (opts->output)
+        snprintf(out, size, "%s", opts->output);
+    else
+        snprintf(out, size, "%s%s", opts->mode == MODE_EXE ? g->name : base, ext);
+    hdr[0] = '\0';
+    if (opts->mode == MODE_OBJECT)
+        header_path(out, hdr, size);
+    free(base);
+}
+
+/* Refuses, before any work, outputs that would destroy an input or each other. */
+static bool check_outputs(const Graph *g, const Options *opts, Diag *d)
+{
+    char out[PATH_MAX], hdr[PATH_MAX];
+    output_paths(g, opts, out, hdr, sizeof out);
+    const char *inputs[] = {opts->input, opts->weights};
+    const char *outputs[] = {out, hdr};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            if (outputs[j][0] && (cnn_same_file(outputs[j], inputs[i]) ||
+                                  (inputs[i] && !strcmp(outputs[j], inputs[i])))) {
+                diag_fatal(d, "the output '%s' is also an input", outputs[j]);
+                return false;
+            }
+    if (hdr[0] && (!strcmp(out, hdr) || cnn_same_file(out, hdr))) {
+        diag_fatal(d, "the object '%s' and its header would be the same file; name the object "
+                   "NAME.o (its header is NAME.h)", out);
+        return false;
+    }
+    return true;
 }
 
 static char *lower(const char *s)
@@ -596,17 +626,24 @@ static char *lower(const char *s)
     return r;
 }
 
-bool emit_output(Graph *g, const Options *opts, Diag *d)
+void emit_ir(FILE *f, Graph *g, const Options *opts)
 {
     int64_t batch = opts->batch ? opts->batch : g->train.batch;
     bool training = !opts->inference_only && g->n >= 2;
     Plan plan;
     plan_build(&plan, g, batch, training);
-    if (opts->mode == MODE_IR) {
-        ir_print(stdout, g, training, &plan);
-        plan_free(&plan);
-        return true;
-    }
+    ir_print(f, g, training, &plan);
+    plan_free(&plan);
+}
+
+bool emit_output(Graph *g, const Options *opts, Diag *d)
+{
+    if (!check_outputs(g, opts, d))
+        return false;
+    int64_t batch = opts->batch ? opts->batch : g->train.batch;
+    bool training = !opts->inference_only && g->n >= 2;
+    Plan plan;
+    plan_build(&plan, g, batch, training);
     char *triple = NULL;
     LLVMTargetMachineRef tm = make_target(opts, d, &triple);
     if (!tm)
@@ -726,55 +763,61 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     return ok;
 }
 
-/* Writes what the mode asks for, each file whole or not at all. */
+/* Writes what the mode asks for, each file whole or not at all: every file
+ * goes to its temporary, and all are committed once all are complete. */
 static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
                 LLVMModuleRef mod, const char *lname, const Plan *plan)
 {
-    char *base = base_name(opts->input);
-    const char *ext = opts->mode == MODE_LLVM ? ".ll" : opts->mode == MODE_ASM ? ".s"
-                    : opts->mode == MODE_OBJECT ? ".o" : "";
-    char dflt[PATH_MAX];
-    snprintf(dflt, sizeof dflt, "%s%s", opts->mode == MODE_EXE ? g->name : base, ext);
-    const char *out = opts->output ? opts->output : dflt;
-    bool to_stdout = !strcmp(out, "-");
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d%s", out, (int)getpid(), opts->mode == MODE_EXE ? ".o" : "");
+    char out[PATH_MAX], hdr[PATH_MAX];
+    output_paths(g, opts, out, hdr, sizeof out);
+    if (opts->mode == MODE_LLVM && !strcmp(out, "-")) {
+        char *s = LLVMPrintModuleToString(mod);
+        fputs(s, stdout);
+        LLVMDisposeMessage(s);
+        return true;
+    }
+    char e[2 * PATH_MAX];
+    CnnOut o, h = {0};
+    if (!cnn_out_begin(&o, out, e, sizeof e) || (hdr[0] && !cnn_out_begin(&h, hdr, e, sizeof e))) {
+        diag_fatal(d, "%s", e);
+        cnn_out_abort(&o);
+        return false;
+    }
     char *err = NULL;
     bool ok = true;
-    switch (opts->mode) {
-    case MODE_LLVM:
-        if (to_stdout) {
-            char *s = LLVMPrintModuleToString(mod);
-            fputs(s, stdout);
-            LLVMDisposeMessage(s);
-        } else {
-            ok = !LLVMPrintModuleToFile(mod, tmp, &err) && finish_file(d, tmp, out, true);
-        }
-        break;
-    case MODE_ASM:
-    case MODE_OBJECT:
-    case MODE_EXE: {
+    if (opts->mode == MODE_LLVM) {
+        ok = !LLVMPrintModuleToFile(mod, o.tmp, &err);
+    } else if (opts->mode == MODE_EXE) {
+        char obj[sizeof o.tmp + 2];
+        snprintf(obj, sizeof obj, "%s.o", o.tmp);
+        ok = !LLVMTargetMachineEmitToFile(tm, mod, obj, LLVMObjectFile, &err) &&
+             link_exe(d, obj, o.tmp, out);
+        unlink(obj);
+    } else {
         LLVMCodeGenFileType ft = opts->mode == MODE_ASM ? LLVMAssemblyFile : LLVMObjectFile;
-        ok = !LLVMTargetMachineEmitToFile(tm, mod, tmp, ft, &err);
-        if (ok && opts->mode == MODE_EXE) {
-            ok = link_exe(d, tmp, out);
-            unlink(tmp);
-        } else if (ok && opts->mode == MODE_OBJECT) {
-            ok = header_write(g, opts, d, out, lname, plan) && finish_file(d, tmp, out, true);
-        } else {
-            ok = finish_file(d, tmp, out, ok);
-        }
-        break;
-    }
-    default:
-        unreachable();
+        ok = !LLVMTargetMachineEmitToFile(tm, mod, o.tmp, ft, &err);
     }
     if (err) {
         diag_fatal(d, "cannot write '%s': %s", out, err);
         LLVMDisposeMessage(err);
-        unlink(tmp);
+    }
+    if (ok && hdr[0]) {
+        FILE *f = cnn_out_fopen(&h, "w", e, sizeof e);
+        if (f)
+            header_write(f, g, opts, lname, plan);
+        ok = f && cnn_out_close(&h, f, e, sizeof e);
+        if (!ok)
+            diag_fatal(d, "%s", e);
+    }
+    if (ok && hdr[0] && !cnn_out_commit(&h, e, sizeof e)) {
+        diag_fatal(d, "%s", e);
         ok = false;
     }
-    free(base);
+    if (ok && !cnn_out_commit(&o, e, sizeof e)) {
+        diag_fatal(d, "%s", e);
+        ok = false;
+    }
+    cnn_out_abort(&o);
+    cnn_out_abort(&h);
     return ok;
 }

@@ -5,34 +5,27 @@
  * what the caller owes them (memory, alignment, the batch limit).
  */
 #include <ctype.h>
-#include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "cnnc.h"
 
-bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_path,
-                  const char *lname, const Plan *plan)
+/* The header's path: the object's with .h for its extension. */
+void header_path(const char *obj_path, char *path, size_t size)
 {
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s", obj_path);
+    snprintf(path, size, "%s", obj_path);
     char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
     if (dot && (!slash || dot > slash))
         *dot = '\0';
-    strncat(path, ".h", sizeof path - strlen(path) - 1);
+    strncat(path, ".h", size - strlen(path) - 1);
+}
+
+bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, const Plan *plan)
+{
     char up[256];
     snprintf(up, sizeof up, "%s", lname);
     for (char *p = up; *p; p++)
         *p = (char)toupper((unsigned char)*p);
 
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
-        return false;
-    }
     const Shape *in = &g->nodes[0].out;
     char shape[64];
     fprintf(f, "/* %s.h: the model '%s', compiled by cnnc %s from %s. */\n", lname, g->name,
@@ -85,12 +78,5 @@ bool header_write(const Graph *g, const Options *o, Diag *d, const char *obj_pat
                    "                    const int32_t *labels, int n, void *workspace);\n\n",
                 up, up, lname);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
-    bool ok = !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        diag_fatal(d, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    return !ferror(f);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cnnc.h"
+#include "../runtime/cnnrt.h"
 
 static void usage(FILE *out)
 {
@@ -32,44 +33,6 @@ static void usage(FILE *out)
           "  --version, --help\n", out);
 }
 
-/* Reads the whole file; NULL with a message on failure. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cnnc: error: cannot open '%s': %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n == cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                fprintf(stderr, "cnnc: error: '%s' is larger than %d MiB; is it a .cnn file?\n",
-                        path, MAX_FILE_BYTES >> 20);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        fprintf(stderr, "cnnc: error: cannot read '%s': %s\n", path, strerror(errno));
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static void report_parse_error(void *ctx, Loc loc, const char *msg)
 {
     diag_error(ctx, loc, "%s", msg);
@@ -80,10 +43,25 @@ static bool parse_should_stop_cb(void *ctx)
     return diag_too_many(ctx);
 }
 
+/* The output a mode flag asks for; MODE_EXE for any other word. */
+static Mode mode_of(const char *flag)
+{
+    static const struct {
+        const char *flag;
+        Mode mode;
+    } modes[] = {{"-c", MODE_OBJECT}, {"-S", MODE_ASM}, {"--emit-llvm", MODE_LLVM},
+                 {"--emit-ir", MODE_IR}, {"--shapes", MODE_SHAPES}};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
+        if (!strcmp(flag, modes[i].flag))
+            return modes[i].mode;
+    return MODE_EXE;
+}
+
 /* Parses argv into opts; returns false (after a message) on a bad command line. */
 static bool parse_args(int argc, char **argv, Options *o)
 {
     *o = (Options){.opt_level = 2};
+    const char *mode_flag = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -117,16 +95,14 @@ static bool parse_args(int argc, char **argv, Options *o)
             o->target = a + 9;
         } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
             o->opt_level = a[2] - '0';
-        } else if (!strcmp(a, "-c")) {
-            o->mode = MODE_OBJECT;
-        } else if (!strcmp(a, "-S")) {
-            o->mode = MODE_ASM;
-        } else if (!strcmp(a, "--emit-llvm")) {
-            o->mode = MODE_LLVM;
-        } else if (!strcmp(a, "--emit-ir")) {
-            o->mode = MODE_IR;
-        } else if (!strcmp(a, "--shapes")) {
-            o->mode = MODE_SHAPES;
+        } else if (mode_of(a) != MODE_EXE) {
+            if (mode_flag && strcmp(mode_flag, a) != 0) {
+                fprintf(stderr, "cnnc: error: '%s' and '%s' ask for different outputs; give one\n",
+                        mode_flag, a);
+                return false;
+            }
+            mode_flag = a;
+            o->mode = mode_of(a);
         } else if (!strcmp(a, "--inference-only")) {
             o->inference_only = true;
         } else if (!strcmp(a, "--no-winograd")) {
@@ -156,37 +132,105 @@ static bool parse_args(int argc, char **argv, Options *o)
     return true;
 }
 
+/* clang's summary: "2 errors generated.", "1 warning and 1 error generated." */
+static void print_summary(const Diag *d)
+{
+    if (!d->errors && !d->warnings)
+        return;
+    if (d->warnings)
+        fprintf(stderr, "%d warning%s%s", d->warnings, d->warnings == 1 ? "" : "s",
+                d->errors ? " and " : "");
+    if (d->errors)
+        fprintf(stderr, "%d error%s", d->errors, d->errors == 1 ? "" : "s");
+    fprintf(stderr, " generated.\n");
+}
+
+/* A NUL byte means a binary file: one error at its place, as for any other. */
+static bool check_text(Diag *d, const char *path, const char *text, size_t len)
+{
+    const char *nul = memchr(text, '\0', len);
+    if (!nul)
+        return true;
+    Loc loc = {.file = path, .line = 1, .col = 1, .len = 1};
+    for (const char *p = text; p < nul; p++) {
+        if (*p == '\n')
+            loc.line++, loc.col = 1;
+        else
+            loc.col++;
+    }
+    diag_error(d, loc, "a NUL byte (offset %zu): this is not a text file", (size_t)(nul - text));
+    return false;
+}
+
+/* --shapes and --emit-ir: text to stdout, or to -o FILE written as any output. */
+static bool write_text(Graph *g, const Options *o, Diag *d)
+{
+    bool to_file = o->output && strcmp(o->output, "-") != 0;
+    CnnOut out;
+    char err[8192];
+    FILE *f = stdout;
+    if (to_file) {
+        if (cnn_same_file(o->output, o->input) || !strcmp(o->output, o->input)) {
+            diag_fatal(d, "the output '%s' is also an input", o->output);
+            return false;
+        }
+        f = cnn_out_begin(&out, o->output, err, sizeof err) ? cnn_out_fopen(&out, "w", err, sizeof err) : NULL;
+        if (!f) {
+            diag_fatal(d, "%s", err);
+            cnn_out_abort(&out);
+            return false;
+        }
+    }
+    if (o->mode == MODE_SHAPES)
+        shape_print_table(f, g);
+    else
+        emit_ir(f, g, o);
+    if (!to_file)
+        return fflush(f) == 0;
+    bool ok = cnn_out_close(&out, f, err, sizeof err) && cnn_out_commit(&out, err, sizeof err);
+    if (!ok)
+        diag_fatal(d, "%s", err);
+    cnn_out_abort(&out);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     Options opts;
     if (!parse_args(argc, argv, &opts))
         return 1;
+    const char *shown = strcmp(opts.input, "-") ? opts.input : "<stdin>";
     size_t len;
-    char *text = read_file(opts.input, &len);
-    if (!text)
-        return 1;
-
-    const char *nul = memchr(text, '\0', len);
-    if (nul) {
-        fprintf(stderr, "cnnc: error: '%s' is not a text file (a NUL byte at offset %zu)\n",
-                opts.input, (size_t)(nul - text));
-        free(text);
+    char err[8192];
+    char *text = (char *)cnn_read_all(opts.input, &len, MAX_FILE_BYTES, err, sizeof err);
+    if (!text) {
+        if (len > MAX_FILE_BYTES)
+            fprintf(stderr, "cnnc: error: '%s' is larger than %d MiB; is it a .cnn file?\n",
+                    shown, MAX_FILE_BYTES >> 20);
+        else
+            fprintf(stderr, "cnnc: error: %s\n", err);
         return 1;
     }
+    /* a UTF-8 byte order mark is not part of the text */
+    char *src = text;
+    if (len >= 3 && !memcmp(src, "\xEF\xBB\xBF", 3))
+        src += 3, len -= 3;
 
     Diag diag;
-    diag_init(&diag, stderr, opts.input, text, len);
+    diag_init(&diag, stderr, shown, src, len);
     Arena arena = {0};
     ParseOpts popts = {report_parse_error, parse_should_stop_cb, &diag, MAX_STMTS};
+    bool ok = check_text(&diag, shown, src, len);
 
     /* parse */
-    Block *blocks = cnn_parse(opts.input, text, len, &arena, &popts);
+    Block *blocks = ok ? cnn_parse(shown, src, len, &arena, &popts) : NULL;
     bool syntax_ok = diag.errors == 0;
 
     /* IR, then shapes: after a syntax error a statement may be missing, and
      * shapes checked without it would only mislead. */
-    Graph g;
-    bool ok = ir_build(&g, blocks, &arena, &diag);
+    Graph g = {0};
+    if (ok)
+        ok = ir_build(&g, blocks, &arena, &diag);
     if (syntax_ok && g.n > 0 && !diag_too_many(&diag))
         ok = shape_check(&g) && ok;
     ok = ok && diag.errors == 0;
@@ -194,17 +238,17 @@ int main(int argc, char **argv)
         autodiff_build(&g);
         fuse_activations(&g);
     }
+    diag_flush(&diag);
 
-    if (ok && opts.mode == MODE_SHAPES)
-        shape_print_table(stdout, &g);
+    if (ok && (opts.mode == MODE_SHAPES || opts.mode == MODE_IR))
+        ok = write_text(&g, &opts, &diag);
     else if (ok)
         ok = emit_output(&g, &opts, &diag);
 
+    diag_finish(&diag);
     if (diag_too_many(&diag))
-        fprintf(stderr, "%s: fatal error: too many errors emitted, stopping now\n", opts.input);
-    if (diag.errors || diag.warnings)
-        fprintf(stderr, "%d error%s and %d warning%s generated.\n", diag.errors,
-                diag.errors == 1 ? "" : "s", diag.warnings, diag.warnings == 1 ? "" : "s");
+        fprintf(stderr, "%s: fatal error: too many errors emitted, stopping now\n", shown);
+    print_summary(&diag);
     arena_free(&arena);
     free(text);
     return ok ? 0 : 1;

@@ -146,15 +146,19 @@ static int cmd_infer(const CnnModel *m, const Args *a)
     }
     float *y = malloc((size_t)(count * m->outputs) * sizeof *y);
     infer_all(m, params, x, y, count, a->threads);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", a->output, (int)getpid());
-    FILE *o = fopen(tmp, "wb");
-    bool ok = o && fwrite(y, sizeof *y, (size_t)(count * m->outputs), o) == (size_t)(count * m->outputs);
-    ok = o && fclose(o) == 0 && ok;
-    if (!ok || rename(tmp, a->output) != 0) {
-        unlink(tmp);
-        snprintf(err, sizeof err, "%s: cannot write: %s", a->output, strerror(errno));
+    CnnOut out;
+    FILE *o = cnn_out_begin(&out, a->output, err, sizeof err) ? cnn_out_fopen(&out, "wb", err, sizeof err) : NULL;
+    bool ok = o != NULL;
+    if (o) {
+        size_t floats = (size_t)(count * m->outputs);
+        bool wrote = fwrite(y, sizeof *y, floats, o) == floats;
+        int e = errno;
+        ok = cnn_out_close(&out, o, err, sizeof err) && wrote;
+        if (!wrote)
+            snprintf(err, sizeof err, "%s: cannot write: %s", a->output, strerror(e));
+        ok = ok && cnn_out_commit(&out, err, sizeof err);
     }
+    cnn_out_abort(&out);
     free(x);
     free(y);
     free(params);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* One trainable tensor: its .cnnw name, PyTorch shape and place in params. */
 typedef struct CnnTensor {
@@ -74,6 +75,33 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
                 float *params, char *err, size_t errsize);
 /* Writes atomically: a temporary file, fsync, rename. */
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t errsize);
+
+/* ---- files.c: whole inputs, and outputs that replace only what is ours ---- */
+
+/* The whole of a file, a pipe or (path "-") standard input, up to max bytes;
+ * NULL with a message on failure, *len > max when the input was longer. */
+unsigned char *cnn_read_all(const char *path, size_t *len, size_t max, char *err, size_t errsize);
+
+/* An output being written. Its bytes go to `tmp` (by path or through
+ * cnn_out_fopen) until cnn_out_commit, which renames tmp over the file `path`
+ * names (symbolic links followed, the link kept) or, when that file exists and
+ * is not a regular file (a device, a FIFO), copies them into it in place.
+ * cnn_out_abort, or a failed commit, leaves nothing behind. */
+typedef struct CnnOut {
+    char path[4096];                /* as the user named it, for messages */
+    char target[4096];              /* the file it names, symbolic links followed */
+    char tmp[4096 + 32];            /* where the bytes go until the commit */
+    bool in_place;
+} CnnOut;
+
+bool cnn_out_begin(CnnOut *o, const char *path, char *err, size_t errsize);
+FILE *cnn_out_fopen(CnnOut *o, const char *mode, char *err, size_t errsize);
+/* fclose, with write errors (a full disk) as a message */
+bool cnn_out_close(CnnOut *o, FILE *f, char *err, size_t errsize);
+bool cnn_out_commit(CnnOut *o, char *err, size_t errsize);
+void cnn_out_abort(CnnOut *o);
+/* Whether two paths name one regular file (an output that is also an input). */
+bool cnn_same_file(const char *a, const char *b);
 
 /* ---- data.c: IDX, PGM/PPM and raw float files ---- */
 

@@ -111,11 +111,12 @@ void canvas_tile(Canvas *c, int x, int y, const float *v, int h, int w, int chan
 
 bool canvas_write_png(const Canvas *c, const char *path, char *err, size_t es)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
+    CnnOut out;
+    if (!cnn_out_begin(&out, path, err, es))
+        return false;
+    FILE *f = cnn_out_fopen(&out, "wb", err, es);
     if (!f) {
-        snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
+        cnn_out_abort(&out);
         return false;
     }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -131,12 +132,12 @@ bool canvas_write_png(const Canvas *c, const char *path, char *err, size_t es)
         png_write_end(png, NULL);
     } else {
         ok = false;
+        snprintf(err, es, "%s: cannot write the PNG", path);
     }
     png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, es, "%s: cannot write the PNG", path);
-        unlink(tmp);
+    ok = cnn_out_close(&out, f, err, es) && ok;
+    if (!ok || !cnn_out_commit(&out, err, es)) {
+        cnn_out_abort(&out);
         return false;
     }
     return true;

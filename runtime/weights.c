@@ -7,8 +7,8 @@
  *
  * All little-endian. Loading checks, in this order, that the file is whole,
  * is a .cnnw file of this version, is not corrupted, and belongs to the model;
- * each failure is one message naming the file and the problem. Saving writes
- * a temporary file, syncs it and renames it over the old one.
+ * each failure is one message naming the file and the problem. Saving goes
+ * through files.c: a temporary file, synced and renamed over the old one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,39 +80,6 @@ static bool get_u64(Reader *r, uint64_t *v)
     return true;
 }
 
-static unsigned char *read_all(const char *path, size_t *len, size_t max, char *err, size_t es)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, es, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n > max) {
-            snprintf(err, es, "%s: weights of another model: the file is larger than any "
-                     "weights file of this model can be", path);
-            free(buf);
-            fclose(f);
-            return NULL;
-        }
-        if (n == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        snprintf(err, es, "%s: cannot read: %s", path, strerror(errno));
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 static void dims_str(char *buf, size_t size, int rank, const uint32_t *d)
 {
     size_t len = 0;
@@ -126,7 +93,10 @@ bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, si
     /* the largest file this model's weights can make, names and all */
     size_t max = 64 + (size_t)m->params_size * 4 + (size_t)m->ntensors * (4 + 256 + 4 + 16) + 4096;
     size_t len;
-    unsigned char *buf = read_all(path, &len, max, err, es);
+    unsigned char *buf = cnn_read_all(path, &len, max, err, es);
+    if (!buf && len > max)
+        snprintf(err, es, "%s: weights of another model: the file is larger than any weights "
+                 "file of this model can be", path);
     if (!buf)
         return false;
     bool ok = cnnw_parse(buf, len, path, m, params, err, es);
@@ -264,14 +234,12 @@ static void put_u32(Writer *w, uint32_t v)
 
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t es)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    CnnOut out;
+    if (!cnn_out_begin(&out, path, err, es))
+        return false;
+    FILE *f = cnn_out_fopen(&out, "wb", err, es);
     if (!f) {
-        snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        cnn_out_abort(&out);
         return false;
     }
     Writer w = {f, crc32(0L, Z_NULL, 0), true};
@@ -296,23 +264,13 @@ bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *e
     }
     uint32_t crc = (uint32_t)w.crc;
     put_u32(&w, crc);
-    bool ok = w.ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
+    int e = errno;
+    bool ok = cnn_out_close(&out, f, err, es) && w.ok;
+    if (!w.ok)
+        snprintf(err, es, "%s: cannot write: %s", path, strerror(e));
+    if (!ok || !cnn_out_commit(&out, err, es)) {
+        cnn_out_abort(&out);
         return false;
-    }
-    /* and the rename itself to disk: sync the directory */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
     }
     return true;
 }

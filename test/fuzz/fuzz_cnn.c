@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ir_print(devnull, &g, true, &p);
         plan_free(&p);
     }
+    diag_finish(&d);
     arena_free(&arena);
     return 0;
 }
