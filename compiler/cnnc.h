@@ -304,9 +304,14 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
 
 /* ---- train.c: train_step and the optimizers ---- */
 
-enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_SEED, HP_COUNT };
+/* The hyperparameters a train step reads (runtime/cnnrt.h's CnnHyper): the
+ * floats below, then the seed, a uint64 at byte HP_SEED_BYTE. */
+enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_COUNT };
+enum { HP_SEED_BYTE = 4 * HP_COUNT };
 int64_t train_opt_state_size(const Graph *g);
 void train_hyper(const Graph *g, float hp[HP_COUNT]);
+/* The train block's hyperparameters as a constant of CnnHyper's type. */
+LLVMValueRef train_hyper_const(Cg *c);
 typedef struct TrainFns {
     LLVMValueRef grad, apply, step_hp, step;
 } TrainFns;

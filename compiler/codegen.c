@@ -454,16 +454,20 @@ void cg_for_size(Cg *c, LLVMValueRef fn)
             LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName(kinds[i], strlen(kinds[i])), 0));
 }
 
-/* The kernels' fused relu on a vector of accumulators: v > 0 ? v : 0 */
+/* The kernels' fused relu on a vector of accumulators: v > 0 or NaN ? v : 0
+ * (torch.relu keeps NaN; one unordered compare, as cheap as the ordered one) */
 LLVMValueRef cg_vrelu(Cg *c, LLVMValueRef v)
 {
     LLVMValueRef zero = LLVMConstNull(LLVMTypeOf(v));
-    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, zero, ""), v, zero, "relu");
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, v, zero, ""), v, zero, "relu");
 }
 
-/* a > b ? a : b lane by lane: b kept on equality and NaN, as maxpool's
- * "replace only when strictly greater" */
+/* a > b or a NaN ? a : b, lane by lane: PyTorch's max pool test
+ * `val > maxval || isnan(val)`, so b is kept on equality (the first maximum
+ * wins) and a NaN on either side is kept */
 LLVMValueRef cg_vmax(Cg *c, LLVMValueRef a, LLVMValueRef b)
 {
-    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, a, b, ""), a, b, "max");
+    LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealOGT, a, b, "");
+    LLVMValueRef nan = LLVMBuildFCmp(c->b, LLVMRealUNO, a, a, "");
+    return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, gt, nan, ""), a, b, "max");
 }

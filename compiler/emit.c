@@ -406,22 +406,17 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
     free(index_of);
 
     const Shape *in = &g->nodes[0].out;
-    float hp[HP_COUNT];
-    train_hyper(g, hp);
-    LLVMValueRef hpv[HP_COUNT];
-    for (int i = 0; i < HP_COUNT; i++)
-        hpv[i] = cg_f32(c, hp[i]);
     LLVMValueRef null = LLVMConstPointerNull(c->ptr);
     LLVMValueRef f[] = {
         const_str(c, g->name, "cnn_model.name"),
-        i32c(c, plan->batch), i32c(c, in->d[0]), i32c(c, in->d[1]), i32c(c, in->d[2]),
+        i32c(c, plan->batch), i32c(c, g->train.batch), i32c(c, in->d[0]), i32c(c, in->d[1]), i32c(c, in->d[2]),
         i32c(c, shape_elems(g->nodes[g->n - 1].out)), i32c(c, nt),
         cg_i64(c, g->params_size), cg_i64(c, plan->bytes),
         LLVMConstInt(c->i64, emit_shape_hash(g), false),
         tglob, baked ? baked : null, init, infer,
         t->step_hp ? t->step_hp : null, t->grad ? t->grad : null, t->apply ? t->apply : null,
         cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0), cg_i64(c, plan->dparams),
-        LLVMConstArray2(c->f32, hpv, HP_COUNT),
+        train_hyper_const(c),
         i32c(c, g->train.epochs), i32c(c, g->train.loss),
         LLVMConstInt(c->i64, g->train.seed, false),
         i32c(c, g->n), i32c(c, nf), lglob, fglob, acts ? acts : null,

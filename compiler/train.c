@@ -7,10 +7,12 @@
  *   float NAME_train_step(params, opt_state, input, labels, n, workspace)
  *     the same with the train block's hyperparameters (the header's API)
  *
- * hp holds lr, momentum, weight_decay, eps, beta1, beta2, seed (HP_*), so the
- * compiled program can override them. opt_state: the optimizer's buffers
- * (SGD with momentum: one per parameter; Adagrad: one; Adam: two), then one
- * step counter when Adam or dropout needs it. Updates follow PyTorch's
+ * hp points at a CnnHyper (runtime/cnnrt.h): lr, momentum, weight_decay, eps,
+ * beta1, beta2 as floats (HP_*), then the seed as a uint64, so the compiled
+ * program can override them. opt_state: the optimizer's buffers (SGD with
+ * momentum: one per parameter; Adagrad: one; Adam: two), then, when Adam or
+ * dropout needs it, the step count: a uint64 in the last two floats' bytes,
+ * so that it counts exactly past 2^24 steps. Updates follow PyTorch's
  * torch.optim.SGD, Adagrad and Adam step for step.
  */
 #include <stdlib.h>
@@ -42,7 +44,7 @@ static bool has_counter(const Graph *g)
 
 int64_t train_opt_state_size(const Graph *g)
 {
-    return opt_buffers(g) * g->params_size + has_counter(g);
+    return opt_buffers(g) * g->params_size + 2 * has_counter(g);
 }
 
 void train_hyper(const Graph *g, float hp[HP_COUNT])
@@ -54,7 +56,27 @@ void train_hyper(const Graph *g, float hp[HP_COUNT])
     hp[HP_EPS] = (float)t->eps;
     hp[HP_BETA1] = (float)t->beta1;
     hp[HP_BETA2] = (float)t->beta2;
-    hp[HP_SEED] = (float)(t->seed & 0xFFFFFF);
+}
+
+LLVMValueRef train_hyper_const(Cg *c)
+{
+    float hv[HP_COUNT];
+    train_hyper(c->g, hv);
+    LLVMValueRef hc[HP_COUNT];
+    for (int i = 0; i < HP_COUNT; i++)
+        hc[i] = cg_f32(c, hv[i]);
+    LLVMValueRef f[] = {LLVMConstArray2(c->f32, hc, HP_COUNT), LLVMConstInt(c->i64, c->g->train.seed, false)};
+    return LLVMConstStructInContext(c->ctx, f, 2, false);
+}
+
+/* hp's seed, 64 bits */
+static LLVMValueRef load_seed(Cg *c, LLVMValueRef hp)
+{
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMValueRef at = LLVMBuildGEP2(c->b, i8, hp, (LLVMValueRef[]){cg_i64(c, HP_SEED_BYTE)}, 1, "seed.at");
+    LLVMValueRef v = LLVMBuildLoad2(c->b, c->i64, at, "seed");
+    LLVMSetAlignment(v, 8);
+    return v;
 }
 
 static LLVMValueRef call_f64(Cg *c, const char *name, LLVMValueRef *args, unsigned n)
@@ -148,14 +170,23 @@ static LLVMValueRef add_fn(Cg *c, const char *lname, const char *suffix, LLVMTyp
     return fn;
 }
 
+/* Where the step counter is: a uint64 in opt_state's last 8 bytes (4-aligned). */
+static LLVMValueRef step_at(Cg *c, LLVMValueRef state)
+{
+    const Graph *g = c->g;
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    return LLVMBuildGEP2(c->b, i8, state, (LLVMValueRef[]){cg_i64(c, 4 * opt_buffers(g) * g->params_size)},
+                         1, "step.at");
+}
+
 /* The step counter, for Adam's t and dropout's masks. */
 static LLVMValueRef load_step(Cg *c, LLVMValueRef state)
 {
-    const Graph *g = c->g;
-    if (!has_counter(g))
+    if (!has_counter(c->g))
         return cg_i64(c, 0);
-    return LLVMBuildFPToUI(c->b, cg_load(c, state, cg_i64(c, opt_buffers(g) * g->params_size), ""),
-                           c->i64, "step");
+    LLVMValueRef v = LLVMBuildLoad2(c->b, c->i64, step_at(c, state), "step");
+    LLVMSetAlignment(v, 4);
+    return v;
 }
 
 /* float NAME_grad_hp(params, opt_state, input, labels, n, workspace, hp, first):
@@ -185,11 +216,13 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     }
     LLVMValueRef dparams = cg_ws(c, plan->dparams);
     LLVMValueRef step = load_step(c, state);
-    LLVMValueRef seed = LLVMBuildFPToUI(b, cg_load(c, hp, cg_i64(c, HP_SEED), ""), c->i64, "seed");
+    LLVMValueRef seed = load_seed(c, hp);
     LLVMValueRef first = LLVMBuildSExt(b, LLVMGetParam(fn, 7), c->i64, "first");
-    /* dropout's key: (seed, step), offset so that element i of image `first`
-     * gets the key it would have in the whole batch */
-    c->drop_key = LLVMBuildAdd(b, LLVMBuildShl(b, seed, cg_i64(c, 32), ""), step, "drop_key");
+    /* dropout's key: (seed, step), every bit of both (the seed times an odd
+     * constant, plus the step); offset below so that element i of image
+     * `first` gets the key it would have in the whole batch */
+    c->drop_key = LLVMBuildAdd(b, LLVMBuildMul(b, seed, cg_i64(c, (int64_t)0xD1B54A32D192ED03ull), ""),
+                               step, "drop_key");
     c->drop_first = first;
 
     for (int i = 1; i < g->n; i++) {
@@ -235,16 +268,17 @@ static LLVMValueRef emit_apply(Cg *c, const char *lname, LLVMTypeRef *ft)
     LLVMValueRef state = LLVMGetParam(fn, 1);
     LLVMValueRef step = load_step(c, state);
     emit_optimizer(c, LLVMGetParam(fn, 0), LLVMGetParam(fn, 2), state, LLVMGetParam(fn, 3), step);
-    if (has_counter(g))
-        cg_store(c, LLVMBuildUIToFP(c->b, LLVMBuildAdd(c->b, step, cg_i64(c, 1), ""), c->f32, ""),
-                 state, cg_i64(c, opt_buffers(g) * g->params_size));
+    if (has_counter(g)) {
+        LLVMValueRef st = LLVMBuildStore(c->b, LLVMBuildAdd(c->b, step, cg_i64(c, 1), "step.next"),
+                                         step_at(c, state));
+        LLVMSetAlignment(st, 4);
+    }
     LLVMBuildRetVoid(c->b);
     return fn;
 }
 
 void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out)
 {
-    const Graph *g = c->g;
     LLVMBuilderRef b = c->b;
     LLVMTypeRef grad_t, apply_t, hp_t;
     out->grad = emit_grad(c, lname, plan, &grad_t);
@@ -266,12 +300,7 @@ void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out)
     out->step_hp = fn;
 
     /* the public entry: the train block's hyperparameters */
-    float hv[HP_COUNT];
-    train_hyper(g, hv);
-    LLVMValueRef hc[HP_COUNT];
-    for (int i = 0; i < HP_COUNT; i++)
-        hc[i] = cg_f32(c, hv[i]);
-    LLVMValueRef hinit = LLVMConstArray2(c->f32, hc, HP_COUNT);
+    LLVMValueRef hinit = train_hyper_const(c);
     LLVMValueRef hglob = LLVMAddGlobal(c->mod, LLVMTypeOf(hinit), "train.hp");
     LLVMSetInitializer(hglob, hinit);
     LLVMSetGlobalConstant(hglob, true);

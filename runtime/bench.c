@@ -52,25 +52,17 @@ int cmd_bench(const CnnModel *m, const Args *a)
     if (m->train_step) {
         /* the same path as `train`: the batch split across the pool */
         float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
-        Pool *pool = rt_pool_new(threads);
-        void **ws = calloc((size_t)rt_pool_threads(pool), sizeof *ws);
-        for (int t = 0; t < rt_pool_threads(pool); t++)
-            ws[t] = ws_alloc(m);
-        float lr0 = m->hp[0];
-        float hp[7];
-        memcpy(hp, m->hp, sizeof hp);
-        hp[0] = lr0 * 1e-3f;            /* keep the weights where they are */
+        Stepper *stepper = stepper_new(m, threads);
+        CnnHyper hp = m->hp;
+        hp.lr *= 1e-3f;                 /* keep the weights where they are */
         int64_t steps = 0;
         double t0 = now();
         do {
-            rt_train_step(m, pool, ws, params, opt, x, labels, batch, hp);
+            stepper_step(stepper, params, opt, x, labels, batch, &hp);
             steps++;
         } while (now() - t0 < seconds);
         printf("train_ips %.1f\n", (double)(steps * batch) / (now() - t0));
-        for (int t = 0; t < rt_pool_threads(pool); t++)
-            free(ws[t]);
-        free(ws);
-        rt_pool_free(pool);
+        stepper_free(stepper);
         free(opt);
     }
     Inferer *e = infer_new(m, threads);

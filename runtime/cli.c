@@ -10,6 +10,8 @@
  * and no partial output file.
  */
 #include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,11 @@ void *ws_alloc(const CnnModel *m)
 /* The weights: built in, or from --weights. */
 float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
 {
+    if (a->weights && m->baked) {
+        snprintf(err, es, "this program has its weights built in (cnnc --weights), so it does not "
+                 "read %s; to run other weights, build it without --weights", a->weights);
+        return NULL;
+    }
     float *p = malloc(((size_t)m->params_size + 1) * sizeof *p);
     if (!a->weights) {
         if (m->baked || m->params_size == 0) {
@@ -108,57 +115,53 @@ void infer_all(const CnnModel *m, const float *params, const float *input, float
     infer_free(e);
 }
 
+/* Refuses an output that is one of the inputs (NULL ends the list). */
+bool output_is_input(const char *out, const char *const *inputs)
+{
+    for (; out && *inputs; inputs++) {
+        if (cnn_same_file(out, *inputs) || (!strcmp(out, *inputs) && strcmp(out, "-") != 0)) {
+            char msg[4200];
+            snprintf(msg, sizeof msg, "the output '%s' is also an input", out);
+            fail(msg);
+            return true;
+        }
+    }
+    return false;
+}
+
 static int cmd_infer(const CnnModel *m, const Args *a)
 {
-    char err[1024];
+    char err[8192];
     if (!a->input || !a->output)
-        return fail("infer needs --input x.f32 and --output y.f32");
+        return fail("infer needs --input x.f32 and --output y.f32 (either may be -)");
+    if (output_is_input(a->output, (const char *[]){a->input, a->weights ? a->weights : a->input, NULL}))
+        return 1;
     float *params = load_params(m, a, err, sizeof err);
     if (!params)
         return fail(err);
-    FILE *f = fopen(a->input, "rb");
-    if (!f) {
-        snprintf(err, sizeof err, "%s: cannot open: %s", a->input, strerror(errno));
-        free(params);
-        return fail(err);
-    }
-    fseek(f, 0, SEEK_END);
-    long bytes = ftell(f);
-    fseek(f, 0, SEEK_SET);
+    size_t bytes;
     int64_t in = (int64_t)m->height * m->width * m->channels;
-    if (bytes <= 0 || bytes % (in * 4) != 0) {
-        snprintf(err, sizeof err, "%s: %ld bytes is not a whole number of %dx%dx%d float32 images "
-                 "(%lld bytes each)", a->input, bytes, m->height, m->width, m->channels,
-                 (long long)(in * 4));
-        fclose(f);
-        free(params);
-        return fail(err);
-    }
-    int64_t count = bytes / (in * 4);
-    float *x = malloc((size_t)bytes);
-    size_t got = fread(x, 1, (size_t)bytes, f);
-    fclose(f);
-    if (got != (size_t)bytes) {
+    float *x = (float *)cnn_read_all(a->input, &bytes, (size_t)1 << 40, err, sizeof err);
+    const char *shown = strcmp(a->input, "-") ? a->input : "standard input";
+    if (x && (bytes == 0 || bytes % (size_t)(in * 4) != 0)) {
+        if (bytes == 0)
+            snprintf(err, sizeof err, "%s: empty; it needs float32 images of %dx%dx%d (%lld bytes "
+                     "each)", shown, m->height, m->width, m->channels, (long long)(in * 4));
+        else
+            snprintf(err, sizeof err, "%s: %zu bytes is not a whole number of %dx%dx%d float32 "
+                     "images (%lld bytes each)", shown, bytes, m->height, m->width, m->channels,
+                     (long long)(in * 4));
         free(x);
+        x = NULL;
+    }
+    if (!x) {
         free(params);
-        snprintf(err, sizeof err, "%s: cannot read", a->input);
         return fail(err);
     }
+    int64_t count = (int64_t)(bytes / (size_t)(in * 4));
     float *y = malloc((size_t)(count * m->outputs) * sizeof *y);
     infer_all(m, params, x, y, count, a->threads);
-    CnnOut out;
-    FILE *o = cnn_out_begin(&out, a->output, err, sizeof err) ? cnn_out_fopen(&out, "wb", err, sizeof err) : NULL;
-    bool ok = o != NULL;
-    if (o) {
-        size_t floats = (size_t)(count * m->outputs);
-        bool wrote = fwrite(y, sizeof *y, floats, o) == floats;
-        int e = errno;
-        ok = cnn_out_close(&out, o, err, sizeof err) && wrote;
-        if (!wrote)
-            snprintf(err, sizeof err, "%s: cannot write: %s", a->output, strerror(e));
-        ok = ok && cnn_out_commit(&out, err, sizeof err);
-    }
-    cnn_out_abort(&out);
+    bool ok = cnn_write_all(a->output, y, (size_t)(count * m->outputs) * sizeof *y, err, sizeof err);
     free(x);
     free(y);
     free(params);
@@ -243,30 +246,14 @@ static int cmd_eval(const CnnModel *m, const Args *a)
         free(params);
         return fail(err);
     }
-    int64_t right = count_right(m, params, &im, labels, a->threads);
-    printf("test accuracy: %.2f%% (%lld of %lld)\n", 100.0 * (double)right / (double)im.count,
-           (long long)right, (long long)im.count);
+    double loss;
+    int64_t right = count_right(m, params, &im, labels, a->threads, &loss);
+    printf("test accuracy: %.2f%% (%lld of %lld)  test loss %.4f\n",
+           100.0 * (double)right / (double)im.count, (long long)right, (long long)im.count, loss);
     free(labels);
     free(im.pixels);
     free(params);
     return 0;
-}
-
-static void usage(FILE *out, const char *prog)
-{
-    fprintf(out,
-            "usage: %s train   --data DIR [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N]\n"
-            "                [--weights W] [--save W] [--no-shuffle] [--steps N] [--log metrics.csv]\n"
-            "       %s infer   --weights W --input x.f32 --output y.f32 [--threads N]\n"
-            "       %s predict --weights W [--top K] image.pgm ...\n"
-            "       %s eval    --weights W --data DIR [--threads N]\n"
-            "       %s bench   [--threads N]      (speed on random data)\n"
-            "       %s show    kernels --weights W [--layer NAME] -o kernels.png\n"
-            "       %s show    maps --weights W [--layer NAME] image.pgm -o maps.png\n"
-            "       %s show    curve metrics.csv -o curve.png|curve.svg\n"
-            "model '%s': input %dx%dx%d, %d outputs, %lld parameters\n",
-            prog, prog, prog, prog, prog, prog, prog, prog, cnn_model.name, cnn_model.height, cnn_model.width,
-            cnn_model.channels, cnn_model.outputs, (long long)cnn_model.params_size);
 }
 
 static bool parse_int(const char *s, int lo, int hi, int *out)
@@ -300,97 +287,238 @@ bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages
     return true;
 }
 
-/* How many of the images the model classifies as their label says. */
+/* How many of the images the model classifies as their label says, and
+ * their mean loss (the train block's: cross-entropy of the probabilities
+ * the model ends with, or the squared difference to the one-hot label). */
 int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
-                    const int32_t *labels, int threads)
+                    const int32_t *labels, int threads, double *loss)
 {
     float *y = malloc((size_t)(im->count * m->outputs) * sizeof *y);
     infer_all(m, params, im->pixels, y, im->count, threads);
     int64_t right = 0;
+    double sum = 0;
     for (int64_t i = 0; i < im->count; i++) {
+        const float *p = y + i * m->outputs;
         int best = 0;
         for (int j = 1; j < m->outputs; j++)
-            if (y[i * m->outputs + j] > y[i * m->outputs + best])
+            if (p[j] > p[best])
                 best = j;
         right += best == labels[i];
+        if (m->loss == CNN_LOSS_MSE) {
+            double e = 0;
+            for (int j = 0; j < m->outputs; j++)
+                e += ((double)p[j] - (j == labels[i])) * ((double)p[j] - (j == labels[i]));
+            sum += e / m->outputs;
+        } else {
+            sum -= log(fmax((double)p[labels[i]], 1e-30));
+        }
     }
     free(y);
+    if (loss)
+        *loss = sum / (double)im->count;
     return right;
+}
+
+/* ---- the command line: a table of commands, and of options with the
+ * commands they apply to ---- */
+
+enum { C_TRAIN = 1, C_EVAL = 2, C_PREDICT = 4, C_INFER = 8, C_BENCH = 16, C_SHOW = 32 };
+
+static const struct Command {
+    const char *name;
+    int (*run)(const CnnModel *m, const Args *a);
+    int mask;
+    const char *usage;              /* after the program's name */
+} commands[] = {
+    {"train", cmd_train, C_TRAIN,
+     "train   --data DIR | --images F --labels F [--test-images F --test-labels F]\n"
+     "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--weights W]\n"
+     "                [--save W] [--no-shuffle] [--steps N] [--log metrics.csv] [--progress SECONDS]"},
+    {"eval", cmd_eval, C_EVAL,
+     "eval    --weights W --data DIR | --images F --labels F [--threads N]"},
+    {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] image.pgm ..."},
+    {"infer", cmd_infer, C_INFER,
+     "infer   --weights W --input x.f32|- --output y.f32|- [--threads N]"},
+    {"bench", cmd_bench, C_BENCH, "bench   [--threads N]      (speed on random data)"},
+    {"show", cmd_show, C_SHOW,
+     "show    kernels --weights W [--layer NAME] [--verbose] -o kernels.png|kernels.svg\n"
+     "       PROG show    maps --weights W [--layer NAME] [--verbose] image.pgm -o maps.png\n"
+     "       PROG show    curve metrics.csv -o curve.png|curve.svg"},
+};
+
+typedef enum { O_PATH, O_INT, O_REAL, O_SEED, O_FLAG } OptKind;
+
+static const struct Option {
+    const char *name;
+    OptKind kind;
+    size_t field;                   /* in Args */
+    int cmds;                       /* the commands it applies to */
+    int hi;                         /* O_INT: the largest value */
+} options[] = {
+    {"--weights", O_PATH, offsetof(Args, weights), C_TRAIN | C_EVAL | C_PREDICT | C_INFER | C_SHOW, 0},
+    {"--data", O_PATH, offsetof(Args, data), C_TRAIN | C_EVAL, 0},
+    {"--images", O_PATH, offsetof(Args, images), C_TRAIN | C_EVAL, 0},
+    {"--labels", O_PATH, offsetof(Args, labels), C_TRAIN | C_EVAL, 0},
+    {"--test-images", O_PATH, offsetof(Args, test_images), C_TRAIN, 0},
+    {"--test-labels", O_PATH, offsetof(Args, test_labels), C_TRAIN, 0},
+    {"--input", O_PATH, offsetof(Args, input), C_INFER, 0},
+    {"--output", O_PATH, offsetof(Args, output), C_INFER | C_SHOW, 0},
+    {"-o", O_PATH, offsetof(Args, output), C_INFER | C_SHOW, 0},
+    {"--save", O_PATH, offsetof(Args, save), C_TRAIN, 0},
+    {"--log", O_PATH, offsetof(Args, log), C_TRAIN, 0},
+    {"--layer", O_PATH, offsetof(Args, layer), C_SHOW, 0},
+    {"--top", O_INT, offsetof(Args, top), C_PREDICT, 1 << 30},
+    {"--threads", O_INT, offsetof(Args, threads), C_TRAIN | C_EVAL | C_INFER | C_BENCH, 1024},
+    {"--epochs", O_INT, offsetof(Args, epochs), C_TRAIN, 1 << 30},
+    {"--batch", O_INT, offsetof(Args, batch), C_TRAIN, 1 << 30},
+    {"--steps", O_INT, offsetof(Args, steps), C_TRAIN, 1 << 30},
+    {"--progress", O_INT, offsetof(Args, progress), C_TRAIN, 1 << 30},
+    {"--lr", O_REAL, offsetof(Args, lr), C_TRAIN, 0},
+    {"--seed", O_SEED, offsetof(Args, seed), C_TRAIN, 0},
+    {"--no-shuffle", O_FLAG, offsetof(Args, no_shuffle), C_TRAIN, 0},
+    {"--verbose", O_FLAG, offsetof(Args, verbose), C_SHOW, 0},
+};
+
+static void usage(FILE *out, const char *prog, const struct Command *only)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        if (only && only != &commands[i])
+            continue;
+        fprintf(out, "%s %s ", only || i == 0 ? "usage:" : "      ", prog);
+        for (const char *p = commands[i].usage; *p; p++) {
+            if (!strncmp(p, "PROG", 4)) {
+                fputs(prog, out);
+                p += 3;
+            } else {
+                fputc(*p, out);
+            }
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "model '%s': input %dx%dx%d, %d outputs, %lld parameters\n", cnn_model.name,
+            cnn_model.height, cnn_model.width, cnn_model.channels, cnn_model.outputs,
+            (long long)cnn_model.params_size);
+}
+
+/* One option and its value; false after a message. */
+static bool parse_option(const struct Option *o, const char *v, Args *a)
+{
+    char msg[512], *end;
+    void *field = (char *)a + o->field;
+    errno = 0;
+    switch (o->kind) {
+    case O_FLAG:
+        *(bool *)field = true;
+        return true;
+    case O_PATH:
+        *(const char **)field = v;
+        return true;
+    case O_INT:
+        if (parse_int(v, 1, o->hi, field))
+            return true;
+        snprintf(msg, sizeof msg, "'%s' needs a number from 1 to %d, not '%s'", o->name, o->hi, v);
+        break;
+    case O_REAL:
+        a->lr = strtod(v, &end);
+        if (!*end && *v && a->lr > 0 && a->lr <= 1e6)
+            return true;
+        snprintf(msg, sizeof msg, "'%s' needs a positive number, not '%s'", o->name, v);
+        break;
+    case O_SEED:
+        a->seed = strtoull(v, &end, 10);
+        a->seed_given = true;
+        if (!*end && *v && !errno && v[0] != '-')
+            return true;
+        snprintf(msg, sizeof msg, "'%s' needs an integer from 0 to 2^64 - 1, not '%s'", o->name, v);
+        break;
+    }
+    fail(msg);
+    return false;
+}
+
+/* Options given one of a pair need the other. */
+static bool check_pairs(const Args *a)
+{
+    static const struct {
+        size_t one, other;
+        const char *name1, *name2;
+    } pairs[] = {
+        {offsetof(Args, images), offsetof(Args, labels), "--images", "--labels"},
+        {offsetof(Args, test_images), offsetof(Args, test_labels), "--test-images", "--test-labels"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        bool one = *(const char **)((const char *)a + pairs[i].one) != NULL;
+        bool other = *(const char **)((const char *)a + pairs[i].other) != NULL;
+        if (one != other) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "'%s' needs '%s' too", one ? pairs[i].name1 : pairs[i].name2,
+                     one ? pairs[i].name2 : pairs[i].name1);
+            fail(msg);
+            return false;
+        }
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
 {
     const CnnModel *m = &cnn_model;
+    const char *prog = argv[0];
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout, argv[0]);
+        usage(argc < 2 ? stderr : stdout, prog, NULL);
         return argc < 2;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    Args a = {.cmd = argv[1], .top = 3, .threads = cores > 0 ? (int)cores : 1};
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        const char **slot = !strcmp(o, "--weights") ? &a.weights : !strcmp(o, "--input") ? &a.input
-                          : !strcmp(o, "--output") ? &a.output : !strcmp(o, "--data") ? &a.data
-                          : !strcmp(o, "--images") ? &a.images : !strcmp(o, "--labels") ? &a.labels
-                          : !strcmp(o, "--test-images") ? &a.test_images
-                          : !strcmp(o, "--test-labels") ? &a.test_labels
-                          : !strcmp(o, "--save") ? &a.save : !strcmp(o, "--log") ? &a.log
-                          : !strcmp(o, "-o") ? &a.output : !strcmp(o, "--layer") ? &a.layer : NULL;
-        int *num = !strcmp(o, "--top") ? &a.top : !strcmp(o, "--threads") ? &a.threads
-                 : !strcmp(o, "--epochs") ? &a.epochs : !strcmp(o, "--batch") ? &a.batch
-                 : !strcmp(o, "--steps") ? &a.steps : NULL;
-        char msg[256];
-        if (slot || num || !strcmp(o, "--lr") || !strcmp(o, "--seed")) {
-            if (!v) {
-                snprintf(msg, sizeof msg, "'%s' needs a value", o);
-                return fail(msg);
-            }
-            i++;
-            char *end;
-            errno = 0;
-            if (slot) {
-                *slot = v;
-            } else if (num) {
-                if (!parse_int(v, 1, !strcmp(o, "--threads") ? 1024 : 1 << 30, num)) {
-                    snprintf(msg, sizeof msg, "'%s' needs a positive number, not '%s'", o, v);
-                    return fail(msg);
-                }
-            } else if (!strcmp(o, "--lr")) {
-                a.lr = strtod(v, &end);
-                if (*end || !*v || !(a.lr > 0) || a.lr > 1e6) {
-                    snprintf(msg, sizeof msg, "'--lr' needs a positive number, not '%s'", v);
-                    return fail(msg);
-                }
-            } else {
-                unsigned long long sd = strtoull(v, &end, 10);
-                if (*end || !*v || errno || v[0] == '-') {
-                    snprintf(msg, sizeof msg, "'--seed' needs a non-negative integer, not '%s'", v);
-                    return fail(msg);
-                }
-                a.seed = sd;
-                a.seed_given = true;
-            }
-        } else if (!strcmp(o, "--no-shuffle")) {
-            a.no_shuffle = true;
-        } else if (o[0] == '-') {
-            snprintf(msg, sizeof msg, "unknown option '%s'", o);
-            return fail(msg);
-        } else if (a.nfiles < 256) {
-            a.files[a.nfiles++] = o;
-        }
+    if (!strcmp(argv[1], "--version")) {
+        printf("%s: model '%s', compiled by cnnc %s\n", prog, m->name, CNNC_VERSION);
+        return 0;
     }
-    static const struct {
-        const char *name;
-        int (*run)(const CnnModel *m, const Args *a);
-    } commands[] = {
-        {"train", cmd_train}, {"eval", cmd_eval}, {"predict", cmd_predict},
-        {"infer", cmd_infer}, {"bench", cmd_bench}, {"show", cmd_show},
-    };
+    const struct Command *cmd = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(a.cmd, commands[i].name))
-            return commands[i].run(m, &a);
-    char msg[256];
-    snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict, infer, bench or show", a.cmd);
-    usage(stderr, argv[0]);
-    return fail(msg);
+        if (!strcmp(argv[1], commands[i].name))
+            cmd = &commands[i];
+    char msg[512];
+    if (!cmd) {
+        snprintf(msg, sizeof msg, "unknown command '%s'; expected train, eval, predict, infer, "
+                 "bench or show (see '%s --help')", argv[1], prog);
+        return fail(msg);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    Args a = {.cmd = argv[1], .top = 3, .threads = cores > 0 ? (int)cores : 1, .progress = 10};
+    a.files = calloc((size_t)argc, sizeof *a.files);
+    int rc = 1;
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout, prog, cmd);
+            rc = 0;
+            goto out;
+        }
+        if (o[0] != '-' || !o[1]) {
+            a.files[a.nfiles++] = o;
+            continue;
+        }
+        const struct Option *opt = NULL;
+        for (size_t k = 0; k < sizeof options / sizeof *options; k++)
+            if (!strcmp(o, options[k].name))
+                opt = &options[k];
+        if (!opt || !(opt->cmds & cmd->mask)) {
+            snprintf(msg, sizeof msg, opt ? "'%s' does not apply to '%s' (see '%s %s --help')"
+                                          : "unknown option '%s' for '%s' (see '%s %s --help')",
+                     o, cmd->name, prog, cmd->name);
+            fail(msg);
+            goto out;
+        }
+        if (opt->kind != O_FLAG && i + 1 >= argc) {
+            snprintf(msg, sizeof msg, "'%s' needs a value", o);
+            fail(msg);
+            goto out;
+        }
+        if (!parse_option(opt, opt->kind == O_FLAG ? NULL : argv[++i], &a))
+            goto out;
+    }
+    if (check_pairs(&a))
+        rc = cmd->run(m, &a);
+out:
+    free(a.files);
+    return rc;
 }

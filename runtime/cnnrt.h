@@ -30,11 +30,22 @@ typedef struct CnnLayer {
     int32_t weight, fixed_weight;   /* its weight's index in tensors / fixed, or -1 */
 } CnnLayer;
 
+/* The hyperparameters a train step reads, which the program's options
+ * override (compiler/train.c reads them at these places). */
+typedef struct CnnHyper {
+    float lr, momentum, weight_decay, eps, beta1, beta2;
+    uint64_t seed;                  /* dropout's masks: every bit counts */
+} CnnHyper;
+
 /* The ABI between generated code and the runtime: keep in step with
  * compiler/emit.c (emit_descriptor). */
+enum { CNN_LOSS_CROSS_ENTROPY, CNN_LOSS_MSE };   /* CnnModel.loss: settings.def's order */
+
 typedef struct CnnModel {
     const char *name;
-    int32_t batch, height, width, channels, outputs, ntensors;
+    int32_t batch;                  /* most images per call of the generated code */
+    int32_t train_batch;            /* the train block's batch: train's default */
+    int32_t height, width, channels, outputs, ntensors;
     int64_t params_size, workspace_size;
     uint64_t shape_hash;
     const CnnTensor *tensors;
@@ -43,15 +54,15 @@ typedef struct CnnModel {
     void (*infer)(const float *params, const float *input, float *output, int n, void *ws);
     /* NULL when built with --inference-only or --weights */
     float (*train_step)(float *params, float *opt_state, const float *input,
-                        const int32_t *labels, int n, void *ws, const float *hp);
+                        const int32_t *labels, int n, void *ws, const CnnHyper *hp);
     /* train_step in two halves, for a batch split across threads: grad leaves
      * the gradients of its n images' mean loss at ws + dparams_offset */
     float (*grad)(const float *params, const float *opt_state, const float *input,
-                  const int32_t *labels, int n, void *ws, const float *hp, int first);
-    void (*apply)(float *params, float *opt_state, const float *dparams, const float *hp);
+                  const int32_t *labels, int n, void *ws, const CnnHyper *hp, int first);
+    void (*apply)(float *params, float *opt_state, const float *dparams, const CnnHyper *hp);
     int64_t opt_state_size;         /* floats */
     int64_t dparams_offset;         /* bytes into a workspace */
-    float hp[7];                    /* lr, momentum, weight_decay, eps, beta1, beta2, seed */
+    CnnHyper hp;                    /* the train block's */
     int32_t epochs, loss;
     uint64_t seed;
     int32_t nlayers, nfixed;
@@ -100,6 +111,8 @@ FILE *cnn_out_fopen(CnnOut *o, const char *mode, char *err, size_t errsize);
 bool cnn_out_close(CnnOut *o, FILE *f, char *err, size_t errsize);
 bool cnn_out_commit(CnnOut *o, char *err, size_t errsize);
 void cnn_out_abort(CnnOut *o);
+/* The whole of an output at once, through the above; path "-" is standard output. */
+bool cnn_write_all(const char *path, const void *data, size_t len, char *errbuf, size_t errsize);
 /* Whether two paths name one regular file (an output that is also an input). */
 bool cnn_same_file(const char *a, const char *b);
 

@@ -50,8 +50,12 @@ static gzFile open_idx(const char *path, uint32_t *magic, char *err, size_t es)
         snprintf(err, es, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    if (!read_be32(f, magic)) {
-        snprintf(err, es, "%s: not an IDX file (too short for a header)", path);
+    unsigned char b[4];
+    int got = gzread(f, b, 4);
+    *magic = got == 4 ? (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3] : 0;
+    if (got != 4) {
+        snprintf(err, es, got == 0 ? "%s: empty (an IDX file starts with a 4-byte magic number)"
+                                   : "%s: not an IDX file (too short for a header)", path);
         gzclose(f);
         return NULL;
     }
@@ -186,8 +190,13 @@ bool cnn_read_pnm(const char *path, int32_t h, int32_t w, int32_t c, float *out,
         goto out;
     }
     int chans = m[1] == '5' ? 1 : 3;
-    if (!pnm_int(f, &W) || !pnm_int(f, &H) || !pnm_int(f, &maxval) || maxval < 1 || maxval > 255) {
+    if (!pnm_int(f, &W) || !pnm_int(f, &H) || !pnm_int(f, &maxval) || maxval < 1 || maxval > 65535) {
         snprintf(err, es, "%s: malformed %s header", path, chans == 1 ? "PGM" : "PPM");
+        goto out;
+    }
+    if (maxval > 255) {
+        snprintf(err, es, "%s: a 16-bit %s (maxval %ld); only 8-bit images (maxval up to 255) "
+                 "are supported", path, chans == 1 ? "PGM" : "PPM", maxval);
         goto out;
     }
     if (W != w || H != h || chans != c) {

@@ -206,6 +206,29 @@ void cnn_out_abort(CnnOut *o)
     o->tmp[0] = '\0';
 }
 
+bool cnn_write_all(const char *path, const void *data, size_t len, char *err, size_t es)
+{
+    if (!strcmp(path, "-")) {
+        bool ok = fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
+        if (!ok)
+            snprintf(err, es, "standard output: cannot write: %s", strerror(errno));
+        return ok;
+    }
+    CnnOut out;
+    FILE *f = cnn_out_begin(&out, path, err, es) ? cnn_out_fopen(&out, "wb", err, es) : NULL;
+    bool ok = f != NULL;
+    if (f) {
+        bool wrote = fwrite(data, 1, len, f) == len;
+        int e = errno;
+        ok = cnn_out_close(&out, f, err, es) && wrote;
+        if (!wrote)
+            snprintf(err, es, "%s: cannot write: %s", path, strerror(e));
+        ok = ok && cnn_out_commit(&out, err, es);
+    }
+    cnn_out_abort(&out);
+    return ok;
+}
+
 bool cnn_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;

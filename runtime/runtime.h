@@ -12,14 +12,17 @@ extern const CnnModel cnn_model;
 typedef struct Args {
     const char *cmd, *weights, *input, *output, *data, *images, *labels;
     const char *test_images, *test_labels, *save, *log, *layer;
-    const char *files[256];
+    const char **files;             /* the words that are not options, in order */
     int nfiles, top, threads, epochs, batch, steps;
+    int progress;                   /* seconds between progress lines off a terminal */
     double lr;
     uint64_t seed;
-    bool seed_given, no_shuffle;
+    bool seed_given, no_shuffle, verbose;
 } Args;
 
 int fail(const char *msg);
+/* true, after a message, when out names one of the inputs (a NULL-ended list) */
+bool output_is_input(const char *out, const char *const *inputs);
 void *ws_alloc(const CnnModel *m);
 float *load_params(const CnnModel *m, const Args *a, char *err, size_t es);
 /* Inference in batches on a pool, each thread with a workspace of its own,
@@ -34,7 +37,7 @@ bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t si
 bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages *im,
                   int32_t **labels, char *err, size_t es);
 int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
-                    const int32_t *labels, int threads);
+                    const int32_t *labels, int threads, double *loss);
 int cmd_train(const CnnModel *m, const Args *a);
 int cmd_bench(const CnnModel *m, const Args *a);
 
@@ -62,8 +65,13 @@ Pool *rt_pool_new(int threads);
 int rt_pool_threads(const Pool *p);
 void rt_pool_run(Pool *p, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
 void rt_pool_free(Pool *p);
-float rt_train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
-                    const float *x, const int32_t *y, int n, const float *hp);
+/* step.c: a training step of any number of images, split across threads */
+typedef struct Stepper Stepper;
+Stepper *stepper_new(const CnnModel *m, int threads);
+void stepper_free(Stepper *s);
+int stepper_threads(const Stepper *s);
+float stepper_step(Stepper *s, float *params, float *opt, const float *x, const int32_t *y, int n,
+                   const CnnHyper *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),
                  void *ctx);
 

@@ -3,31 +3,42 @@
  *
  *   ./model train --data DIR [--epochs N] [--batch N] [--lr X] [--seed N]
  *                 [--weights W] [--save W] [--no-shuffle] [--steps N] [--log F]
+ *                 [--progress SECONDS]
  *
  * Reads the training set (and the test set, when there is one), starts from
- * --weights or the seeded init, and runs the generated train step over
- * shuffled batches (the last one may be partial). A progress bar on a
- * terminal, one line per epoch otherwise; test accuracy after each epoch;
- * a CSV line per epoch with --log; --save after every epoch, atomically. A
- * loss that is not finite stops training before anything is saved, so the
- * last checkpoint stays good; SIGINT saves and stops after the current step.
+ * --weights or the seeded init, and runs steps (step.c) over shuffled batches
+ * (the last one may be partial). A progress bar on a terminal, fitted to its
+ * width; off a terminal a progress line every --progress seconds and a line
+ * per epoch. Test loss and accuracy after each epoch; a CSV line per epoch
+ * with --log; --save after every epoch, atomically (files.c).
+ *
+ * The run stops with exit status 1, before anything more is saved, so that
+ * the last checkpoint stays good, when the loss is not finite or diverges:
+ * when the epoch's mean loss so far exceeds DIVERGED times the first step's
+ * (or DIVERGED, if that is larger). SIGINT and SIGTERM stop it after the
+ * current step, save, and exit with 130 and 143.
  */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 #include "runtime.h"
 
-/* Set by SIGINT; the one piece of global state, as a signal handler needs. */
-static volatile sig_atomic_t interrupted;
+enum { DIVERGED = 100 };
 
-static void on_sigint(int sig)
+/* The signal that asked to stop; the one piece of global state, as a signal
+ * handler needs. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    stop_signal = sig;
 }
 
 static double now(void)
@@ -57,70 +68,152 @@ static void shuffle(int64_t *order, int64_t n, uint64_t seed, int epoch)
     }
 }
 
-static void progress(int epoch, int epochs, int64_t done, int64_t total, double loss, double ips)
+/* What the progress display needs to know of the run. */
+typedef struct Run {
+    int epoch, epochs;
+    int64_t seen, count;            /* images of this epoch done, and in it */
+    int64_t done, total;            /* images of the whole run done, and to do */
+    double loss, t0, last;          /* the epoch's mean loss; the run's start; the last line */
+    bool tty;
+    int every;                      /* seconds between lines off a terminal */
+} Run;
+
+static void format_eta(char *buf, size_t size, const Run *r, double ips)
 {
-    enum { WIDTH = 30 };
-    int fill = (int)(WIDTH * done / (total ? total : 1));
-    double eta = ips > 0 ? (double)(total - done) / ips : 0;
-    fprintf(stderr, "\repoch %d/%d [%.*s%*s] %lld/%lld  loss %.4f  %.0f img/s  ETA %d:%02d ",
-            epoch, epochs, fill, "==============================", WIDTH - fill, "",
-            (long long)done, (long long)total, loss, ips, (int)eta / 60, (int)eta % 60);
+    double eta = ips > 0 ? (double)(r->total - r->done) / ips : 0;
+    int s = (int)(eta + 0.5);
+    if (s >= 3600)
+        snprintf(buf, size, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, size, "%d:%02d", s / 60, s % 60);
 }
 
-/* One step, its batch split across the pool's threads: each computes the
- * gradient of its share in its own workspace, then the shares are weighted by
- * their size and summed into the first workspace's, and applied once. */
-typedef struct Step {
-    const CnnModel *m;
-    const float *params, *opt, *x, *hp;
-    const int32_t *y;
-    int n, shares;
-    void **ws;
-    float loss[64];
-    int first[65];
-} Step;
-
-static void step_share(void *ctx, int64_t task, int thread)
+static int terminal_width(void)
 {
-    Step *s = ctx;
-    int first = s->first[task], n = s->first[task + 1] - first;
-    int64_t in = (int64_t)s->m->height * s->m->width * s->m->channels;
-    s->loss[task] = s->m->grad(s->params, s->opt, s->x + first * in, s->y + first, n,
-                               s->ws[thread], s->hp, first);
+    struct winsize ws;
+    return ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
 }
 
-float rt_train_step(const CnnModel *m, Pool *pool, void **ws, float *params, float *opt,
-                    const float *x, const int32_t *y, int n, const float *hp)
+/* A progress bar that fits the terminal, or a line every r->every seconds. */
+static void progress(Run *r, bool force)
 {
-    int shares = rt_pool_threads(pool);
-    if (shares > n / 8)
-        shares = n / 8;
-    if (shares <= 1)
-        return m->train_step(params, opt, x, y, n, ws[0], hp);
-    Step s = {m, params, opt, x, hp, y, n, shares, ws, {0}, {0}};
-    for (int t = 0; t <= shares; t++)
-        s.first[t] = (int)((int64_t)n * t / shares);
-    rt_pool_run(pool, shares, step_share, &s);
-    float *sum = (float *)((char *)ws[0] + m->dparams_offset);
-    float loss = 0;
-    for (int t = 0; t < shares; t++) {
-        float w = (float)(s.first[t + 1] - s.first[t]) / (float)n;
-        const float *d = (const float *)((char *)ws[t] + m->dparams_offset);
-        for (int64_t i = 0; i < m->params_size; i++)
-            sum[i] = t == 0 ? w * d[i] : sum[i] + w * d[i];
-        loss += w * s.loss[t];
+    double t = now();
+    if (!force && t - r->last < (r->tty ? 0.1 : r->every))
+        return;
+    r->last = t;
+    double ips = (double)r->done / (t - r->t0 + 1e-9);
+    char eta[32], tail[160], head[32];
+    format_eta(eta, sizeof eta, r, ips);
+    snprintf(head, sizeof head, "epoch %d/%d", r->epoch, r->epochs);
+    snprintf(tail, sizeof tail, "%lld/%lld  loss %.4f  %.0f img/s  ETA %s", (long long)r->seen,
+             (long long)r->count, r->loss, ips, eta);
+    if (!r->tty) {
+        fprintf(stderr, "%s  %s\n", head, tail);
+        return;
     }
-    m->apply(params, opt, sum, hp);
-    return loss;
+    /* "head [====    ] tail", one column short of the width so it never
+     * wraps: the bar only where there is room for it, the tail cut short on
+     * a narrow terminal */
+    int cols = terminal_width() - 1;
+    int room = cols - (int)strlen(head) - (int)strlen(tail) - 4;
+    char bar[256] = "", line[512];
+    if (room >= 10) {
+        int width = room < 30 ? room : 30;
+        int fill = (int)(width * r->seen / (r->count ? r->count : 1));
+        snprintf(bar, sizeof bar, " [%.*s%*s]", fill,
+                 "==============================", width - fill, "");
+    }
+    snprintf(line, sizeof line, "%s%s %s", head, bar, tail);
+    if (cols > 0 && cols < (int)sizeof line)
+        line[cols] = '\0';
+    fprintf(stderr, "\r%s\033[K", line);
+}
+
+typedef struct Data {
+    CnnImages train, test;
+    int32_t *labels, *test_labels;
+    bool has_test;
+} Data;
+
+static void data_free(Data *d)
+{
+    free(d->train.pixels);
+    free(d->labels);
+    free(d->test.pixels);
+    free(d->test_labels);
+}
+
+static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size_t es)
+{
+    char img[4096], lbl[4096];
+    *d = (Data){0};
+    data_paths(a, "train", img, lbl, sizeof img);
+    if (!load_dataset(m, img, lbl, &d->train, &d->labels, err, es))
+        return false;
+    if (a->test_images || a->data) {
+        data_paths(a, "t10k", img, lbl, sizeof img);
+        if (access(img, R_OK) == 0 || a->test_images) {
+            if (!load_dataset(m, img, lbl, &d->test, &d->test_labels, err, es)) {
+                data_free(d);
+                return false;
+            }
+            d->has_test = true;
+        }
+    }
+    return true;
+}
+
+/* Refuses, before any work, what train cannot do or would destroy; false
+ * after a message. */
+static bool check_train(const CnnModel *m, const Args *a)
+{
+    char img[4096], lbl[4096], timg[4096], tlbl[4096], err[8192];
+    if (!m->train_step) {
+        snprintf(err, sizeof err, m->baked ? "this program has its weights built in (cnnc --weights), "
+                 "so it has no training code; build it without --weights to train"
+                 : m->params_size == 0 ? "model '%s' has no trainable parameters: there is nothing to train"
+                 : "this program was built with --inference-only: it has no training code", m->name);
+        return fail(err) == 0;
+    }
+    if (!data_paths(a, "train", img, lbl, sizeof img))
+        return fail("train needs --data DIR (or --images F --labels F)") == 0;
+    data_paths(a, "t10k", timg, tlbl, sizeof timg);
+    const char *inputs[] = {img, lbl, timg, tlbl, a->weights ? a->weights : img, NULL};
+    if (output_is_input(a->save, (const char *[]){img, lbl, timg, tlbl, NULL}) ||
+        output_is_input(a->log, inputs) || output_is_input(a->log, (const char *[]){a->save ? a->save : img, NULL}))
+        return false;
+    /* a --save that cannot be written is found now, not after the first epoch */
+    CnnOut probe;
+    if (a->save && !cnn_out_begin(&probe, a->save, err, sizeof err))
+        return fail(err) == 0;
+    if (a->save)
+        cnn_out_abort(&probe);
+    return true;
 }
 
 static bool save(const CnnModel *m, const char *path, const float *params)
 {
     char err[8192];
-    if (!path)
-        return true;
-    if (!cnnw_save(path, m, params, err, sizeof err)) {
+    if (path && !cnnw_save(path, m, params, err, sizeof err)) {
         fail(err);
+        return false;
+    }
+    return true;
+}
+
+static bool log_line(FILE *log, const char *path, char *err, size_t es, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static bool log_line(FILE *log, const char *path, char *err, size_t es, const char *fmt, ...)
+{
+    if (!log)
+        return true;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(log, fmt, ap);
+    va_end(ap);
+    if (fflush(log) != 0 || ferror(log)) {
+        snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
         return false;
     }
     return true;
@@ -128,155 +221,150 @@ static bool save(const CnnModel *m, const char *path, const float *params)
 
 int cmd_train(const CnnModel *m, const Args *a)
 {
-    char err[8192], img[4096], lbl[4096];
-    if (!m->train_step)
-        return fail("this program was built without training code (--inference-only or --weights)");
-    if (!data_paths(a, "train", img, lbl, sizeof img))
-        return fail("train needs --data DIR (or --images F --labels F)");
-    int batch = a->batch ? a->batch : m->batch;
-    if (batch > m->batch) {
-        snprintf(err, sizeof err, "--batch %d is more than the %d this program was compiled for "
-                 "(recompile with cnnc --batch %d)", batch, m->batch, batch);
+    char err[8192] = "";
+    if (!check_train(m, a))
+        return 1;
+    int batch = a->batch ? a->batch : m->train_batch;
+    Data data;
+    if (!load_data(m, a, &data, err, sizeof err))
         return fail(err);
-    }
-    CnnImages train = {0}, test = {0};
-    int32_t *labels = NULL, *test_labels = NULL;
-    if (!load_dataset(m, img, lbl, &train, &labels, err, sizeof err))
-        return fail(err);
-    bool has_test = false;
-    if ((a->test_images && a->test_labels) || a->data) {
-        data_paths(a, "t10k", img, lbl, sizeof img);
-        if (access(img, R_OK) == 0 || a->test_images) {
-            if (!load_dataset(m, img, lbl, &test, &test_labels, err, sizeof err)) {
-                free(train.pixels);
-                free(labels);
-                return fail(err);
-            }
-            has_test = true;
-        }
-    }
-    float *params = NULL;
     uint64_t seed = a->seed_given ? a->seed : m->seed;
-    if (a->weights) {
-        params = load_params(m, a, err, sizeof err);
-    } else {
-        params = malloc(((size_t)m->params_size + 1) * sizeof *params);
+    float *params = a->weights ? load_params(m, a, err, sizeof err)
+                               : malloc(((size_t)m->params_size + 1) * sizeof *params);
+    if (params && !a->weights)
         m->init_params(params, seed);
-    }
     FILE *log = NULL;
     if (params && a->log && !(log = fopen(a->log, "w")))
-        snprintf(err, sizeof err, "%s: cannot write", a->log);
+        snprintf(err, sizeof err, "%s: cannot write: %s", a->log, strerror(errno));
     if (!params || (a->log && !log)) {
         free(params);
-        free(train.pixels);
-        free(labels);
-        free(test.pixels);
-        free(test_labels);
+        data_free(&data);
         return fail(err);
     }
-    if (log)
-        fprintf(log, "epoch,step,loss,accuracy,images_per_s\n");
+    bool ok = log_line(log, a->log, err, sizeof err,
+                       "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds\n") || fail(err) == 0;
 
-    float hp[7];
-    memcpy(hp, m->hp, sizeof hp);
+    CnnHyper hp = m->hp;
     if (a->lr > 0)
-        hp[0] = (float)a->lr;
-    hp[6] = (float)(seed & 0xFFFFFF);
+        hp.lr = (float)a->lr;
+    hp.seed = seed;
     float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
-    int threads = a->threads < 64 ? a->threads : 64;
-    Pool *pool = rt_pool_new(threads);
-    void **ws = calloc((size_t)rt_pool_threads(pool), sizeof *ws);
-    for (int t = 0; t < rt_pool_threads(pool); t++)
-        ws[t] = ws_alloc(m);
-    int64_t in = (int64_t)m->height * m->width * m->channels;
+    Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
+    int64_t in = (int64_t)m->height * m->width * m->channels, count = data.train.count;
     float *x = malloc((size_t)(batch * in) * sizeof *x);
     int32_t *y = malloc((size_t)batch * sizeof *y);
-    int64_t *order = malloc((size_t)train.count * sizeof *order);
-    for (int64_t i = 0; i < train.count; i++)
+    int64_t *order = malloc((size_t)count * sizeof *order);
+    for (int64_t i = 0; i < count; i++)
         order[i] = i;
 
     struct sigaction sa = {0};
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
-    bool tty = isatty(2), ok = true, stop = false;
+    sigaction(SIGTERM, &sa, NULL);
     int epochs = a->epochs ? a->epochs : m->epochs;
-    int64_t step = 0;
+    int64_t per_epoch = (count + batch - 1) / batch, total = (int64_t)epochs * count;
+    if (a->steps && (int64_t)a->steps < per_epoch * epochs)
+        total = (int64_t)(a->steps / per_epoch) * count + (int64_t)(a->steps % per_epoch) * batch;
+    Run run = {.epochs = epochs, .count = count, .total = total, .t0 = now(), .tty = isatty(2),
+               .every = a->progress};
+    run.last = run.t0;
+    int64_t step = 0, epoch_steps = 0;
+    double first_loss = -1;
+    bool stop = false;
     for (int epoch = 1; epoch <= epochs && ok && !stop; epoch++) {
         if (!a->no_shuffle)
-            shuffle(order, train.count, seed, epoch);
-        double t0 = now(), last_draw = 0, sum = 0;
-        int64_t seen = 0, batches = 0;
-        for (int64_t first = 0; first < train.count; first += batch) {
-            int n = (int)(train.count - first < batch ? train.count - first : batch);
+            shuffle(order, count, seed, epoch);
+        double t0 = now(), sum = 0;
+        run.epoch = epoch;
+        run.seen = 0;
+        epoch_steps = 0;
+        for (int64_t first = 0; first < count; first += batch) {
+            int n = (int)(count - first < batch ? count - first : batch);
             for (int i = 0; i < n; i++) {
-                memcpy(x + i * in, train.pixels + order[first + i] * in, (size_t)in * sizeof *x);
-                y[i] = labels[order[first + i]];
+                memcpy(x + i * in, data.train.pixels + order[first + i] * in, (size_t)in * sizeof *x);
+                y[i] = data.labels[order[first + i]];
             }
-            float loss = rt_train_step(m, pool, ws, params, opt, x, y, n, hp);
-            if (!isfinite(loss)) {
-                snprintf(err, sizeof err, "the loss became %s at epoch %d, step %lld; stopping "
-                         "(lower --lr?)%s%s%s", isnan(loss) ? "nan" : "infinite", epoch,
-                         (long long)step + 1, a->save ? "; the last checkpoint, " : "",
-                         a->save ? a->save : "", a->save ? ", is intact" : "");
-                if (tty)
+            float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
+            step++;
+            epoch_steps++;
+            sum += loss;
+            if (first_loss < 0)
+                first_loss = loss;
+            double mean = sum / (double)epoch_steps, bound = DIVERGED * fmax(first_loss, 1.0 / DIVERGED);
+            if (!isfinite(loss) || mean > bound) {
+                if (!isfinite(loss))
+                    snprintf(err, sizeof err, "the loss became %s at epoch %d, step %lld",
+                             isnan(loss) ? "nan" : "infinite", epoch, (long long)step);
+                else
+                    snprintf(err, sizeof err, "the loss diverged at epoch %d, step %lld: the "
+                             "epoch's mean so far, %.4g, is over %d times the first step's (%.4g)",
+                             epoch, (long long)step, mean, DIVERGED, first_loss);
+                size_t len = strlen(err);
+                snprintf(err + len, sizeof err - len, "; stopping (lower --lr?)%s%s%s",
+                         a->save ? "; the last checkpoint, " : "", a->save ? a->save : "",
+                         a->save ? ", is intact" : "");
+                if (run.tty)
                     fputc('\n', stderr);
                 fail(err);
                 ok = false;
                 break;
             }
-            sum += loss;
-            batches++;
-            seen += n;
-            step++;
-            double t = now();
-            if (tty && (t - last_draw > 0.1 || seen == train.count)) {
-                progress(epoch, epochs, seen, train.count, sum / (double)batches,
-                         (double)seen / (t - t0 + 1e-9));
-                last_draw = t;
-            }
-            if ((a->steps && step >= a->steps) || interrupted) {
+            run.seen += n;
+            run.done += n;
+            run.loss = mean;
+            progress(&run, run.tty && run.seen == count);
+            if ((a->steps && step >= a->steps) || stop_signal) {
                 stop = true;
                 break;
             }
         }
         if (!ok)
             break;
-        double ips = (double)seen / (now() - t0 + 1e-9);
-        double acc = has_test ? 100.0 * (double)count_right(m, params, &test, test_labels, a->threads)
-                                    / (double)test.count : -1;
-        if (tty)
+        if (run.tty)
             fputc('\n', stderr);
-        printf("epoch %d/%d  loss %.4f  %.0f img/s", epoch, epochs, batches ? sum / (double)batches : 0, ips);
-        if (has_test)
-            printf("  test accuracy %.2f%%", acc);
+        if (stop_signal) {
+            fprintf(stderr, "%s: interrupted at step %lld of epoch %d (batch %lld of %lld)\n",
+                    m->name, (long long)step, epoch, (long long)epoch_steps, (long long)per_epoch);
+            break;
+        }
+        double secs = now() - t0, ips = (double)run.seen / (secs + 1e-9), mean = sum / (double)epoch_steps;
+        double test_loss = 0, acc = -1;
+        if (data.has_test)
+            acc = 100.0 * (double)count_right(m, params, &data.test, data.test_labels, a->threads,
+                                              &test_loss) / (double)data.test.count;
+        printf("epoch %d/%d  loss %.4f  %.0f img/s", epoch, epochs, mean, ips);
+        if (data.has_test)
+            printf("  test loss %.4f  test accuracy %.2f%%", test_loss, acc);
         printf("\n");
         fflush(stdout);
-        if (log) {
-            fprintf(log, "%d,%lld,%.6f,", epoch, (long long)step, batches ? sum / (double)batches : 0);
-            if (has_test)
-                fprintf(log, "%.4f", acc / 100);
-            fprintf(log, ",%.1f\n", ips);
-            fflush(log);
+        char accs[32] = "", tls[32] = "";
+        if (data.has_test) {
+            snprintf(accs, sizeof accs, "%.4f", acc / 100);
+            snprintf(tls, sizeof tls, "%.6f", test_loss);
+        }
+        ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f\n", epoch,
+                      (long long)step, mean, accs, ips, tls, hp.lr, secs);
+        if (!ok) {
+            fail(err);
+            break;
         }
         ok = save(m, a->save, params);
-        if (interrupted)
-            fprintf(stderr, "%s: interrupted%s%s\n", m->name, a->save ? "; saved " : "",
-                    a->save ? a->save : "");
     }
+    if (ok && stop_signal)
+        ok = save(m, a->save, params);
+    if (ok && stop_signal)
+        fprintf(stderr, "%s: %s%s\n", m->name, a->save ? "saved " : "nothing saved (no --save)",
+                a->save ? a->save : "");
     if (log)
         fclose(log);
     free(order);
     free(x);
     free(y);
-    for (int t = 0; t < rt_pool_threads(pool); t++)
-        free(ws[t]);
-    free(ws);
-    rt_pool_free(pool);
+    stepper_free(stepper);
     free(opt);
     free(params);
-    free(train.pixels);
-    free(labels);
-    free(test.pixels);
-    free(test_labels);
-    return ok ? 0 : 1;
+    data_free(&data);
+    if (!ok)
+        return 1;
+    return stop_signal ? 128 + stop_signal : 0;
 }

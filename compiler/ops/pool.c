@@ -63,9 +63,9 @@ static void pool_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLV
     LLVMValueRef v = cg_vload(c, x->inp, tap_at(c, x, pix), x->width);
     LLVMValueRef acc = cg_vget(c, x->acc, x->width);
     if (n->op == OP_MAXPOOL) {
-        /* the first maximum wins, as PyTorch's: replace only when strictly greater */
-        LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealUGT, v, acc, "");
-        LLVMBuildStore(c->b, LLVMBuildSelect(c->b, gt, v, acc, ""), x->acc);
+        /* the first maximum wins, as PyTorch's: replace only when strictly
+         * greater, or with a NaN, which then stays */
+        LLVMBuildStore(c->b, cg_vmax(c, v, acc), x->acc);
     } else {
         LLVMBuildStore(c->b, cg_fadd(c, acc, v), x->acc);
         LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, cg_get(c, x->count), cg_f32(c, 1), ""), x->count);
