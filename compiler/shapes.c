@@ -117,12 +117,32 @@ Param *shape_param(Graph *g, Node *n, const char *suffix, int rank, const int64_
     return p;
 }
 
+/* The numbers in a tensor, INT64_MAX when they overflow 64 bits. */
 int64_t shape_elems(Shape s)
 {
     int64_t e = 1;
     for (int i = 0; i < s.rank; i++)
-        e *= s.d[i];
+        e = sat_mul(e, s.d[i]);
     return e;
+}
+
+/* The exact count, as digits, however large (dimensions are below 2^31 and
+ * at most 3, so 128 bits hold it). */
+static const char *elems_str(Shape s, char *buf, size_t size)
+{
+    unsigned __int128 e = 1;
+    for (int i = 0; i < s.rank; i++)
+        e *= (unsigned __int128)s.d[i];
+    char digits[48];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + (int)(e % 10));
+        e /= 10;
+    } while (e && n < (int)sizeof digits);
+    for (int i = 0; i < n && i < (int)size - 1; i++)
+        buf[i] = digits[n - 1 - i];
+    buf[n < (int)size - 1 ? n : (int)size - 1] = '\0';
+    return buf;
 }
 
 static const char *rank_words(int rank)
@@ -155,9 +175,10 @@ static void check_node(Graph *g, Node *n, const Node *prev)
     }
     shape_fn[n->op](g, n);
     if (n->out.rank && shape_elems(n->out) > MAX_TENSOR_ELEMS) {
-        diag_error(d, n->loc, "the output of '%s' (%s) has %lld numbers per image; the most "
+        char count[48];
+        diag_error(d, n->loc, "the output of '%s' (%s) has %s numbers per image; the most "
                    "one tensor may have is %lld", n->name, shape_str(n->out, buf, sizeof buf),
-                   (long long)shape_elems(n->out), (long long)MAX_TENSOR_ELEMS);
+                   elems_str(n->out, count, sizeof count), (long long)MAX_TENSOR_ELEMS);
         n->out.rank = 0;
     }
 }

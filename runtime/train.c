@@ -168,10 +168,10 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
 static bool check_train(const CnnModel *m, const Args *a)
 {
     char img[4096], lbl[4096], timg[4096], tlbl[4096], err[8192];
-    if (!m->train_step) {
-        snprintf(err, sizeof err, m->baked ? "this program has its weights built in (cnnc --weights), "
+    if (!m->train_step || m->params_size == 0) {
+        snprintf(err, sizeof err, m->params_size == 0 ? "model '%s' has no trainable parameters: there is nothing to train"
+                 : m->baked ? "this program has its weights built in (cnnc --weights), "
                  "so it has no training code; build it without --weights to train"
-                 : m->params_size == 0 ? "model '%s' has no trainable parameters: there is nothing to train"
                  : "this program was built with --inference-only: it has no training code", m->name);
         return fail(err) == 0;
     }
