@@ -283,6 +283,14 @@ typedef struct Options {
     bool no_winograd;               /* direct convs only */
 } Options;
 
+/* ---- target.c: -mcpu checked against LLVM ---- */
+
+/* Whether LLVM can build code for cpu on triple; false after an error (with
+ * the valid CPUs in a note, for an unknown one). */
+bool target_check_cpu(Diag *d, const char *triple, const char *cpu);
+/* -mcpu=help: the target's CPUs, a line on out; false when LLVM gave none. */
+bool target_list_cpus(FILE *out, const char *triple);
+
 /* ---- emit.c: the back end ---- */
 
 const char *emit_llvm_version(void);

@@ -209,6 +209,8 @@ void diag_note_plain(Diag *d, const char *fmt, ...)
 void diag_fatal(Diag *d, const char *fmt, ...)
 {
     d->errors++;
+    d->last = (Loc){0};
+    d->suppress_notes = false;
     begin_group(d, (Loc){0});
     va_list ap;
     va_start(ap, fmt);

@@ -497,6 +497,10 @@ static LLVMTargetMachineRef make_target(const Options *o, Diag *d, char **triple
         LLVMDisposeMessage(triple);
         return NULL;
     }
+    if (o->cpu && !target_check_cpu(d, triple, o->cpu)) {
+        LLVMDisposeMessage(triple);
+        return NULL;
+    }
     char *cpu, *features;
     if (o->cpu) {
         cpu = LLVMCreateMessage(o->cpu);

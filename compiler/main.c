@@ -124,6 +124,8 @@ static bool parse_args(int argc, char **argv, Options *o)
             o->input = a;
         }
     }
+    if (o->cpu && !strcmp(o->cpu, "help"))
+        exit(target_list_cpus(stdout, o->target) ? 0 : 1);
     if (!o->input) {
         fprintf(stderr, "cnnc: error: no input file\n");
         usage(stderr);
