@@ -625,6 +625,28 @@ static char *lower(const char *s)
     return r;
 }
 
+/* Only the API is visible outside the object: NAME_infer, NAME_init_params and
+ * NAME_train_step with -c; in an executable nothing but the descriptor
+ * cnn_model, which is how the runtime reaches the model. So no model name can
+ * clash with the runtime's symbols (a model named `rt` links). */
+static void hide_internals(Cg *c, const Options *opts, const char *lname)
+{
+    static const char *const api[] = {"infer", "init_params", "train_step"};
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f)) {
+        if (LLVMIsDeclaration(f))
+            continue;
+        size_t len;
+        const char *name = LLVMGetValueName2(f, &len);
+        size_t ll = strlen(lname);
+        bool public = false;
+        for (size_t i = 0; opts->mode != MODE_EXE && i < sizeof api / sizeof *api; i++)
+            public = public || (len == ll + 1 + strlen(api[i]) && !strncmp(name, lname, ll) &&
+                                name[ll] == '_' && !strcmp(name + ll + 1, api[i]));
+        if (!public)
+            LLVMSetLinkage(f, LLVMInternalLinkage);
+    }
+}
+
 void emit_ir(FILE *f, Graph *g, const Options *opts)
 {
     int64_t batch = opts->batch ? opts->batch : g->train.batch;
@@ -730,6 +752,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
         }
         if (opts->mode == MODE_EXE)
             emit_descriptor(&c, &plan, infer, init, &train, acts, baked);
+        hide_internals(&c, opts, lname);
         char *verr = NULL;
         if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
             fprintf(stderr, "%s", verr);
