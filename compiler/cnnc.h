@@ -276,6 +276,7 @@ typedef enum { MODE_EXE, MODE_OBJECT, MODE_ASM, MODE_LLVM, MODE_IR, MODE_SHAPES 
 
 typedef struct Options {
     const char *input, *output, *weights, *target, *cpu;
+    const char *prefix;             /* -c: the functions' and constants' prefix, or NULL */
     Mode mode;
     int opt_level;
     long batch;                     /* 0: the train block's */

@@ -617,6 +617,26 @@ static bool check_outputs(const Graph *g, const Options *opts, Diag *d)
     return true;
 }
 
+/* An executable links the runtime library, which is built for this host
+ * only: for another architecture, say what does work. */
+static bool check_link_target(const Options *opts, Diag *d)
+{
+    if (opts->mode != MODE_EXE || !opts->target)
+        return true;
+    char *want = LLVMNormalizeTargetTriple(opts->target), *host = LLVMGetDefaultTargetTriple();
+    size_t wl = strcspn(want, "-"), hl = strcspn(host, "-");
+    bool same = wl == hl && !strncmp(want, host, wl);
+    if (!same) {
+        diag_fatal(d, "cannot link an executable for %s: the runtime library (libcnnrt.a) is "
+                   "built for this host (%s) only", want, host);
+        diag_note_plain(d, "use -c for an object and its header, and link them into your program "
+                        "with the target's C compiler (e.g. %.*s-linux-gnu-gcc)", (int)wl, want);
+    }
+    LLVMDisposeMessage(want);
+    LLVMDisposeMessage(host);
+    return same;
+}
+
 static char *lower(const char *s)
 {
     char *r = strdup(s);
@@ -659,7 +679,7 @@ void emit_ir(FILE *f, Graph *g, const Options *opts)
 
 bool emit_output(Graph *g, const Options *opts, Diag *d)
 {
-    if (!check_outputs(g, opts, d))
+    if (!check_outputs(g, opts, d) || !check_link_target(opts, d))
         return false;
     int64_t batch = opts->batch ? opts->batch : g->train.batch;
     bool training = !opts->inference_only && g->n >= 2;
@@ -719,7 +739,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
             baked = const_floats(&c, "weights", NULL, weights, g->params_size);
         }
     }
-    char *lname = lower(g->name);
+    char *lname = lower(opts->prefix ? opts->prefix : g->name);
     char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
     char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
     vector_shape(&c, triple, cpu, features);

@@ -7,6 +7,7 @@
  * It alone prints to stdout and decides the exit status: 1 on any error, and
  * then no output file is left behind.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,9 @@ static void usage(FILE *out)
           "  --inference-only   leave out the training code\n"
           "  --no-winograd      every conv computed directly (no Winograd kernels)\n"
           "  --weights FILE     bake trained weights (.cnnw) into the output\n"
-          "  --batch N          most images per call (default: the train block's batch)\n"
+          "  --batch N          most images per call (default: the train block's batch);\n"
+          "                     training keeps the train block's batch, in chunks of N\n"
+          "  --prefix P         -c: name the functions P_infer ... and constants P_BATCH ...\n"
           "  -O0 .. -O3         optimization level (default -O2)\n"
           "  --target TRIPLE    cross-compile for TRIPLE (e.g. aarch64-linux-gnu)\n"
           "  -mcpu=CPU          the CPU to tune and select features for (default: this host's)\n"
@@ -66,7 +69,7 @@ static bool parse_args(int argc, char **argv, Options *o)
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--batch") ||
-            !strcmp(a, "--target")) {
+            !strcmp(a, "--target") || !strcmp(a, "--prefix")) {
             if (!next) {
                 fprintf(stderr, "cnnc: error: '%s' needs an argument\n", a);
                 return false;
@@ -78,6 +81,8 @@ static bool parse_args(int argc, char **argv, Options *o)
                 o->weights = next;
             else if (!strcmp(a, "--target"))
                 o->target = next;
+            else if (!strcmp(a, "--prefix"))
+                o->prefix = next;
             else {
                 char *end;
                 errno = 0;
@@ -122,6 +127,22 @@ static bool parse_args(int argc, char **argv, Options *o)
             return false;
         } else {
             o->input = a;
+        }
+    }
+    if (o->prefix) {
+        bool ident = (isalpha((unsigned char)o->prefix[0]) || o->prefix[0] == '_') &&
+                     strlen(o->prefix) < 64;
+        for (const char *p = o->prefix; ident && *p; p++)
+            ident = isalnum((unsigned char)*p) || *p == '_';
+        if (!ident) {
+            fprintf(stderr, "cnnc: error: --prefix needs a C identifier (letters, digits, _; "
+                    "at most 63), not '%s'\n", o->prefix);
+            return false;
+        }
+        if (o->mode != MODE_OBJECT && o->mode != MODE_ASM && o->mode != MODE_LLVM) {
+            fprintf(stderr, "cnnc: error: --prefix names an object's functions; it needs -c "
+                    "(or -S, --emit-llvm)\n");
+            return false;
         }
     }
     if (o->cpu && !strcmp(o->cpu, "help"))
