@@ -272,7 +272,7 @@ typedef struct Bwd Bwd;
 
 /* ---- main.c: what the user asked for ---- */
 
-typedef enum { MODE_EXE, MODE_OBJECT, MODE_ASM, MODE_LLVM, MODE_IR, MODE_SHAPES } Mode;
+typedef enum { MODE_EXE, MODE_OBJECT, MODE_ASM, MODE_LLVM, MODE_IR, MODE_SHAPES, MODE_TENSORS } Mode;
 
 typedef struct Options {
     const char *input, *output, *weights, *target, *cpu;
@@ -298,6 +298,9 @@ const char *emit_llvm_version(void);
 /* Writes what opts asks for; false after reporting an error, with no output
  * file left behind. */
 bool emit_output(Graph *g, const Options *opts, Diag *d);
+/* --emit-tensors: each trainable tensor's name and PyTorch shape, a line
+ * each, in .cnnw order (what tools/cnnw.py checks arrays against) */
+void emit_tensors(FILE *f, const Graph *g);
 /* --emit-ir: the checked graph, forward and backward, and its memory plan */
 void emit_ir(FILE *f, Graph *g, const Options *opts);
 

@@ -313,6 +313,19 @@ static CnnTensor *graph_tensors(const Graph *g, int *count)
     return t;
 }
 
+void emit_tensors(FILE *f, const Graph *g)
+{
+    int n;
+    CnnTensor *t = graph_tensors(g, &n);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s ", t[i].name);
+        for (int r = 0; r < t[i].rank; r++)
+            fprintf(f, "%s%d", r ? "x" : "", t[i].dims[r]);
+        fputc('\n', f);
+    }
+    free(t);
+}
+
 /* FNV-1a over the tensors' names and shapes: the key of a weights file. */
 uint64_t emit_shape_hash(const Graph *g)
 {

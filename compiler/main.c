@@ -24,6 +24,7 @@ static void usage(FILE *out)
           "  --emit-llvm        LLVM IR\n"
           "  --emit-ir          the checked graph, forward and backward, as text\n"
           "  --shapes           per layer: output shape, parameters, FLOPs, receptive field\n"
+          "  --emit-tensors     each trainable tensor's name and shape, in .cnnw order\n"
           "  --inference-only   leave out the training code\n"
           "  --no-winograd      every conv computed directly (no Winograd kernels)\n"
           "  --weights FILE     bake trained weights (.cnnw) into the output\n"
@@ -53,7 +54,7 @@ static Mode mode_of(const char *flag)
         const char *flag;
         Mode mode;
     } modes[] = {{"-c", MODE_OBJECT}, {"-S", MODE_ASM}, {"--emit-llvm", MODE_LLVM},
-                 {"--emit-ir", MODE_IR}, {"--shapes", MODE_SHAPES}};
+                 {"--emit-ir", MODE_IR}, {"--shapes", MODE_SHAPES}, {"--emit-tensors", MODE_TENSORS}};
     for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
         if (!strcmp(flag, modes[i].flag))
             return modes[i].mode;
@@ -185,7 +186,8 @@ static bool check_text(Diag *d, const char *path, const char *text, size_t len)
     return false;
 }
 
-/* --shapes and --emit-ir: text to stdout, or to -o FILE written as any output. */
+/* --shapes, --emit-ir, --emit-tensors: text to stdout, or to -o FILE written
+ * as any output. */
 static bool write_text(Graph *g, const Options *o, Diag *d)
 {
     bool to_file = o->output && strcmp(o->output, "-") != 0;
@@ -206,6 +208,8 @@ static bool write_text(Graph *g, const Options *o, Diag *d)
     }
     if (o->mode == MODE_SHAPES)
         shape_print_table(f, g);
+    else if (o->mode == MODE_TENSORS)
+        emit_tensors(f, g);
     else
         emit_ir(f, g, o);
     if (!to_file)
@@ -263,7 +267,7 @@ int main(int argc, char **argv)
     }
     diag_flush(&diag);
 
-    if (ok && (opts.mode == MODE_SHAPES || opts.mode == MODE_IR))
+    if (ok && (opts.mode == MODE_SHAPES || opts.mode == MODE_IR || opts.mode == MODE_TENSORS))
         ok = write_text(&g, &opts, &diag);
     else if (ok)
         ok = emit_output(&g, &opts, &diag);

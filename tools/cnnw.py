@@ -6,12 +6,19 @@
 
 The npz keys are `<name>.weight` and `<name>.bias`, the keys of a PyTorch
 state_dict whose modules carry the model's statement names; the arrays have
-PyTorch's layouts (conv [out][in][kh][kw], fc [out][in]). Needs Python 3 and
-numpy only. The format is described in docs/weights-format.md.
+PyTorch's layouts (conv [out][in][kh][kw], fc [out][in]). from-npz checks every
+key and shape against the model's tensors, which it asks cnnc for
+(`cnnc --emit-tensors`: --cnnc PATH, $CNNC, PATH, or this checkout's build/).
+Files are written atomically. Needs Python 3 and numpy only. The format is
+described in docs/weights-format.md.
 """
 import argparse
-import re
+import io
+import os
+import shlex
+import shutil
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -36,51 +43,51 @@ def shape_hash(tensors):
     return h
 
 
-def statements(text):
-    """The model block's statements as (label, op, items) tuples."""
-    text = re.sub(r"#[^\n]*", "", text)
-    m = re.search(r"\bmodel\s+\w+\s*\{", text)
-    if not m:
-        sys.exit("cnnw.py: no model block found")
-    body, depth, out, cur = text[m.end():], 0, [], ""
-    for ch in body:
-        if ch == "[":
-            depth += 1
-        elif ch == "]":
-            depth -= 1
-        if depth == 0 and ch in "\n;}":
-            if cur.strip():
-                out.append(cur.strip())
-            cur = ""
-            if ch == "}":
-                break
-        else:
-            cur += ch
-    stmts = []
-    for s in out:
-        label = None
-        lm = re.match(r"(\w+)\s*:\s*(.*)", s, re.S)
-        if lm:
-            label, s = lm.group(1), lm.group(2)
-        op, _, rest = s.partition(" ")
-        stmts.append((label, op, rest))
-    return stmts
+def find_cnnc(given):
+    """cnnc: --cnnc, else $CNNC, else on PATH, else this checkout's build."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for c in (given, os.environ.get("CNNC"), shutil.which("cnnc"),
+              os.path.join(here, "..", "build", "compiler", "cnnc")):
+        if c and (" " in c or os.access(c, os.X_OK)):
+            return shlex.split(c)
+    sys.exit("cnnw.py: cannot find cnnc (give --cnnc PATH, set CNNC, or put it on PATH)")
 
 
-def tensor_names(cnn_path):
-    """Trainable tensor names in file order: conv and fc weights, then biases."""
-    counts, names = {}, []
-    for label, op, rest in statements(open(cnn_path, encoding="utf-8").read()):
-        counts[op] = counts.get(op, 0) + 1
-        name = label or "%s%d" % (op, counts[op])
-        if op not in ("conv", "fc"):
-            continue
-        if op == "conv" and re.search(r"(^|\s)fixed(\s|$)", rest):
-            continue
-        names.append(name + ".weight")
-        if not re.search(r"\bbias\s*=\s*false\b", rest):
-            names.append(name + ".bias")
-    return names
+def model_tensors(cnn_path, cnnc):
+    """The model's trainable tensors as (name, shape), in .cnnw order, from
+    cnnc --emit-tensors: the compiler's own naming and shape rules."""
+    r = subprocess.run(cnnc + ["--emit-tensors", cnn_path], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("cnnw.py: %s" % (r.stderr.strip() or "cnnc failed on %s" % cnn_path))
+    out = []
+    for line in r.stdout.splitlines():
+        name, dims = line.split()
+        out.append((name, tuple(int(d) for d in dims.split("x"))))
+    return out
+
+
+def dims_str(shape):
+    return "x".join(str(d) for d in shape) or "a scalar"
+
+
+def write_atomically(path, data):
+    """As cnnc's writers do: a temporary file beside the target, fsync, rename
+    (symbolic links followed; a device or FIFO written in place)."""
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        with open(target, "wb") as f:
+            f.write(data)
+        return
+    tmp = "%s.tmp%d" % (target, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def write_cnnw(path, tensors):
@@ -91,8 +98,7 @@ def write_cnnw(path, tensors):
         out += struct.pack("<I", arr.ndim) + struct.pack("<%dI" % arr.ndim, *arr.shape)
         out += np.ascontiguousarray(arr, dtype="<f4").tobytes()
     out += struct.pack("<I", zlib.crc32(bytes(out)) & 0xFFFFFFFF)
-    with open(path, "wb") as f:
-        f.write(out)
+    write_atomically(path, bytes(out))
 
 
 def read_cnnw(path):
@@ -126,21 +132,33 @@ def main():
     f.add_argument("npz")
     f.add_argument("model")
     f.add_argument("-o", required=True)
+    f.add_argument("--cnnc", help="the cnnc to read the model's tensors with")
     t = sub.add_parser("to-npz")
     t.add_argument("cnnw")
     t.add_argument("-o", required=True)
     a = ap.parse_args()
     if a.cmd == "from-npz":
         npz = np.load(a.npz)
-        names = tensor_names(a.model)
+        want = model_tensors(a.model, find_cnnc(a.cnnc))
+        names = [n for n, _ in want]
+        ignored = [k for k in npz.files if k.endswith(".num_batches_tracked")]
         missing = [n for n in names if n not in npz.files]
-        extra = [k for k in npz.files if k not in names]
+        extra = [k for k in npz.files if k not in names and k not in ignored]
         if missing or extra:
             sys.exit("cnnw.py: %s does not fit %s: missing %s, unexpected %s"
                      % (a.npz, a.model, missing or "nothing", extra or "nothing"))
+        for name, shape in want:
+            if tuple(npz[name].shape) != shape:
+                sys.exit("cnnw.py: %s: '%s' is %s, but %s's %s is %s"
+                         % (a.npz, name, dims_str(npz[name].shape), a.model, name, dims_str(shape)))
         write_cnnw(a.o, [(n, np.asarray(npz[n], dtype=np.float32)) for n in names])
     else:
-        np.savez(a.o, **dict(read_cnnw(a.cnnw)))
+        if os.path.realpath(a.o) == os.path.realpath(a.cnnw):
+            sys.exit("cnnw.py: the output '%s' is also an input" % a.o)
+        tensors = read_cnnw(a.cnnw)
+        tmp = io.BytesIO()
+        np.savez(tmp, **dict(tensors))
+        write_atomically(a.o, tmp.getvalue())
 
 
 if __name__ == "__main__":
