@@ -168,9 +168,30 @@ static int cmd_infer(const CnnModel *m, const Args *a)
     return ok ? 0 : fail(err);
 }
 
+/* predict and eval read the outputs as class scores: a vector, one a class. */
+static bool is_classifier(const CnnModel *m, const char *cmd)
+{
+    const CnnLayer *last = &m->layers[m->nlayers - 1];
+    if (last->rank == 1 && m->outputs >= 2)
+        return true;
+    char msg[512], shape[64] = "";
+    for (int r = 0, len = 0; r < last->rank; r++)
+        len += snprintf(shape + len, sizeof shape - (size_t)len, "%s%d", r ? "x" : "", last->dims[r]);
+    if (last->rank == 1)
+        snprintf(shape, sizeof shape, "a single number");
+    else
+        strncat(shape, " values", sizeof shape - strlen(shape) - 1);
+    snprintf(msg, sizeof msg, "model '%s' outputs %s per image, not a vector of class scores; "
+             "'%s' needs a classifier (use 'infer' for the outputs themselves)", m->name, shape, cmd);
+    fail(msg);
+    return false;
+}
+
 static int cmd_predict(const CnnModel *m, const Args *a)
 {
     char err[1024];
+    if (!is_classifier(m, "predict"))
+        return 1;
     if (a->nfiles == 0)
         return fail("predict needs at least one image (.pgm or .ppm)");
     float *params = load_params(m, a, err, sizeof err);
@@ -230,6 +251,8 @@ bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t si
 static int cmd_eval(const CnnModel *m, const Args *a)
 {
     char err[8192], img[4096], lbl[4096];
+    if (!is_classifier(m, "eval"))
+        return 1;
     Args e = *a;
     if (a->images && a->labels) {
         e.test_images = a->images;
