@@ -59,6 +59,8 @@ void canvas_tile(Canvas *c, int x, int y, const float *v, int h, int w, int chan
 bool canvas_write_png(const Canvas *c, const char *path, char *err, size_t es);
 
 int cmd_show(const CnnModel *m, const Args *a);
+/* curve.c: a --log file's learning curve as PNG or SVG, by out's suffix */
+bool show_curve(const char *log, const char *out, char *err, size_t errsize);
 
 typedef struct Pool Pool;
 Pool *rt_pool_new(int threads);
