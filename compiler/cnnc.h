@@ -317,9 +317,10 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
 /* ---- train.c: train_step and the optimizers ---- */
 
 /* The hyperparameters a train step reads (runtime/cnnrt.h's CnnHyper): the
- * floats below, then the seed, a uint64 at byte HP_SEED_BYTE. */
+ * floats below, then the seed, a uint64 at byte HP_SEED_BYTE, then a uint32
+ * at HP_TARGETS_BYTE: nonzero when `labels` points at float targets. */
 enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_COUNT };
-enum { HP_SEED_BYTE = 4 * HP_COUNT };
+enum { HP_SEED_BYTE = 4 * HP_COUNT, HP_TARGETS_BYTE = HP_SEED_BYTE + 8 };
 int64_t train_opt_state_size(const Graph *g);
 void train_hyper(const Graph *g, float hp[HP_COUNT]);
 /* The train block's hyperparameters as a constant of CnnHyper's type. */
@@ -463,7 +464,7 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool);
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 
-LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValueRef x,
+LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValueRef targets, LLVMValueRef x,
                        LLVMValueRef probs, LLVMValueRef dst);
 
 /* ---- ops/: per family, beside each other ---- */

@@ -700,8 +700,10 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     plan_build(&plan, g, batch, training);
     char *triple = NULL;
     LLVMTargetMachineRef tm = make_target(opts, d, &triple);
-    if (!tm)
+    if (!tm) {
+        plan_free(&plan);
         return false;
+    }
 
     Cg c = {.g = g};
     c.ctx = LLVMContextCreate();

@@ -65,8 +65,19 @@ LLVMValueRef train_hyper_const(Cg *c)
     LLVMValueRef hc[HP_COUNT];
     for (int i = 0; i < HP_COUNT; i++)
         hc[i] = cg_f32(c, hv[i]);
-    LLVMValueRef f[] = {LLVMConstArray2(c->f32, hc, HP_COUNT), LLVMConstInt(c->i64, c->g->train.seed, false)};
-    return LLVMConstStructInContext(c->ctx, f, 2, false);
+    LLVMValueRef f[] = {LLVMConstArray2(c->f32, hc, HP_COUNT), LLVMConstInt(c->i64, c->g->train.seed, false),
+                        LLVMConstInt(c->i32, 0, false), LLVMConstInt(c->i32, 0, false)};
+    return LLVMConstStructInContext(c->ctx, f, 4, false);
+}
+
+/* hp's float-targets flag, as an i1 */
+static LLVMValueRef load_targets_flag(Cg *c, LLVMValueRef hp)
+{
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMValueRef at = LLVMBuildGEP2(c->b, i8, hp, (LLVMValueRef[]){cg_i64(c, HP_TARGETS_BYTE)}, 1, "targets.at");
+    LLVMValueRef v = LLVMBuildLoad2(c->b, c->i32, at, "targets");
+    LLVMSetAlignment(v, 4);
+    return LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstInt(c->i32, 0, false), "float_targets");
 }
 
 /* hp's seed, 64 bits */
@@ -237,6 +248,7 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
                     cg_i64(c, plan->grad_end - plan->dparams), 64);
     const Node *last = &g->nodes[g->n - 1];
     LLVMValueRef loss = emit_loss(c, g->train.loss, shape_elems(last->out), LLVMGetParam(fn, 3),
+                                  load_targets_flag(c, hp),
                                   act[g->ce_fused ? g->n - 2 : g->n - 1], act[g->n - 1],
                                   grad[g->loss_grad_node]);
     for (int s = 0; s < g->nbwd; s++) {

@@ -231,9 +231,9 @@ bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t si
 {
     bool test = !strcmp(kind, "t10k");
     const char *fi = test ? a->test_images : a->images, *fl = test ? a->test_labels : a->labels;
-    if (fi && fl) {
+    if (fi) {
         snprintf(img, size, "%s", fi);
-        snprintf(lbl, size, "%s", fl);
+        snprintf(lbl, size, "%s", fl ? fl : "");
         return true;
     }
     if (!a->data)
@@ -251,30 +251,31 @@ bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t si
 static int cmd_eval(const CnnModel *m, const Args *a)
 {
     char err[8192], img[4096], lbl[4096];
-    if (!is_classifier(m, "eval"))
+    if (!a->targets && !is_classifier(m, "eval"))
         return 1;
     Args e = *a;
-    if (a->images && a->labels) {
+    if (a->images) {
         e.test_images = a->images;
         e.test_labels = a->labels;
     }
     if (!data_paths(&e, "t10k", img, lbl, sizeof img))
-        return fail("eval needs --data DIR (or --images F --labels F)");
+        return fail("eval needs --data DIR (or --images F --labels F, or --images F --targets F)");
     float *params = load_params(m, a, err, sizeof err);
     if (!params)
         return fail(err);
-    CnnImages im = {0};
-    int32_t *labels = NULL;
-    if (!load_dataset(m, img, lbl, &im, &labels, err, sizeof err)) {
+    Dataset d;
+    if (!load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
         free(params);
         return fail(err);
     }
     double loss;
-    int64_t right = count_right(m, params, &im, labels, a->threads, &loss);
-    printf("test accuracy: %.2f%% (%lld of %lld)  test loss %.4f\n",
-           100.0 * (double)right / (double)im.count, (long long)right, (long long)im.count, loss);
-    free(labels);
-    free(im.pixels);
+    int64_t right = evaluate(m, params, &d, a->threads, &loss);
+    if (d.targets)
+        printf("test mse: %.6g (%lld images)\n", loss, (long long)d.im.count);
+    else
+        printf("test accuracy: %.2f%% (%lld of %lld)  test loss %.4f\n",
+               100.0 * (double)right / (double)d.im.count, (long long)right, (long long)d.im.count, loss);
+    set_free(&d);
     free(params);
     return 0;
 }
@@ -290,50 +291,83 @@ static bool parse_int(const char *s, int lo, int hi, int *out)
     return true;
 }
 
-/* Reads an image file and its labels, and checks them against the model. */
-bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages *im,
-                  int32_t **labels, char *err, size_t es)
+/* float32 targets, count x outputs, for mse */
+static bool load_targets(const CnnModel *m, const char *path, int64_t count, float **out,
+                         char *err, size_t es)
 {
-    *im = (CnnImages){0};
-    if (!cnn_read_idx_images(img, im, err, es))
+    size_t want = (size_t)count * (size_t)m->outputs * sizeof(float), len;
+    unsigned char *buf = cnn_read_all(path, &len, want, err, es);
+    if ((buf || len > want) && len != want) {
+        snprintf(err, es, "%s: %s bytes, but %lld images x %d outputs need %zu bytes of float32 "
+                 "targets", path, len > want ? "more" : "fewer", (long long)count, m->outputs, want);
+        free(buf);
         return false;
+    }
+    *out = (float *)buf;
+    return buf != NULL;
+}
+
+bool load_set(const CnnModel *m, const char *img, const char *lbl, const char *targets, Dataset *d,
+              char *err, size_t es)
+{
+    *d = (Dataset){0};
+    if (targets && m->loss != CNN_LOSS_MSE) {
+        snprintf(err, es, "%s: float targets are for a model trained with 'loss mse'; model '%s' "
+                 "uses cross_entropy", targets, m->name);
+        return false;
+    }
+    if (!cnn_read_idx_images(img, &d->im, err, es))
+        return false;
+    CnnImages *im = &d->im;
     if (im->height != m->height || im->width != m->width || im->channels != m->channels) {
         snprintf(err, es, "%s: images of %dx%dx%d; the model takes %dx%dx%d", img, im->height,
                  im->width, im->channels, m->height, m->width, m->channels);
-        free(im->pixels);
+        set_free(d);
         return false;
     }
-    if (!cnn_read_idx_labels(lbl, im->count, m->outputs, labels, err, es)) {
-        free(im->pixels);
-        return false;
-    }
-    return true;
+    bool ok = targets ? load_targets(m, targets, im->count, &d->targets, err, es)
+                      : cnn_read_idx_labels(lbl, im->count, m->outputs, &d->labels, err, es);
+    if (!ok)
+        set_free(d);
+    return ok;
 }
 
-/* How many of the images the model classifies as their label says, and
- * their mean loss (the train block's: cross-entropy of the probabilities
- * the model ends with, or the squared difference to the one-hot label). */
-int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
-                    const int32_t *labels, int threads, double *loss)
+void set_free(Dataset *d)
 {
-    float *y = malloc((size_t)(im->count * m->outputs) * sizeof *y);
+    free(d->im.pixels);
+    free(d->labels);
+    free(d->targets);
+    *d = (Dataset){0};
+}
+
+/* How many of the images the model classifies as their label says (0 with
+ * targets), and their mean loss: the train block's, cross-entropy of the
+ * probabilities the model ends with, or the squared difference to the
+ * one-hot label or the float target. */
+int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss)
+{
+    const CnnImages *im = &d->im;
+    int K = m->outputs;
+    float *y = malloc((size_t)(im->count * K) * sizeof *y);
     infer_all(m, params, im->pixels, y, im->count, threads);
     int64_t right = 0;
     double sum = 0;
     for (int64_t i = 0; i < im->count; i++) {
-        const float *p = y + i * m->outputs;
+        const float *p = y + i * K;
         int best = 0;
-        for (int j = 1; j < m->outputs; j++)
+        for (int j = 1; j < K; j++)
             if (p[j] > p[best])
                 best = j;
-        right += best == labels[i];
+        right += d->labels && best == d->labels[i];
         if (m->loss == CNN_LOSS_MSE) {
             double e = 0;
-            for (int j = 0; j < m->outputs; j++)
-                e += ((double)p[j] - (j == labels[i])) * ((double)p[j] - (j == labels[i]));
-            sum += e / m->outputs;
+            for (int j = 0; j < K; j++) {
+                double t = d->targets ? d->targets[i * K + j] : (j == d->labels[i]);
+                e += ((double)p[j] - t) * ((double)p[j] - t);
+            }
+            sum += e / K;
         } else {
-            sum -= log(fmax((double)p[labels[i]], 1e-30));
+            sum -= log(fmax((double)p[d->labels[i]], 1e-30));
         }
     }
     free(y);
@@ -354,11 +388,11 @@ static const struct Command {
     const char *usage;              /* after the program's name */
 } commands[] = {
     {"train", cmd_train, C_TRAIN,
-     "train   --data DIR | --images F --labels F [--test-images F --test-labels F]\n"
+     "train   --data DIR | --images F --labels F|--targets F [--test-images F --test-labels F|--test-targets F]\n"
      "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--weights W]\n"
      "                [--save W] [--no-shuffle] [--steps N] [--log metrics.csv] [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
-     "eval    --weights W --data DIR | --images F --labels F [--threads N]"},
+     "eval    --weights W --data DIR | --images F --labels F|--targets F [--threads N]"},
     {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] image.pgm ..."},
     {"infer", cmd_infer, C_INFER,
      "infer   --weights W --input x.f32|- --output y.f32|- [--threads N]"},
@@ -384,6 +418,8 @@ static const struct Option {
     {"--labels", O_PATH, offsetof(Args, labels), C_TRAIN | C_EVAL, 0},
     {"--test-images", O_PATH, offsetof(Args, test_images), C_TRAIN, 0},
     {"--test-labels", O_PATH, offsetof(Args, test_labels), C_TRAIN, 0},
+    {"--targets", O_PATH, offsetof(Args, targets), C_TRAIN | C_EVAL, 0},
+    {"--test-targets", O_PATH, offsetof(Args, test_targets), C_TRAIN, 0},
     {"--input", O_PATH, offsetof(Args, input), C_INFER, 0},
     {"--output", O_PATH, offsetof(Args, output), C_INFER | C_SHOW, 0},
     {"-o", O_PATH, offsetof(Args, output), C_INFER | C_SHOW, 0},
@@ -459,26 +495,29 @@ static bool parse_option(const struct Option *o, const char *v, Args *a)
     return false;
 }
 
-/* Options given one of a pair need the other. */
+/* Image files need their labels or targets, and only one of the two. */
 static bool check_pairs(const Args *a)
 {
-    static const struct {
-        size_t one, other;
-        const char *name1, *name2;
-    } pairs[] = {
-        {offsetof(Args, images), offsetof(Args, labels), "--images", "--labels"},
-        {offsetof(Args, test_images), offsetof(Args, test_labels), "--test-images", "--test-labels"},
+    const struct {
+        const char *images, *labels, *targets;
+        const char *names[3];
+    } sets[] = {
+        {a->images, a->labels, a->targets, {"--images", "--labels", "--targets"}},
+        {a->test_images, a->test_labels, a->test_targets, {"--test-images", "--test-labels", "--test-targets"}},
     };
-    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
-        bool one = *(const char **)((const char *)a + pairs[i].one) != NULL;
-        bool other = *(const char **)((const char *)a + pairs[i].other) != NULL;
-        if (one != other) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "'%s' needs '%s' too", one ? pairs[i].name1 : pairs[i].name2,
-                     one ? pairs[i].name2 : pairs[i].name1);
-            fail(msg);
-            return false;
-        }
+    char msg[256];
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        const char *const *n = sets[i].names;
+        if (sets[i].labels && sets[i].targets)
+            snprintf(msg, sizeof msg, "give '%s' or '%s', not both", n[1], n[2]);
+        else if (sets[i].images && !sets[i].labels && !sets[i].targets && !a->data)
+            snprintf(msg, sizeof msg, "'%s' needs '%s' (or '%s') too", n[0], n[1], n[2]);
+        else if (!sets[i].images && sets[i].labels)
+            snprintf(msg, sizeof msg, "'%s' needs '%s' too", n[1], n[0]);
+        else
+            continue;
+        fail(msg);
+        return false;
     }
     return true;
 }

@@ -35,6 +35,8 @@ typedef struct CnnLayer {
 typedef struct CnnHyper {
     float lr, momentum, weight_decay, eps, beta1, beta2;
     uint64_t seed;                  /* dropout's masks: every bit counts */
+    uint32_t float_targets;         /* mse: `labels` points at N x outputs floats */
+    uint32_t reserved;
 } CnnHyper;
 
 /* The ABI between generated code and the runtime: keep in step with
@@ -54,7 +56,7 @@ typedef struct CnnModel {
     void (*infer)(const float *params, const float *input, float *output, int n, void *ws);
     /* NULL when built with --inference-only or --weights */
     float (*train_step)(float *params, float *opt_state, const float *input,
-                        const int32_t *labels, int n, void *ws, const CnnHyper *hp);
+                        const void *labels, int n, void *ws, const CnnHyper *hp);
     /* train_step in two halves, for a batch split across threads: grad leaves
      * the gradients of its n images' mean loss at ws + dparams_offset */
     float (*grad)(const float *params, const float *opt_state, const float *input,

@@ -12,6 +12,7 @@ extern const CnnModel cnn_model;
 typedef struct Args {
     const char *cmd, *weights, *input, *output, *data, *images, *labels;
     const char *test_images, *test_labels, *save, *log, *layer;
+    const char *targets, *test_targets;  /* mse: float targets instead of labels */
     const char **files;             /* the words that are not options, in order */
     int nfiles, top, threads, epochs, batch, steps;
     int progress;                   /* seconds between progress lines off a terminal */
@@ -34,10 +35,19 @@ void infer_free(Inferer *e);
 void infer_all(const CnnModel *m, const float *params, const float *input, float *output,
                int64_t count, int threads);
 bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size);
-bool load_dataset(const CnnModel *m, const char *img, const char *lbl, CnnImages *im,
-                  int32_t **labels, char *err, size_t es);
-int64_t count_right(const CnnModel *m, const float *params, const CnnImages *im,
-                    const int32_t *labels, int threads, double *loss);
+/* A data set: images, and their labels or (mse) float targets. */
+typedef struct Dataset {
+    CnnImages im;
+    int32_t *labels;                /* count of them, or NULL */
+    float *targets;                 /* count x outputs, or NULL */
+} Dataset;
+
+/* Reads an image file and its labels (or targets, when targets is not NULL),
+ * checked against the model. */
+bool load_set(const CnnModel *m, const char *img, const char *lbl, const char *targets, Dataset *d,
+              char *err, size_t es);
+void set_free(Dataset *d);
+int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss);
 int cmd_train(const CnnModel *m, const Args *a);
 int cmd_bench(const CnnModel *m, const Args *a);
 
@@ -72,7 +82,7 @@ typedef struct Stepper Stepper;
 Stepper *stepper_new(const CnnModel *m, int threads);
 void stepper_free(Stepper *s);
 int stepper_threads(const Stepper *s);
-float stepper_step(Stepper *s, float *params, float *opt, const float *x, const int32_t *y, int n,
+float stepper_step(Stepper *s, float *params, float *opt, const float *x, const void *y, int n,
                    const CnnHyper *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),
                  void *ctx);

@@ -9,7 +9,8 @@
  * to that worker's sum; the workers' sums are then added in worker order and
  * the optimizer applied once. The pool hands worker t the shares t, t + T, ...
  * in order, so the result depends on the thread count only, never on timing.
- * One share is the generated train_step itself.
+ * One share is the generated train_step itself. y is the images' labels, or
+ * with hp->float_targets their float targets, outputs floats an image.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ struct Stepper {
     float *loss;                    /* per share */
     int nloss;
     const float *params, *opt, *x;  /* the step's */
-    const int32_t *y;
+    const char *y;                  /* labels, or float targets (hp->float_targets) */
+    size_t y_stride;                /* bytes of y per image */
     const CnnHyper *hp;
     int n, shares;
 };
@@ -70,7 +72,8 @@ static void run_share(void *ctx, int64_t k, int thread)
     const CnnModel *m = s->m;
     int first = share_first(s, k), n = share_first(s, k + 1) - first;
     int64_t in = (int64_t)m->height * m->width * m->channels;
-    s->loss[k] = m->grad(s->params, s->opt, s->x + first * in, s->y + first, n, s->ws[thread],
+    s->loss[k] = m->grad(s->params, s->opt, s->x + first * in,
+                         (const int32_t *)(s->y + (size_t)first * s->y_stride), n, s->ws[thread],
                          s->hp, first);
     const float *d = (const float *)((char *)s->ws[thread] + m->dparams_offset);
     float w = (float)n / (float)s->n, *sum = s->sum[thread];
@@ -79,7 +82,7 @@ static void run_share(void *ctx, int64_t k, int thread)
         sum[i] = fresh ? w * d[i] : sum[i] + w * d[i];
 }
 
-float stepper_step(Stepper *s, float *params, float *opt, const float *x, const int32_t *y, int n,
+float stepper_step(Stepper *s, float *params, float *opt, const float *x, const void *y, int n,
                    const CnnHyper *hp)
 {
     const CnnModel *m = s->m;
@@ -90,6 +93,7 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
         shares = spread;
     if (shares <= 1)
         return m->train_step(params, opt, x, y, n, s->ws[0], hp);
+    size_t stride = hp->float_targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
     if (shares > s->nloss) {
         s->loss = realloc(s->loss, (size_t)shares * sizeof *s->loss);
         s->nloss = shares;
@@ -98,7 +102,7 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     for (int t = 0; t < used; t++)
         if (!s->sum[t])
             s->sum[t] = malloc(((size_t)m->params_size + 1) * sizeof(float));
-    *s = (Stepper){s->m, s->pool, s->ws, s->sum, s->loss, s->nloss, params, opt, x, y, hp, n, shares};
+    *s = (Stepper){s->m, s->pool, s->ws, s->sum, s->loss, s->nloss, params, opt, x, y, stride, hp, n, shares};
     rt_pool_run(s->pool, shares, run_share, s);
     float *sum = s->sum[0], loss = 0;
     for (int t = 1; t < used; t++)

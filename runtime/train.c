@@ -130,17 +130,14 @@ static void progress(Run *r, bool force)
 }
 
 typedef struct Data {
-    CnnImages train, test;
-    int32_t *labels, *test_labels;
+    Dataset train, test;
     bool has_test;
 } Data;
 
 static void data_free(Data *d)
 {
-    free(d->train.pixels);
-    free(d->labels);
-    free(d->test.pixels);
-    free(d->test_labels);
+    set_free(&d->train);
+    set_free(&d->test);
 }
 
 static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size_t es)
@@ -148,12 +145,12 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
     char img[4096], lbl[4096];
     *d = (Data){0};
     data_paths(a, "train", img, lbl, sizeof img);
-    if (!load_dataset(m, img, lbl, &d->train, &d->labels, err, es))
+    if (!load_set(m, img, lbl, a->targets, &d->train, err, es))
         return false;
     if (a->test_images || a->data) {
         data_paths(a, "t10k", img, lbl, sizeof img);
         if (access(img, R_OK) == 0 || a->test_images) {
-            if (!load_dataset(m, img, lbl, &d->test, &d->test_labels, err, es)) {
+            if (!load_set(m, img, lbl, a->test_targets, &d->test, err, es)) {
                 data_free(d);
                 return false;
             }
@@ -176,7 +173,7 @@ static bool check_train(const CnnModel *m, const Args *a)
         return fail(err) == 0;
     }
     if (!data_paths(a, "train", img, lbl, sizeof img))
-        return fail("train needs --data DIR (or --images F --labels F)") == 0;
+        return fail("train needs --data DIR (or --images F --labels F, or --images F --targets F)") == 0;
     data_paths(a, "t10k", timg, tlbl, sizeof timg);
     const char *inputs[] = {img, lbl, timg, tlbl, a->weights ? a->weights : img, NULL};
     if (output_is_input(a->save, (const char *[]){img, lbl, timg, tlbl, NULL}) ||
@@ -250,9 +247,12 @@ int cmd_train(const CnnModel *m, const Args *a)
     hp.seed = seed;
     float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
     Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
-    int64_t in = (int64_t)m->height * m->width * m->channels, count = data.train.count;
+    int64_t in = (int64_t)m->height * m->width * m->channels, count = data.train.im.count;
     float *x = malloc((size_t)(batch * in) * sizeof *x);
-    int32_t *y = malloc((size_t)batch * sizeof *y);
+    /* a batch's labels, or its float targets */
+    size_t ysize = data.train.targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
+    char *y = malloc((size_t)batch * ysize);
+    hp.float_targets = data.train.targets != NULL;
     int64_t *order = malloc((size_t)count * sizeof *order);
     for (int64_t i = 0; i < count; i++)
         order[i] = i;
@@ -281,8 +281,10 @@ int cmd_train(const CnnModel *m, const Args *a)
         for (int64_t first = 0; first < count; first += batch) {
             int n = (int)(count - first < batch ? count - first : batch);
             for (int i = 0; i < n; i++) {
-                memcpy(x + i * in, data.train.pixels + order[first + i] * in, (size_t)in * sizeof *x);
-                y[i] = data.labels[order[first + i]];
+                int64_t k = order[first + i];
+                memcpy(x + i * in, data.train.im.pixels + k * in, (size_t)in * sizeof *x);
+                memcpy(y + (size_t)i * ysize, data.train.targets ? (const void *)(data.train.targets + k * m->outputs)
+                                                                 : (const void *)(data.train.labels + k), ysize);
             }
             float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
             step++;
@@ -330,18 +332,21 @@ int cmd_train(const CnnModel *m, const Args *a)
         double secs = now() - t0, ips = (double)run.seen / (secs + 1e-9), mean = sum / (double)epoch_steps;
         double test_loss = 0, acc = -1;
         if (data.has_test)
-            acc = 100.0 * (double)count_right(m, params, &data.test, data.test_labels, a->threads,
-                                              &test_loss) / (double)data.test.count;
+            acc = 100.0 * (double)evaluate(m, params, &data.test, a->threads, &test_loss)
+                  / (double)data.test.im.count;
+        bool classes = data.has_test && !data.test.targets;
         printf("epoch %d/%d  loss %.4f  %.0f img/s", epoch, epochs, mean, ips);
         if (data.has_test)
-            printf("  test loss %.4f  test accuracy %.2f%%", test_loss, acc);
+            printf("  test loss %.4f", test_loss);
+        if (classes)
+            printf("  test accuracy %.2f%%", acc);
         printf("\n");
         fflush(stdout);
         char accs[32] = "", tls[32] = "";
-        if (data.has_test) {
+        if (classes)
             snprintf(accs, sizeof accs, "%.4f", acc / 100);
+        if (data.has_test)
             snprintf(tls, sizeof tls, "%.6f", test_loss);
-        }
         ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f\n", epoch,
                       (long long)step, mean, accs, ips, tls, hp.lr, secs);
         if (!ok) {

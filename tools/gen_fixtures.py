@@ -247,7 +247,14 @@ TRAIN_CASES = [
         ("conv", "8 size=5 pad=2 act=relu"), ("conv", "8 size=5 pad=2"), ("maxpool", "2"),
         ("flatten", ""), ("fc", "3"), ("softmax", "")],
      "loss cross_entropy; optimizer sgd lr=0.02 momentum=0.9"),
+    # mse against float targets (NAME.targets, N x outputs float32), not labels
+    ("mse_targets", (6, 6, 1), 4, [
+        ("conv", "2 size=3 act=tanh"), ("flatten", ""), ("fc", "3")],
+     "loss mse; optimizer adam lr=0.01"),
 ]
+
+# The cases trained against float targets instead of one-hot labels.
+FLOAT_TARGETS = {"mse_targets"}
 
 # What a case does to its random images before training on them.
 PREP = {"maxpool_ties": lambda im: im.__setitem__((slice(None), slice(0, 6)), 128)}
@@ -296,6 +303,11 @@ def train_main(out, only=None):
         if name in PREP:
             PREP[name](images)
         write_idx(base, images, labels)
+        targets = None
+        if name in FLOAT_TARGETS:
+            out_units = int(layers[-1][1].split()[0])
+            targets = rng.normal(0, 1, (5 * batch, out_units)).astype("<f4")
+            targets.tofile(base + ".targets")
         settings = dict(s.strip().split(None, 1) for s in train.split(";"))
         opt = make_optimizer(settings["optimizer"], [t for _, t in weights])
         for step in range(5):
@@ -305,6 +317,9 @@ def train_main(out, only=None):
             opt.zero_grad()
             if settings["loss"] == "cross_entropy":
                 loss = F.cross_entropy(logits(x), y)
+            elif targets is not None:
+                out_ = forward(x).reshape(batch, -1)
+                loss = F.mse_loss(out_, torch.tensor(targets[step * batch:(step + 1) * batch]))
             else:
                 out_ = forward(x).reshape(batch, -1)
                 loss = F.mse_loss(out_, F.one_hot(y, out_.shape[1]).float())

@@ -70,11 +70,13 @@ void emit_softmax_bwd(Cg *c, const Node *n, const Bwd *a)
 /* The batch's loss, returned, and its gradient written to dst (zeroed):
  *   cross_entropy: mean over images of logsumexp(x) - x[label], x = the logits
  *     (softmax's input); dst = d/dx = (softmax(x) - onehot) / N, from probs;
- *   mse: mean over images and outputs of (y - onehot)^2; dst = d/dy = 2 (y - onehot) / (N K).
+ *   mse: mean over images and outputs of (y - t)^2, t the one-hot label or,
+ *     when `targets` (an i1) is true, the float targets labels points at
+ *     (N x K); dst = d/dy = 2 (y - t) / (N K).
  * A label outside [0, K) is clamped, so that no input makes the code read
  * out of bounds; the runtime refuses such labels before they get here. */
-LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValueRef x,
-                       LLVMValueRef probs, LLVMValueRef dst)
+LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValueRef targets,
+                       LLVMValueRef x, LLVMValueRef probs, LLVMValueRef dst)
 {
     LLVMValueRef total = cg_var(c, "loss"), mx = cg_var(c, "max"), sum = cg_var(c, "sum");
     LLVMBuildStore(c->b, cg_f32(c, 0), total);
@@ -103,9 +105,15 @@ LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValu
     }
     LLVMValueRef k = cg_loopn(c, &l3, K, "k");
     LLVMValueRef i = cg_add(c, row, k);
-    LLVMValueRef onehot = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, k, lab, ""),
-                                          cg_f32(c, 1), cg_f32(c, 0), "onehot");
-    LLVMValueRef diff = LLVMBuildFSub(c->b, cg_load(c, probs, i, "p"), onehot, "diff");
+    LLVMValueRef t = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, k, lab, ""),
+                                     cg_f32(c, 1), cg_f32(c, 0), "onehot");
+    if (loss == LOSS_MSE) {
+        /* the float target, read at an index that stays inside labels' N
+         * int32s when there are none (the load then only goes unused) */
+        LLVMValueRef at = LLVMBuildSelect(c->b, targets, i, bn, "target.at");
+        t = LLVMBuildSelect(c->b, targets, cg_load(c, labels, at, "target"), t, "t");
+    }
+    LLVMValueRef diff = LLVMBuildFSub(c->b, cg_load(c, probs, i, "p"), t, "diff");
     if (loss == LOSS_CROSS_ENTROPY) {
         cg_store(c, LLVMBuildFDiv(c->b, diff, nf, ""), dst, i);
     } else {
