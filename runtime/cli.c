@@ -388,11 +388,12 @@ static const struct Command {
     const char *usage;              /* after the program's name */
 } commands[] = {
     {"train", cmd_train, C_TRAIN,
-     "train   --data DIR | --images F --labels F|--targets F [--test-images F --test-labels F|--test-targets F]\n"
+     "train   --data DIR | --images F (--labels F | --targets F)\n"
+     "                [--test-images F (--test-labels F | --test-targets F)]\n"
      "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--weights W]\n"
      "                [--save W] [--no-shuffle] [--steps N] [--log metrics.csv] [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
-     "eval    --weights W --data DIR | --images F --labels F|--targets F [--threads N]"},
+     "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]"},
     {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] image.pgm ..."},
     {"infer", cmd_infer, C_INFER,
      "infer   --weights W --input x.f32|- --output y.f32|- [--threads N]"},
