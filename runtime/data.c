@@ -142,6 +142,7 @@ bool cnn_read_idx_labels(const char *path, int64_t count, int32_t classes, int32
                      path, b[i], i, classes);
             free(b);
             free(*labels);
+            *labels = NULL;
             return false;
         }
         (*labels)[i] = b[i];
