@@ -257,26 +257,26 @@ static void rf_str(const Graph *g, const Node *n, char *field, char *jump, size_
 
 void shape_print_table(FILE *out, const Graph *g)
 {
-    int w = 5;
+    int w = 5, ow = 8;             /* the name and op columns fit their longest */
     for (int i = 0; i < g->n; i++) {
-        int len = (int)strlen(g->nodes[i].name);
-        if (len > w)
-            w = len;
+        int len = (int)strlen(g->nodes[i].name), olen = (int)strlen(op_words[g->nodes[i].op]);
+        w = len > w ? len : w;
+        ow = olen > ow ? olen : ow;
     }
     char shape[64], field[64], jump[64];
-    fprintf(out, "%-*s  %-8s %-14s %12s %14s  %-11s %s\n", w, "layer", "op", "output",
+    fprintf(out, "%-*s  %-*s %-14s %12s %14s  %-11s %s\n", w, "layer", ow, "op", "output",
             "params", "FLOPs", "field", "jump");
     int64_t params = 0, flops = 0;
     for (int i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         rf_str(g, n, field, jump, sizeof field);
-        fprintf(out, "%-*s  %-8s %-14s %12lld %14lld  %-11s %s\n", w, n->name, op_words[n->op],
+        fprintf(out, "%-*s  %-*s %-14s %12lld %14lld  %-11s %s\n", w, n->name, ow, op_words[n->op],
                 shape_str(n->out, shape, sizeof shape), (long long)n->nparams,
                 (long long)n->flops, field, jump);
         params += n->nparams;
         if (__builtin_add_overflow(flops, n->flops, &flops))
             flops = INT64_MAX;
     }
-    fprintf(out, "%-*s  %-8s %-14s %12lld %14lld\n", w, "total", "", "", (long long)params,
+    fprintf(out, "%-*s  %-*s %-14s %12lld %14lld\n", w, "total", ow, "", "", (long long)params,
             (long long)flops);
 }

@@ -60,6 +60,11 @@ CASES = [
     ("conv_pool", (10, 12, 1), 3, [("conv", "6 size=5 pad=2 act=relu"), ("maxpool", "2")]),
     ("conv_pool4", (8, 14, 1), 2, [("conv", "4 size=3 pad=1"), ("tanh", ""), ("maxpool", "2")]),
     ("conv_pool12", (6, 20, 1), 2, [("conv", "12 size=3 pad=1 act=relu"), ("maxpool", "2")]),
+    # the global pools: a vector of channels, which fc takes directly
+    ("global_pools", (7, 5, 3), 3, [
+        ("conv", "20 size=3 pad=1 act=tanh"), ("globalavgpool", ""), ("fc", "4"), ("softmax", "")]),
+    ("global_max", (6, 9, 2), 2, [
+        ("conv", "12 size=3 act=relu"), ("globalmaxpool", ""), ("fc", "3")]),
 ]
 
 
@@ -140,6 +145,9 @@ def build(layers, in_shape, rng):
                 steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw):
                              F.avg_pool2d(x, k, s, p, count_include_pad=False))
             shape = (shape[0], (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1)
+        elif op in ("globalavgpool", "globalmaxpool"):
+            steps.append((lambda x: x.mean((2, 3))) if op == "globalavgpool" else (lambda x: x.amax((2, 3))))
+            shape = (shape[0],)
         elif op in ACTS:
             steps.append(ACTS[op])
         elif op == "flatten":
@@ -251,6 +259,15 @@ TRAIN_CASES = [
     ("mse_targets", (6, 6, 1), 4, [
         ("conv", "2 size=3 act=tanh"), ("flatten", ""), ("fc", "3")],
      "loss mse; optimizer adam lr=0.01"),
+    # the global pools in training: a mean's gradient spread over every cell,
+    # a max's to the first maximum of each channel
+    ("global_pools_sgd", (6, 6, 2), 4, [
+        ("conv", "10 size=3 pad=1 act=tanh"), ("globalmaxpool", ""), ("fc", "5 act=sigmoid"),
+        ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.5 momentum=0.9"),
+    ("global_avg_adam", (5, 7, 3), 4, [
+        ("conv", "8 size=3 act=relu"), ("globalavgpool", ""), ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer adam lr=0.05"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

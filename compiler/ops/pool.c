@@ -1,16 +1,42 @@
 /*
- * pool.c: maxpool and avgpool, which share one window walk.
+ * pool.c: maxpool, avgpool and their global forms, which share one window walk.
  *
  * out (N,H',W',C) = max, or mean over the cells inside the image, of
  *                   inp (N, oh*S-P+kh, ow*S-P+kw, C) for kh < Kh, kw < Kw.
  * Padding is never a maximum and never counted in a mean (PyTorch's
- * count_include_pad=False).
+ * count_include_pad=False). globalavgpool and globalmaxpool are the window
+ * of the whole HxW input: out (N,C), laid out as the (N,1,1,C) grid the walk
+ * produces.
  */
 #include <math.h>
 #include "../cnnc.h"
 
+static bool is_global(const Node *n)
+{
+    return n->op == OP_GLOBALAVGPOOL || n->op == OP_GLOBALMAXPOOL;
+}
+
+static bool is_max(const Node *n)
+{
+    return n->op == OP_MAXPOOL || n->op == OP_GLOBALMAXPOOL;
+}
+
+/* The grid of windows: the output, or 1x1xC for the global pools. */
+static Shape grid(const Node *n)
+{
+    return is_global(n) ? (Shape){3, {1, 1, n->in.d[2]}} : n->out;
+}
+
 void shape_pool(Graph *g, Node *n)
 {
+    if (is_global(n)) {
+        int h = (int)n->in.d[0], w = (int)n->in.d[1];
+        shape_window(g, n, h, w, h, w, 0, 0);
+        n->out = (Shape){1, {n->in.d[2]}};
+        n->rf_global = true;
+        shape_count(g, n, (int64_t)h * w);
+        return;
+    }
     const Arg *size = node_arg(n, "size"), *stride = node_arg(n, "stride");
     const Arg *pad = node_arg(n, "pad");
     int kh = (int)size->v.dims[0], kw = (int)size->v.dims[1];
@@ -46,7 +72,8 @@ typedef struct PoolCtx {
 
 static LLVMValueRef out_at(Cg *c, PoolCtx *x)
 {
-    int64_t OH = x->n->out.d[0], OW = x->n->out.d[1], C = x->n->out.d[2];
+    Shape o = grid(x->n);
+    int64_t OH = o.d[0], OW = o.d[1], C = o.d[2];
     return cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, x->bn, OH, x->oh), OW, x->ow), cg_i64(c, C)), x->c0);
 }
 
@@ -62,7 +89,7 @@ static void pool_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLV
     PoolCtx *x = vctx;
     LLVMValueRef v = cg_vload(c, x->inp, tap_at(c, x, pix), x->width);
     LLVMValueRef acc = cg_vget(c, x->acc, x->width);
-    if (n->op == OP_MAXPOOL) {
+    if (is_max(n)) {
         /* the first maximum wins, as PyTorch's: replace only when strictly
          * greater, or with a NaN, which then stays */
         LLVMBuildStore(c->b, cg_vmax(c, v, acc), x->acc);
@@ -79,11 +106,11 @@ static void pool_fwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     x->c0 = c0;
     x->width = width;
     x->acc = cg_vvar(c, width, "acc");
-    LLVMBuildStore(c->b, n->op == OP_MAXPOOL ? cg_splat(c, cg_f32(c, -INFINITY), width) : cg_vzero(c, width), x->acc);
+    LLVMBuildStore(c->b, is_max(n) ? cg_splat(c, cg_f32(c, -INFINITY), width) : cg_vzero(c, width), x->acc);
     LLVMBuildStore(c->b, cg_f32(c, 0), x->count);
     cg_window(c, n, x->bn, x->oh, x->ow, false, pool_fwd_tap, x);
     LLVMValueRef o = cg_vget(c, x->acc, width);
-    if (n->op == OP_AVGPOOL)
+    if (!is_max(n))
         o = LLVMBuildFDiv(c->b, o, cg_splat(c, cg_get(c, x->count), width), "mean");
     cg_vstore(c, o, x->out, out_at(c, x), width);
 }
@@ -93,9 +120,10 @@ static void pool_walk(Cg *c, PoolCtx *x, VectorFn *fn)
 {
     Loop ln, loh, low;
     x->bn = cg_loop(c, &ln, c->batch, "n");
-    x->oh = cg_loopn(c, &loh, x->n->out.d[0], "oh");
-    x->ow = cg_loopn(c, &low, x->n->out.d[1], "ow");
-    cg_for_vectors(c, x->n->out.d[2], fn, x);
+    Shape o = grid(x->n);
+    x->oh = cg_loopn(c, &loh, o.d[0], "oh");
+    x->ow = cg_loopn(c, &low, o.d[1], "ow");
+    cg_for_vectors(c, o.d[2], fn, x);
     cg_loop_end(c, &low);
     cg_loop_end(c, &loh);
     cg_loop_end(c, &ln);
@@ -112,8 +140,9 @@ void emit_pool_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
  * stored; else dinp is zeroed first and the windows add to it. */
 static bool tiles_exactly(const Node *n)
 {
-    return n->sh == n->kh && n->sw == n->kw && !n->ph && !n->pw && n->out.d[0] * n->kh == n->in.d[0] &&
-           n->out.d[1] * n->kw == n->in.d[1];
+    Shape o = grid(n);
+    return n->sh == n->kh && n->sw == n->kw && !n->ph && !n->pw && o.d[0] * n->kh == n->in.d[0] &&
+           o.d[1] * n->kw == n->in.d[1];
 }
 
 static void add_to_dinp(Cg *c, PoolCtx *x, LLVMValueRef at, LLVMValueRef v)
@@ -163,7 +192,7 @@ static void pool_bwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     x->width = width;
     LLVMValueRef oi = out_at(c, x);
     x->dy = cg_vload(c, x->a->dout, oi, width);
-    if (n->op == OP_MAXPOOL) {
+    if (is_max(n)) {
         x->y = cg_vload(c, x->a->out, oi, width);
         x->rest = cg_vvar(c, width, "rest");
         LLVMBuildStore(c->b, x->dy, x->rest);
