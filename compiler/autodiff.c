@@ -38,8 +38,9 @@ void fuse_activations(Graph *g)
 {
     for (int i = 2; i < g->n; i++) {
         Node *n = &g->nodes[i], *prev = &g->nodes[i - 1];
-        bool act = n->op == OP_RELU || n->op == OP_SIGMOID || n->op == OP_TANH;
-        n->fused = act && (prev->op == OP_CONV || prev->op == OP_FC) && prev->act == ACT_NONE;
+        int act = op_act(n->op);
+        n->fused = act != ACT_NONE && act_info[act].from_y && (prev->op == OP_CONV || prev->op == OP_FC) &&
+                   prev->act == ACT_NONE;
     }
 }
 
@@ -49,6 +50,7 @@ const Node *node_with_fused(const Graph *g, int i, Node *tmp)
         return &g->nodes[i];
     *tmp = g->nodes[i];
     tmp->act = g->nodes[i + 1].act;
+    tmp->act_param = g->nodes[i + 1].act_param;
     return tmp;
 }
 

@@ -96,7 +96,7 @@ typedef struct ParamSpec {
     const char *key;
     ParamType type;
     bool positional, required, has_default;
-    const char *choices[8];
+    const char *choices[16];
     int nchoices;
     Value def;                      /* normalized like a checked argument */
 } ParamSpec;
@@ -154,7 +154,24 @@ typedef struct Param {
 } Param;
 
 enum { PAD_ZERO, PAD_REPLICATE };
-enum { ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH };
+/* ACT_NONE, then acts.def's activations in its order (act= choices' indices) */
+enum {
+    ACT_NONE,
+#define ACT(id, word, from_y, spec, param, summary) ACT_##id,
+#include "acts.def"
+#undef ACT
+    ACT_COUNT
+};
+
+/* What the passes ask of an activation (acts.def's columns). */
+typedef struct ActInfo {
+    const char *word;
+    bool from_y;                    /* its derivative through y: a conv or fc may apply it */
+    double param;                   /* its parameter's default */
+} ActInfo;
+extern const ActInfo act_info[ACT_COUNT];
+/* The activation an op computes, or ACT_NONE for an op that is none. */
+int op_act(OpKind op);
 enum { INIT_HE, INIT_XAVIER, INIT_ZEROS };
 
 typedef struct Node {
@@ -169,6 +186,7 @@ typedef struct Node {
     /* Filled by the op family's shape rule: */
     int kh, kw, sh, sw, ph, pw;     /* window, stride, padding */
     int padmode, act;
+    double act_param;               /* the activation's parameter (leaky_relu's, elu's alpha) */
     double rate;                    /* dropout */
     Param *weight, *bias;           /* NULL when the op has none */
     int64_t nparams, flops;
@@ -394,7 +412,9 @@ void cg_zero(Cg *c, LLVMValueRef base, LLVMValueRef count);    /* count floats *
 void cg_for_size(Cg *c, LLVMValueRef fn);      /* optsize, minsize */
 LLVMValueRef cg_vrelu(Cg *c, LLVMValueRef v);
 LLVMValueRef cg_vmax(Cg *c, LLVMValueRef a, LLVMValueRef b);
-LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef out, LLVMValueRef dout);
+/* dy f'(x), x NULL (through y alone) for a from_y activation; ops/act.c */
+LLVMValueRef cg_act_grad(Cg *c, int act, double param, LLVMValueRef x, LLVMValueRef y, LLVMValueRef dy);
+LLVMValueRef cg_const_like(Cg *c, LLVMValueRef like, double v);   /* a float or vector constant */
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
 LLVMValueRef cg_ws(Cg *c, int64_t offset);              /* float * into the workspace */
@@ -412,9 +432,11 @@ LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n);
 typedef void VectorFn(Cg *c, void *ctx, LLVMValueRef at, int width);
 void cg_for_blocks(Cg *c, int64_t n, int size, VectorFn *fn, void *ctx);   /* [0, n) by size */
 void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx);   /* [0, n) by vectors */
-void emit_act_inplace(Cg *c, int act, LLVMValueRef buf, LLVMValueRef count);
+void emit_act_inplace(Cg *c, int act, double param, LLVMValueRef buf, LLVMValueRef count);
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
-LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x);
+LLVMValueRef cg_act(Cg *c, int act, double param, LLVMValueRef x);   /* f(x); ops/act.c */
+/* a conv's or fc's act=: checked, with its parameter's default */
+void shape_layer_act(Graph *g, Node *n);
 LLVMValueRef cg_param(Cg *c, const Param *p);          /* float * to the tensor's data */
 /* i in [0, n) as an i1, for padding checks */
 LLVMValueRef cg_inside(Cg *c, LLVMValueRef i, int64_t n);

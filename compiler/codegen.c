@@ -144,7 +144,7 @@ void cg_accum(Cg *c, LLVMValueRef base, LLVMValueRef idx, LLVMValueRef v)
 }
 
 /* v as a constant of like's type: a float, or a vector of them */
-static LLVMValueRef const_like(Cg *c, LLVMValueRef like, double v)
+LLVMValueRef cg_const_like(Cg *c, LLVMValueRef like, double v)
 {
     LLVMTypeRef t = LLVMTypeOf(like);
     if (LLVMGetTypeKind(t) != LLVMVectorTypeKind)
@@ -155,23 +155,6 @@ static LLVMValueRef const_like(Cg *c, LLVMValueRef like, double v)
     for (unsigned i = 0; i < n; i++)
         lanes[i] = cg_f32(c, v);
     return LLVMConstVector(lanes, n);
-}
-
-/* dout * f'(x), with f' written through the output y = f(x); floats or vectors */
-LLVMValueRef cg_act_grad(Cg *c, int act, LLVMValueRef y, LLVMValueRef dout)
-{
-    LLVMValueRef zero = const_like(c, y, 0), one = const_like(c, y, 1);
-    switch (act) {
-    case ACT_NONE:
-        return dout;
-    case ACT_RELU:
-        return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, y, zero, ""), dout, zero, "drelu");
-    case ACT_SIGMOID:
-        return cg_fmul(c, dout, cg_fmul(c, y, LLVMBuildFSub(c->b, one, y, "")));
-    case ACT_TANH:
-        return cg_fmul(c, dout, LLVMBuildFSub(c->b, one, cg_fmul(c, y, y), ""));
-    }
-    unreachable();
 }
 
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p)
@@ -201,10 +184,18 @@ LLVMValueRef cg_var(Cg *c, const char *name)
     return cg_entry_alloca(c, c->f32, name);
 }
 
-/* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm. */
+/* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm;
+ * for a vector x, fn names the intrinsic without its type (llvm.exp), and the
+ * call is to llvm.exp.vNf32. */
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x)
 {
-    LLVMTypeRef ft = LLVMFunctionType(c->f32, &c->f32, 1, false);
+    LLVMTypeRef t = LLVMTypeOf(x);
+    char name[64];
+    if (LLVMGetTypeKind(t) == LLVMVectorTypeKind) {
+        snprintf(name, sizeof name, "%s.v%uf32", fn, LLVMGetVectorSize(t));
+        fn = name;
+    }
+    LLVMTypeRef ft = LLVMFunctionType(t, &t, 1, false);
     LLVMValueRef f = LLVMGetNamedFunction(c->mod, fn);
     if (!f) {
         f = LLVMAddFunction(c->mod, fn, ft);
@@ -214,26 +205,6 @@ LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x)
     return LLVMBuildCall2(c->b, ft, f, &x, 1, "");
 }
 
-LLVMValueRef cg_act(Cg *c, int act, LLVMValueRef x)
-{
-    switch (act) {
-    case ACT_NONE:
-        return x;
-    case ACT_RELU: {
-        /* x > 0 ? x : 0, as torch.relu (NaN stays NaN) */
-        LLVMValueRef pos = LLVMBuildFCmp(c->b, LLVMRealOGT, x, cg_f32(c, 0), "");
-        LLVMValueRef nan = LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, "");
-        return LLVMBuildSelect(c->b, LLVMBuildOr(c->b, pos, nan, ""), x, cg_f32(c, 0), "relu");
-    }
-    case ACT_SIGMOID: {
-        LLVMValueRef e = cg_call(c, "llvm.exp.f32", LLVMBuildFNeg(c->b, x, ""));
-        return LLVMBuildFDiv(c->b, cg_f32(c, 1), LLVMBuildFAdd(c->b, cg_f32(c, 1), e, ""), "sigmoid");
-    }
-    case ACT_TANH:
-        return cg_call(c, "tanhf", x);
-    }
-    unreachable();
-}
 
 LLVMValueRef cg_param(Cg *c, const Param *p)
 {

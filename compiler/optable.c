@@ -12,6 +12,26 @@
 #include <string.h>
 #include "cnnc.h"
 
+_Static_assert(ACT_COUNT <= 16, "a choice list holds at most 16 words");
+
+const ActInfo act_info[ACT_COUNT] = {
+    {"none", true, 0},
+#define ACT(id, word, from_y, spec, param, summary) {#word, from_y, param},
+#include "acts.def"
+#undef ACT
+};
+
+int op_act(OpKind op)
+{
+    switch (op) {
+#define ACT(id, word, from_y, spec, param, summary) case OP_##id: return ACT_##id;
+#include "acts.def"
+#undef ACT
+    default:
+        return ACT_NONE;
+    }
+}
+
 const char *const op_words[OP_COUNT] = {
 #define OP(id, word, family, in, spec, summary) #word,
 #include "ops.def"
@@ -94,13 +114,17 @@ static void parse_param(ParamSpec *p, const char *w, size_t n)
     char *eq = strchr(type, '=');
     if (eq)
         *eq = '\0';
-    if (*type == '{') {
+    if (!strcmp(type, "act")) {
+        p->type = PT_CHOICE;
+        for (int a = 0; a < ACT_COUNT; a++)
+            p->choices[p->nchoices++] = strdup(act_info[a].word);
+    } else if (*type == '{') {
         p->type = PT_CHOICE;
         char *end = strchr(type, '}');
         CNNC_ASSERT(end);
         *end = '\0';
         for (char *c = strtok(type + 1, "|"); c; c = strtok(NULL, "|")) {
-            CNNC_ASSERT(p->nchoices < 8);
+            CNNC_ASSERT(p->nchoices < 16);
             p->choices[p->nchoices++] = strdup(c);
         }
     } else {

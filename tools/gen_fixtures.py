@@ -65,6 +65,22 @@ CASES = [
         ("conv", "20 size=3 pad=1 act=tanh"), ("globalavgpool", ""), ("fc", "4"), ("softmax", "")]),
     ("global_max", (6, 9, 2), 2, [
         ("conv", "12 size=3 act=relu"), ("globalmaxpool", ""), ("fc", "3")]),
+    # every activation as a statement: the from_y ones after a conv are applied
+    # by its kernel, the others (gelu, silu, hardswish) run on their own
+    ("acts_statements", (6, 5, 2), 3, [
+        ("conv", "6 size=3 pad=1"), ("leaky_relu", "alpha=0.2"), ("conv", "6 size=1"), ("elu", "0.5"),
+        ("conv", "6 size=1"), ("selu", ""), ("conv", "6 size=1"), ("gelu", ""), ("conv", "6 size=1"),
+        ("silu", ""), ("conv", "6 size=1"), ("hardswish", ""), ("conv", "6 size=1"), ("relu6", ""),
+        ("conv", "6 size=1"), ("softplus", ""), ("conv", "6 size=1"), ("hardsigmoid", ""),
+        ("flatten", ""), ("fc", "5 act=leaky_relu"), ("fc", "4 act=elu"), ("fc", "4 act=selu"),
+        ("fc", "3 act=softplus")]),
+    # values far past the kinks: relu6's 0 and 6, hardsigmoid's and hardswish's
+    # -3 and 3, softplus's threshold 20 (a fixed conv scales [0, 1] to [-12, 25])
+    ("acts_saturate", (4, 4, 2), 2, [
+        ("conv", "4 size=1 fixed weights=[25,-12,-12,25,8,-4,-4,8]"), ("relu6", ""), ("conv", "4 size=1"),
+        ("hardsigmoid", ""), ("conv", "4 size=1 fixed weights=[25,-12,-12,25,8,-4,-4,8,1,1,1,1,-1,-1,-1,-1]"),
+        ("hardswish", ""), ("conv", "4 size=1 fixed weights=[25,-12,-12,25,8,-4,-4,8,1,1,1,1,-1,-1,-1,-1]"),
+        ("softplus", ""), ("conv", "3 size=1 act=relu6")]),
 ]
 
 
@@ -125,6 +141,8 @@ def build(layers, in_shape, rng):
                 bt = param(rng, 0.5, (m,))
                 if not fixed:
                     weights.append((name + ".bias", bt))
+                else:
+                    bt = torch.zeros(m)     # a fixed conv's bias is zero (drawn all the same)
             mode = a.get("padmode", "zero")
             def f(x, wt=wt, bt=bt, s=(sh, sw), p=(ph, pw), mode=mode, act=act):
                 if mode == "replicate":
@@ -148,6 +166,9 @@ def build(layers, in_shape, rng):
         elif op in ("globalavgpool", "globalmaxpool"):
             steps.append((lambda x: x.mean((2, 3))) if op == "globalavgpool" else (lambda x: x.amax((2, 3))))
             shape = (shape[0],)
+        elif op in ACT_PARAM and (pos or "alpha" in a):
+            kw = {ACT_PARAM[op]: float(pos or a["alpha"])}
+            steps.append(lambda x, f=ACTS[op], kw=kw: f(x, **kw))
         elif op in ACTS:
             steps.append(ACTS[op])
         elif op == "flatten":
@@ -182,7 +203,12 @@ def build(layers, in_shape, rng):
     return "\n".join(lines) + "\n", weights, forward, logits
 
 
-ACTS = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+ACTS = {"none": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+        "leaky_relu": F.leaky_relu, "relu6": F.relu6, "elu": F.elu, "selu": F.selu,
+        "gelu": F.gelu, "silu": F.silu, "hardswish": F.hardswish,
+        "hardsigmoid": F.hardsigmoid, "softplus": F.softplus}
+# the activations with a parameter, and its PyTorch keyword
+ACT_PARAM = {"leaky_relu": "negative_slope", "elu": "alpha"}
 
 
 def main(out, only=None):
@@ -268,6 +294,17 @@ TRAIN_CASES = [
     ("global_avg_adam", (5, 7, 3), 4, [
         ("conv", "8 size=3 act=relu"), ("globalavgpool", ""), ("fc", "3"), ("softmax", "")],
      "loss cross_entropy; optimizer adam lr=0.05"),
+    # the activations in training: fused (act= and statements) and on their own
+    ("acts_train_a", (6, 6, 2), 4, [
+        ("conv", "5 size=3 pad=1"), ("leaky_relu", "alpha=0.1"), ("conv", "5 size=1 act=elu"),
+        ("gelu", ""), ("conv", "5 size=1"), ("selu", ""), ("flatten", ""), ("fc", "6 act=relu6"),
+        ("silu", ""), ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer adam lr=0.02"),
+    ("acts_train_b", (5, 5, 2), 4, [
+        ("conv", "4 size=3 act=softplus"), ("hardswish", ""), ("conv", "4 size=1"), ("relu6", ""),
+        ("conv", "4 size=1 act=hardsigmoid"), ("flatten", ""), ("fc", "5"), ("elu", "0.7"),
+        ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.3 momentum=0.9"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

@@ -28,7 +28,7 @@ void shape_conv(Graph *g, Node *n)
         pw = (kw - 1) / 2;
     }
     n->padmode = (int)node_arg(n, "padmode")->v.i;
-    n->act = (int)node_arg(n, "act")->v.i;
+    shape_layer_act(g, n);
     if (!shape_window(g, n, kh, kw, (int)stride->v.dims[0], (int)stride->v.dims[1], ph, pw))
         return;
     int64_t c = n->in.d[2];
@@ -390,7 +390,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD);
     emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
-        emit_act_inplace(c, n->act, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
+        emit_act_inplace(c, n->act, n->act_param, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
 }
 
 /* The transposed conv computes every input pixel over whole windows of the
@@ -703,7 +703,7 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         LLVMValueRef at = cg_muladd(c, p, G.M, cg_i64(c, m0));
         LLVMValueRef gv = cg_vload(c, a->dout, at, width);
         if (n->act != ACT_NONE) {
-            gv = cg_act_grad(c, n->act, cg_vload(c, a->out, at, width), gv);
+            gv = cg_act_grad(c, n->act, n->act_param, NULL, cg_vload(c, a->out, at, width), gv);
             cg_vstore(c, gv, g, at, width);
         }
         LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, bsum, width), gv), bsum);

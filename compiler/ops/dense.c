@@ -8,7 +8,7 @@
 void shape_fc(Graph *g, Node *n)
 {
     int64_t units = node_arg(n, "units")->v.i, inputs = n->in.d[0];
-    n->act = (int)node_arg(n, "act")->v.i;
+    shape_layer_act(g, n);
     n->out = (Shape){1, {units}};
     n->rf_global = true;
     n->weight = shape_param(g, n, "weight", 2, (int64_t[]){units, inputs});
@@ -161,7 +161,7 @@ static void fc_fwd_block(Cg *c, FcFwd *x)
             if (x->bias)
                 sum = cg_fadd(c, sum, cg_load(c, x->bias, u, "b"));
             LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), u);
-            cg_store(c, cg_act(c, x->n->act, sum), x->out, oi);
+            cg_store(c, cg_act(c, x->n->act, x->n->act_param, sum), x->out, oi);
         }
 }
 
@@ -316,7 +316,8 @@ void emit_fc_bwd(Cg *c, const Node *n, const Bwd *a)
     LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
     LLVMValueRef u = cg_loopn(c, &lu, U, "u");
     LLVMValueRef oi = cg_muladd(c, bn, U, u);
-    LLVMValueRef g = cg_act_grad(c, n->act, cg_load(c, a->out, oi, "y"), cg_load(c, a->dout, oi, "dy"));
+    LLVMValueRef g = cg_act_grad(c, n->act, n->act_param, NULL, cg_load(c, a->out, oi, "y"),
+                                 cg_load(c, a->dout, oi, "dy"));
     cg_store(c, g, a->dout, oi);
     if (db)
         cg_accum(c, db, u, g);
