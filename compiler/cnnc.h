@@ -200,6 +200,7 @@ typedef struct TrainCfg {
     int loss;                       /* LOSS_* */
     int optim;                      /* OPT_* */
     double lr, momentum, weight_decay, eps, beta1, beta2;
+    bool nesterov;                  /* sgd */
     int64_t batch, epochs;
     uint64_t seed;
     bool loss_given;

@@ -146,7 +146,7 @@ static void read_optimizer(Graph *g, const Stmt *s)
     const Item *first = s->items;
     if (!first || first->has_value || !first->key) {
         diag_error(d, first ? first->key_loc : s->loc,
-                   "'optimizer' needs its name first: sgd, adagrad or adam");
+                   "'optimizer' needs its name first: sgd, adagrad, adam or adamw");
         return;
     }
     int o = spec_lookup(optim_words, OPT_COUNT, first->key);
@@ -157,7 +157,7 @@ static void read_optimizer(Graph *g, const Stmt *s)
                        first->key, near);
         else
             diag_error(d, first->key_loc,
-                       "unknown optimizer '%s'; expected 'sgd', 'adagrad' or 'adam'", first->key);
+                       "unknown optimizer '%s'; expected 'sgd', 'adagrad', 'adam' or 'adamw'", first->key);
         return;
     }
     const OpSpec *spec = optim_spec((OptimKind)o);
@@ -168,6 +168,10 @@ static void read_optimizer(Graph *g, const Stmt *s)
     t->optim = o;
     for (int i = 0; i < spec->nparams; i++) {
         const char *k = spec->params[i].key;
+        if (!strcmp(k, "nesterov")) {
+            t->nesterov = args[i].present;
+            continue;
+        }
         double v = real_arg(&args[i], 0);
         if (v < 0 || (!strcmp(k, "lr") && v == 0)) {
             diag_error(d, args[i].loc, "'%s' must be %s", k, !strcmp(k, "lr") ? "positive" : "non-negative");
@@ -182,6 +186,9 @@ static void read_optimizer(Graph *g, const Stmt *s)
                       : !strcmp(k, "beta1") ? &t->beta1 : &t->beta2;
         *field = v;
     }
+    if (t->nesterov && t->momentum <= 0)
+        diag_error(d, args[spec_param(spec, "nesterov")].loc, "nesterov needs a momentum above 0 "
+                   "(torch.optim.SGD's rule)");
 }
 
 static void set_optimizer_defaults(TrainCfg *t, OptimKind o)
@@ -192,7 +199,7 @@ static void set_optimizer_defaults(TrainCfg *t, OptimKind o)
     t->momentum = t->weight_decay = 0;
     if (o == OPT_ADAGRAD)
         t->eps = spec->params[spec_param(spec, "eps")].def.r;
-    if (o == OPT_ADAM) {
+    if (o == OPT_ADAM || o == OPT_ADAMW) {
         t->eps = spec->params[spec_param(spec, "eps")].def.r;
         t->beta1 = spec->params[spec_param(spec, "beta1")].def.r;
         t->beta2 = spec->params[spec_param(spec, "beta2")].def.r;

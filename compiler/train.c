@@ -13,7 +13,7 @@
  * momentum: one per parameter; Adagrad: one; Adam: two), then, when Adam or
  * dropout needs it, the step count: a uint64 in the last two floats' bytes,
  * so that it counts exactly past 2^24 steps. Updates follow PyTorch's
- * torch.optim.SGD, Adagrad and Adam step for step.
+ * torch.optim.SGD (nesterov too), Adagrad, Adam and AdamW step for step.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +27,25 @@ static bool has_dropout(const Graph *g)
     return false;
 }
 
+static bool is_adam(const Graph *g)
+{
+    return g->train.optim == OPT_ADAM || g->train.optim == OPT_ADAMW;
+}
+
 static int opt_buffers(const Graph *g)
 {
     switch (g->train.optim) {
     case OPT_SGD: return g->train.momentum > 0;
     case OPT_ADAGRAD: return 1;
-    case OPT_ADAM: return 2;
+    case OPT_ADAM:
+    case OPT_ADAMW: return 2;
     }
     unreachable();
 }
 
 static bool has_counter(const Graph *g)
 {
-    return g->train.optim == OPT_ADAM || has_dropout(g);
+    return is_adam(g) || has_dropout(g);
 }
 
 int64_t train_opt_state_size(const Graph *g)
@@ -114,8 +120,8 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
     LLVMValueRef h[HP_COUNT];
     for (int i = 0; i < HP_COUNT; i++)
         h[i] = cg_load(c, hp, cg_i64(c, i), "hp");
-    LLVMValueRef step_size = NULL, bc2_sqrt = NULL;
-    if (g->train.optim == OPT_ADAM) {
+    LLVMValueRef step_size = NULL, bc2_sqrt = NULL, decay = NULL;
+    if (is_adam(g)) {
         /* in double, as PyTorch computes these scalars in Python */
         LLVMTypeRef d = LLVMDoubleTypeInContext(c->ctx);
         LLVMValueRef t = LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), d, "t");
@@ -125,6 +131,9 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
         LLVMValueRef bc2 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b2, t}, 2), "bc2");
         step_size = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildFPExt(b, h[HP_LR], d, ""), bc1, ""), c->f32, "step_size");
         bc2_sqrt = LLVMBuildFPTrunc(b, call_f64(c, "llvm.sqrt.f64", &bc2, 1), c->f32, "bc2_sqrt");
+        LLVMValueRef lr_wd = LLVMBuildFMul(b, LLVMBuildFPExt(b, h[HP_LR], d, ""),
+                                           LLVMBuildFPExt(b, h[HP_WEIGHT_DECAY], d, ""), "");
+        decay = LLVMBuildFPTrunc(b, LLVMBuildFSub(b, one, lr_wd, ""), c->f32, "decay");
     }
     Loop l;
     LLVMValueRef i = cg_loopn(c, &l, P, "param");
@@ -137,7 +146,8 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
         if (opt_buffers(g)) {
             LLVMValueRef buf = LLVMBuildFAdd(b, LLVMBuildFMul(b, h[HP_MOMENTUM], cg_load(c, state, i, "buf"), ""), gr, "buf");
             cg_store(c, buf, state, i);
-            gr = buf;
+            /* nesterov: the gradient plus momentum times the new buffer */
+            gr = g->train.nesterov ? LLVMBuildFAdd(b, gr, LLVMBuildFMul(b, h[HP_MOMENTUM], buf, ""), "") : buf;
         }
         p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, h[HP_LR], gr, ""), "");
         break;
@@ -148,7 +158,14 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
         p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, h[HP_LR], LLVMBuildFDiv(b, gr, std, ""), ""), "");
         break;
     }
-    case OPT_ADAM: {
+    case OPT_ADAM:
+    case OPT_ADAMW: {
+        /* weight decay: adam's is L2, added to the gradient; adamw's shrinks
+         * the weights first (torch.optim.AdamW: p *= 1 - lr * weight_decay) */
+        if (g->train.optim == OPT_ADAM)
+            gr = LLVMBuildFAdd(b, gr, LLVMBuildFMul(b, h[HP_WEIGHT_DECAY], p, ""), "");
+        else
+            p = LLVMBuildFMul(b, p, decay, "decayed");
         LLVMValueRef vi = cg_add(c, i, cg_i64(c, P));
         LLVMValueRef m = LLVMBuildFAdd(b, LLVMBuildFMul(b, cg_load(c, state, i, "m"), h[HP_BETA1], ""),
                                        LLVMBuildFMul(b, gr, LLVMBuildFSub(b, one, h[HP_BETA1], ""), ""), "m");

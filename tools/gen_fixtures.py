@@ -305,6 +305,21 @@ TRAIN_CASES = [
         ("conv", "4 size=1 act=hardsigmoid"), ("flatten", ""), ("fc", "5"), ("elu", "0.7"),
         ("fc", "3"), ("softmax", "")],
      "loss cross_entropy; optimizer sgd lr=0.3 momentum=0.9"),
+    # the optimizers' other forms: nesterov momentum, Adam's L2 weight decay,
+    # AdamW's decoupled one (its default 0.01, and a larger one)
+    ("sgd_nesterov", (6, 6, 1), 4, [
+        ("conv", "3 size=3 act=tanh"), ("flatten", ""), ("fc", "4"), ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9 weight_decay=0.01 nesterov"),
+    ("adam_wd", (6, 6, 1), 4, [
+        ("conv", "3 size=3 act=tanh"), ("flatten", ""), ("fc", "4"), ("softmax", "")],
+     "loss cross_entropy; optimizer adam lr=0.01 weight_decay=0.1"),
+    ("adamw_default", (6, 6, 1), 4, [
+        ("conv", "3 size=3 act=tanh"), ("flatten", ""), ("fc", "4"), ("softmax", "")],
+     "loss cross_entropy; optimizer adamw lr=0.05"),
+    ("adamw", (6, 6, 2), 4, [
+        ("conv", "4 size=3 pad=1 act=relu"), ("maxpool", "2"), ("flatten", ""), ("fc", "3"),
+        ("softmax", "")],
+     "loss cross_entropy; optimizer adamw lr=0.02 beta1=0.8 weight_decay=0.5"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.
@@ -330,11 +345,13 @@ def make_optimizer(spec, params):
     f = {k: float(v) for k, v in words.items()}
     if kind == "sgd":
         return torch.optim.SGD(params, lr=f.get("lr", 0.01), momentum=f.get("momentum", 0),
-                               weight_decay=f.get("weight_decay", 0))
+                               weight_decay=f.get("weight_decay", 0),
+                               nesterov="nesterov" in spec.split())
     if kind == "adagrad":
         return torch.optim.Adagrad(params, lr=f.get("lr", 0.01), eps=f.get("eps", 1e-10))
-    return torch.optim.Adam(params, lr=f.get("lr", 0.001),
-                            betas=(f.get("beta1", 0.9), f.get("beta2", 0.999)), eps=f.get("eps", 1e-8))
+    adam = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+    return adam(params, lr=f.get("lr", 0.001), betas=(f.get("beta1", 0.9), f.get("beta2", 0.999)),
+                eps=f.get("eps", 1e-8), weight_decay=f.get("weight_decay", 0.01 if kind == "adamw" else 0))
 
 
 def train_main(out, only=None):
