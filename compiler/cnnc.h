@@ -205,7 +205,16 @@ typedef struct TrainCfg {
     uint64_t seed;
     bool loss_given;
     Loc loss_loc;
+    /* the learning-rate schedule (SCHED_*), PyTorch's StepLR, MultiStepLR and
+     * CosineAnnealingLR after `warmup` epochs of linear warmup */
+    int schedule;
+    int64_t every, warmup;
+    double gamma, min_lr;
+    const double *at;               /* multistep's epochs, ascending */
+    int64_t nat;
 } TrainCfg;
+
+enum { SCHED_NONE, SCHED_STEP, SCHED_MULTISTEP, SCHED_COSINE };   /* settings.def's order */
 
 enum { LOSS_CROSS_ENTROPY, LOSS_MSE };
 

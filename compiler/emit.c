@@ -420,6 +420,15 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
 
     const Shape *in = &g->nodes[0].out;
     LLVMValueRef null = LLVMConstPointerNull(c->ptr);
+    const TrainCfg *t_cfg = &g->train;
+    LLVMValueRef milestones = null;
+    if (t_cfg->nat) {
+        LLVMValueRef *at = calloc((size_t)t_cfg->nat, sizeof *at);
+        for (int64_t k = 0; k < t_cfg->nat; k++)
+            at[k] = i32c(c, (int64_t)t_cfg->at[k]);
+        milestones = private_const(c, LLVMConstArray2(c->i32, at, (uint64_t)t_cfg->nat), "cnn_model.milestones");
+        free(at);
+    }
     LLVMValueRef f[] = {
         const_str(c, g->name, "cnn_model.name"),
         i32c(c, plan->batch), i32c(c, g->train.batch), i32c(c, in->d[0]), i32c(c, in->d[1]), i32c(c, in->d[2]),
@@ -433,6 +442,8 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         i32c(c, g->train.epochs), i32c(c, g->train.loss),
         LLVMConstInt(c->i64, g->train.seed, false),
         i32c(c, g->n), i32c(c, nf), lglob, fglob, acts ? acts : null,
+        i32c(c, t_cfg->schedule), i32c(c, t_cfg->every), i32c(c, t_cfg->warmup), i32c(c, t_cfg->nat),
+        milestones, cg_f32(c, t_cfg->gamma), cg_f32(c, t_cfg->min_lr),
     };
     LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, sizeof f / sizeof *f, false);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");

@@ -6,6 +6,7 @@
  * <op><n>), binds its attributes and reads the train block's settings. Shapes
  * are shape_check's job. The graph is a chain: node i reads node i-1.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cnnc.h"
@@ -206,6 +207,53 @@ static void set_optimizer_defaults(TrainCfg *t, OptimKind o)
     }
 }
 
+/* schedule = none | step every=N | multistep at=[epochs] | cosine [min_lr=X],
+ *            each with gamma= (step, multistep) and warmup=N */
+static void read_schedule(Graph *g, const OpSpec *spec, const Arg *a)
+{
+    Diag *d = g->diag;
+    TrainCfg *t = &g->train;
+    const Arg *every = &a[spec_param(spec, "every")], *at = &a[spec_param(spec, "at")];
+    const Arg *gamma = &a[spec_param(spec, "gamma")], *min_lr = &a[spec_param(spec, "min_lr")];
+    t->schedule = (int)a[0].v.i;
+    t->warmup = a[spec_param(spec, "warmup")].v.i;
+    t->every = every->given ? every->v.i : 1;
+    t->gamma = gamma->v.r;
+    t->min_lr = min_lr->v.r;
+    static const char *const kinds[] = {"none", "step", "multistep", "cosine"};
+    /* each attribute belongs to some kinds only */
+    const struct {
+        const Arg *arg;
+        const char *key;
+        unsigned kinds;             /* bit per SCHED_* */
+    } owns[] = {{every, "every", 1u << SCHED_STEP}, {at, "at", 1u << SCHED_MULTISTEP},
+                {gamma, "gamma", 1u << SCHED_STEP | 1u << SCHED_MULTISTEP},
+                {min_lr, "min_lr", 1u << SCHED_COSINE}};
+    for (size_t i = 0; i < sizeof owns / sizeof *owns; i++)
+        if (owns[i].arg->given && !(owns[i].kinds & 1u << t->schedule))
+            diag_error(d, owns[i].arg->loc, "'%s' is not an attribute of schedule %s", owns[i].key,
+                       kinds[t->schedule]);
+    if (t->schedule == SCHED_STEP && !every->given)
+        diag_error(d, a[0].loc, "schedule step needs every=N (epochs between steps)");
+    if (t->schedule == SCHED_MULTISTEP && !at->given)
+        diag_error(d, a[0].loc, "schedule multistep needs at=[epochs]");
+    if (at->given) {
+        for (int64_t i = 0; i < at->v.nlist; i++) {
+            double e = at->v.list[i];
+            if (e != floor(e) || e < 1 || (i > 0 && e <= at->v.list[i - 1])) {
+                diag_error(d, at->loc, "'at' needs whole epochs above 0, ascending");
+                break;
+            }
+        }
+        t->at = at->v.list;
+        t->nat = at->v.nlist;
+    }
+    if (gamma->given && !(gamma->v.r > 0))
+        diag_error(d, gamma->loc, "'gamma' must be positive");
+    if (min_lr->given && min_lr->v.r < 0)
+        diag_error(d, min_lr->loc, "'min_lr' must be non-negative");
+}
+
 static void build_train(Graph *g, const Block *b)
 {
     Diag *d = g->diag;
@@ -247,6 +295,7 @@ static void build_train(Graph *g, const Block *b)
         case SET_BATCH: t->batch = a[0].v.i; break;
         case SET_EPOCHS: t->epochs = a[0].v.i; break;
         case SET_SEED: t->seed = (uint64_t)a[0].v.i; break;
+        case SET_SCHEDULE: read_schedule(g, setting_spec(SET_SCHEDULE), a); break;
         }
     }
 }

@@ -73,7 +73,14 @@ typedef struct CnnModel {
     /* the forward pass of one image, keeping every layer's output at its
      * act_offset (NULL in an --inference-only build) */
     void (*activations)(const float *params, const float *input, void *ws);
+    /* the train block's learning-rate schedule (CNN_SCHED_*), its epochs
+     * between steps, warmup epochs, multistep's milestones; gamma, min_lr */
+    int32_t schedule, sched_every, warmup, nmilestones;
+    const int32_t *milestones;
+    float gamma, min_lr;
 } CnnModel;
+
+enum { CNN_SCHED_NONE, CNN_SCHED_STEP, CNN_SCHED_MULTISTEP, CNN_SCHED_COSINE };
 
 /* ---- weights.c: .cnnw files ---- */
 

@@ -10,7 +10,8 @@
  * (the last one may be partial). A progress bar on a terminal, fitted to its
  * width; off a terminal a progress line every --progress seconds and a line
  * per epoch. Test loss and accuracy after each epoch; a CSV line per epoch
- * with --log; --save after every epoch, atomically (files.c).
+ * with --log; --save after every epoch, atomically (files.c). The learning
+ * rate follows the train block's schedule, step by step (scheduled_lr).
  *
  * The run stops with exit status 1, before anything more is saved, so that
  * the last checkpoint stays good, when the loss is not finite or diverges:
@@ -129,6 +130,33 @@ static void progress(Run *r, bool force)
     fprintf(stderr, "\r%s\033[K", line);
 }
 
+/* The learning rate of step k (from 0) of epoch e (from 0), of `steps` an
+ * epoch and `epochs` in all: linear warmup over the first m->warmup epochs
+ * (step t of their T steps at lr (t + 1) / T), then the schedule over the
+ * epochs after them, stepped once an epoch as PyTorch's StepLR, MultiStepLR
+ * (milestones counted from the schedule's start) and CosineAnnealingLR
+ * (T_max the epochs left after warmup). */
+static double scheduled_lr(const CnnModel *m, double lr, int e, int64_t k, int64_t steps, int epochs)
+{
+    int w = m->warmup;
+    if (e < w)
+        return lr * (double)((int64_t)e * steps + k + 1) / (double)((int64_t)w * steps);
+    int s = e - w, decays = 0;
+    switch (m->schedule) {
+    case CNN_SCHED_STEP:
+        return lr * pow(m->gamma, s / m->sched_every);
+    case CNN_SCHED_MULTISTEP:
+        for (int i = 0; i < m->nmilestones; i++)
+            decays += s >= m->milestones[i];
+        return lr * pow(m->gamma, decays);
+    case CNN_SCHED_COSINE:
+        if (epochs - w <= 0)
+            return lr;
+        return m->min_lr + (lr - m->min_lr) * (1 + cos(M_PI * s / (epochs - w))) / 2;
+    }
+    return lr;
+}
+
 typedef struct Data {
     Dataset train, test;
     bool has_test;
@@ -242,8 +270,7 @@ int cmd_train(const CnnModel *m, const Args *a)
                        "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds\n") || fail(err) == 0;
 
     CnnHyper hp = m->hp;
-    if (a->lr > 0)
-        hp.lr = (float)a->lr;
+    double base_lr = a->lr > 0 ? a->lr : (double)m->hp.lr;
     hp.seed = seed;
     float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
     Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
@@ -286,6 +313,7 @@ int cmd_train(const CnnModel *m, const Args *a)
                 memcpy(y + (size_t)i * ysize, data.train.targets ? (const void *)(data.train.targets + k * m->outputs)
                                                                  : (const void *)(data.train.labels + k), ysize);
             }
+            hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, epoch_steps, per_epoch, epochs);
             float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
             step++;
             epoch_steps++;
