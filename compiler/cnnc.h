@@ -212,6 +212,8 @@ typedef struct TrainCfg {
     double gamma, min_lr;
     const double *at;               /* multistep's epochs, ascending */
     int64_t nat;
+    int64_t crop;                   /* augment: random crops after zero padding of crop */
+    bool flip;                      /* augment: random horizontal flips */
 } TrainCfg;
 
 enum { SCHED_NONE, SCHED_STEP, SCHED_MULTISTEP, SCHED_COSINE };   /* settings.def's order */

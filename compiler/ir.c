@@ -296,6 +296,10 @@ static void build_train(Graph *g, const Block *b)
         case SET_EPOCHS: t->epochs = a[0].v.i; break;
         case SET_SEED: t->seed = (uint64_t)a[0].v.i; break;
         case SET_SCHEDULE: read_schedule(g, setting_spec(SET_SCHEDULE), a); break;
+        case SET_AUGMENT:
+            t->crop = a[0].v.i;
+            t->flip = a[1].present;
+            break;
         }
     }
 }

@@ -78,6 +78,7 @@ typedef struct CnnModel {
     int32_t schedule, sched_every, warmup, nmilestones;
     const int32_t *milestones;
     float gamma, min_lr;
+    int32_t augment_crop, augment_flip;     /* the train block's augment */
 } CnnModel;
 
 enum { CNN_SCHED_NONE, CNN_SCHED_STEP, CNN_SCHED_MULTISTEP, CNN_SCHED_COSINE };

@@ -77,6 +77,13 @@ Pool *rt_pool_new(int threads);
 int rt_pool_threads(const Pool *p);
 void rt_pool_run(Pool *p, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
 void rt_pool_free(Pool *p);
+/* augment.c: a random crop (after zero padding) and flip of one H x W x C
+ * image, drawn from (seed, epoch, index); augment_draw gives the draw alone */
+void augment_draw(uint64_t seed, int epoch, int64_t index, int pad, bool flip, int *i, int *j,
+                  bool *mirror);
+void augment_image(const float *src, float *dst, int h, int w, int c, int pad, bool flip,
+                   uint64_t seed, int epoch, int64_t index);
+
 /* step.c: a training step of any number of images, split across threads */
 typedef struct Stepper Stepper;
 Stepper *stepper_new(const CnnModel *m, int threads);

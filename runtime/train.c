@@ -309,7 +309,11 @@ int cmd_train(const CnnModel *m, const Args *a)
             int n = (int)(count - first < batch ? count - first : batch);
             for (int i = 0; i < n; i++) {
                 int64_t k = order[first + i];
-                memcpy(x + i * in, data.train.im.pixels + k * in, (size_t)in * sizeof *x);
+                if (m->augment_crop || m->augment_flip)
+                    augment_image(data.train.im.pixels + k * in, x + i * in, m->height, m->width,
+                                  m->channels, m->augment_crop, m->augment_flip, seed, epoch, k);
+                else
+                    memcpy(x + i * in, data.train.im.pixels + k * in, (size_t)in * sizeof *x);
                 memcpy(y + (size_t)i * ysize, data.train.targets ? (const void *)(data.train.targets + k * m->outputs)
                                                                  : (const void *)(data.train.labels + k), ysize);
             }
