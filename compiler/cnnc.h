@@ -212,6 +212,7 @@ typedef struct TrainCfg {
     double gamma, min_lr;
     const double *at;               /* multistep's epochs, ascending */
     int64_t nat;
+    double validate;                /* images held out: N, or a fraction below 1 */
     int64_t crop;                   /* augment: random crops after zero padding of crop */
     bool flip;                      /* augment: random horizontal flips */
 } TrainCfg;

@@ -444,7 +444,7 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         i32c(c, g->n), i32c(c, nf), lglob, fglob, acts ? acts : null,
         i32c(c, t_cfg->schedule), i32c(c, t_cfg->every), i32c(c, t_cfg->warmup), i32c(c, t_cfg->nat),
         milestones, cg_f32(c, t_cfg->gamma), cg_f32(c, t_cfg->min_lr),
-        i32c(c, t_cfg->crop), i32c(c, t_cfg->flip),
+        i32c(c, t_cfg->crop), i32c(c, t_cfg->flip), cg_f32(c, t_cfg->validate),
     };
     LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, sizeof f / sizeof *f, false);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");

@@ -296,6 +296,11 @@ static void build_train(Graph *g, const Block *b)
         case SET_EPOCHS: t->epochs = a[0].v.i; break;
         case SET_SEED: t->seed = (uint64_t)a[0].v.i; break;
         case SET_SCHEDULE: read_schedule(g, setting_spec(SET_SCHEDULE), a); break;
+        case SET_VALIDATE:
+            t->validate = a[0].v.r;
+            if (t->validate < 0 || (t->validate >= 1 && t->validate != floor(t->validate)))
+                diag_error(d, a[0].loc, "'validate' takes a number of images or a fraction below 1");
+            break;
         case SET_AUGMENT:
             t->crop = a[0].v.i;
             t->flip = a[1].present;

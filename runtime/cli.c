@@ -391,7 +391,8 @@ static const struct Command {
      "train   --data DIR | --images F (--labels F | --targets F)\n"
      "                [--test-images F (--test-labels F | --test-targets F)]\n"
      "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--weights W]\n"
-     "                [--save W] [--no-shuffle] [--steps N] [--log metrics.csv] [--progress SECONDS]"},
+     "                [--save W] [--save-best W] [--no-shuffle] [--steps N] [--log metrics.csv]\n"
+     "                [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
      "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]"},
     {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] image.pgm ..."},
@@ -426,6 +427,7 @@ static const struct Option {
     {"-o", O_PATH, offsetof(Args, output), C_INFER | C_SHOW, 0},
     {"--save", O_PATH, offsetof(Args, save), C_TRAIN, 0},
     {"--log", O_PATH, offsetof(Args, log), C_TRAIN, 0},
+    {"--save-best", O_PATH, offsetof(Args, save_best), C_TRAIN, 0},
     {"--layer", O_PATH, offsetof(Args, layer), C_SHOW, 0},
     {"--top", O_INT, offsetof(Args, top), C_PREDICT, 1 << 30},
     {"--threads", O_INT, offsetof(Args, threads), C_TRAIN | C_EVAL | C_INFER | C_BENCH, 1024},

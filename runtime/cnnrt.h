@@ -79,6 +79,7 @@ typedef struct CnnModel {
     const int32_t *milestones;
     float gamma, min_lr;
     int32_t augment_crop, augment_flip;     /* the train block's augment */
+    float validate;                 /* the train block's: images held out, or a fraction */
 } CnnModel;
 
 enum { CNN_SCHED_NONE, CNN_SCHED_STEP, CNN_SCHED_MULTISTEP, CNN_SCHED_COSINE };

@@ -19,6 +19,7 @@ typedef struct Args {
     double lr;
     uint64_t seed;
     bool seed_given, no_shuffle, verbose;
+    const char *save_best;          /* train: the weights of the best validation figure */
 } Args;
 
 int fail(const char *msg);

@@ -158,7 +158,7 @@ static double scheduled_lr(const CnnModel *m, double lr, int e, int64_t k, int64
 }
 
 typedef struct Data {
-    Dataset train, test;
+    Dataset train, test, val;
     bool has_test;
 } Data;
 
@@ -166,6 +166,63 @@ static void data_free(Data *d)
 {
     set_free(&d->train);
     set_free(&d->test);
+    set_free(&d->val);
+}
+
+/* validate: the last n (or that fraction of the) training images, held out
+ * before any shuffling, into d->val (a copy). */
+static bool hold_out(const CnnModel *m, Data *d, char *err, size_t es)
+{
+    CnnImages *im = &d->train.im;
+    int64_t n = m->validate < 1 ? (int64_t)floor(m->validate * (double)im->count) : (int64_t)m->validate;
+    if (n == 0)
+        return true;
+    if (n >= im->count) {
+        snprintf(err, es, "validate %lld is not less than the %lld training images", (long long)n,
+                 (long long)im->count);
+        return false;
+    }
+    int64_t keep = im->count - n, in = (int64_t)im->height * im->width * im->channels;
+    int64_t per = d->train.targets ? m->outputs : 1;
+    Dataset *v = &d->val;
+    v->im = *im;
+    v->im.count = n;
+    v->im.pixels = malloc((size_t)(n * in) * sizeof(float));
+    memcpy(v->im.pixels, im->pixels + keep * in, (size_t)(n * in) * sizeof(float));
+    if (d->train.targets) {
+        v->targets = malloc((size_t)(n * per) * sizeof(float));
+        memcpy(v->targets, d->train.targets + keep * per, (size_t)(n * per) * sizeof(float));
+    } else {
+        v->labels = malloc((size_t)n * sizeof(int32_t));
+        memcpy(v->labels, d->train.labels + keep, (size_t)n * sizeof(int32_t));
+    }
+    im->count = keep;
+    return true;
+}
+
+/* A held-out set's figures after an epoch: its loss, and its accuracy in
+ * percent (-1 for float targets); "  NAME loss X  NAME accuracy Y%" on stdout,
+ * and the two CSV fields. */
+typedef struct Figures {
+    double loss, acc;
+    char loss_csv[32], acc_csv[32];
+} Figures;
+
+static Figures report_set(const CnnModel *m, const float *params, const Dataset *d, int threads,
+                          const char *name)
+{
+    Figures f = {0, -1, "", ""};
+    if (!d->im.count)
+        return f;
+    int64_t right = evaluate(m, params, d, threads, &f.loss);
+    printf("  %s loss %.4f", name, f.loss);
+    snprintf(f.loss_csv, sizeof f.loss_csv, "%.6f", f.loss);
+    if (!d->targets) {
+        f.acc = 100.0 * (double)right / (double)d->im.count;
+        printf("  %s accuracy %.2f%%", name, f.acc);
+        snprintf(f.acc_csv, sizeof f.acc_csv, "%.4f", f.acc / 100);
+    }
+    return f;
 }
 
 static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size_t es)
@@ -175,6 +232,10 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
     data_paths(a, "train", img, lbl, sizeof img);
     if (!load_set(m, img, lbl, a->targets, &d->train, err, es))
         return false;
+    if (!hold_out(m, d, err, es)) {
+        data_free(d);
+        return false;
+    }
     if (a->test_images || a->data) {
         data_paths(a, "t10k", img, lbl, sizeof img);
         if (access(img, R_OK) == 0 || a->test_images) {
@@ -207,12 +268,20 @@ static bool check_train(const CnnModel *m, const Args *a)
     if (output_is_input(a->save, (const char *[]){img, lbl, timg, tlbl, NULL}) ||
         output_is_input(a->log, inputs) || output_is_input(a->log, (const char *[]){a->save ? a->save : img, NULL}))
         return false;
+    if (a->save_best && !(m->validate > 0))
+        return fail("--save-best keeps the best validation figure: the train block needs 'validate'") == 0;
+    if (output_is_input(a->save_best, (const char *[]){img, lbl, timg, tlbl, NULL}) ||
+        output_is_input(a->save_best, (const char *[]){a->save ? a->save : img, a->log ? a->log : img, NULL}))
+        return false;
     /* a --save that cannot be written is found now, not after the first epoch */
-    CnnOut probe;
-    if (a->save && !cnn_out_begin(&probe, a->save, err, sizeof err))
-        return fail(err) == 0;
-    if (a->save)
-        cnn_out_abort(&probe);
+    const char *outs[] = {a->save, a->save_best};
+    for (int i = 0; i < 2; i++) {
+        CnnOut probe;
+        if (outs[i] && !cnn_out_begin(&probe, outs[i], err, sizeof err))
+            return fail(err) == 0;
+        if (outs[i])
+            cnn_out_abort(&probe);
+    }
     return true;
 }
 
@@ -267,7 +336,8 @@ int cmd_train(const CnnModel *m, const Args *a)
         return fail(err);
     }
     bool ok = log_line(log, a->log, err, sizeof err,
-                       "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds\n") || fail(err) == 0;
+                       "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds,val_loss,"
+                       "val_accuracy\n") || fail(err) == 0;
 
     CnnHyper hp = m->hp;
     double base_lr = a->lr > 0 ? a->lr : (double)m->hp.lr;
@@ -296,6 +366,8 @@ int cmd_train(const CnnModel *m, const Args *a)
                .every = a->progress};
     run.last = run.t0;
     int64_t step = 0, epoch_steps = 0;
+    double best = 0;
+    int best_epoch = 0;
     double first_loss = -1;
     bool stop = false;
     for (int epoch = 1; epoch <= epochs && ok && !stop; epoch++) {
@@ -362,30 +434,26 @@ int cmd_train(const CnnModel *m, const Args *a)
             break;
         }
         double secs = now() - t0, ips = (double)run.seen / (secs + 1e-9), mean = sum / (double)epoch_steps;
-        double test_loss = 0, acc = -1;
-        if (data.has_test)
-            acc = 100.0 * (double)evaluate(m, params, &data.test, a->threads, &test_loss)
-                  / (double)data.test.im.count;
-        bool classes = data.has_test && !data.test.targets;
         printf("epoch %d/%d  loss %.4f  %.0f img/s", epoch, epochs, mean, ips);
-        if (data.has_test)
-            printf("  test loss %.4f", test_loss);
-        if (classes)
-            printf("  test accuracy %.2f%%", acc);
+        Figures val = report_set(m, params, &data.val, a->threads, "val");
+        Figures test = report_set(m, params, &data.test, a->threads, "test");
         printf("\n");
         fflush(stdout);
-        char accs[32] = "", tls[32] = "";
-        if (classes)
-            snprintf(accs, sizeof accs, "%.4f", acc / 100);
-        if (data.has_test)
-            snprintf(tls, sizeof tls, "%.6f", test_loss);
-        ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f\n", epoch,
-                      (long long)step, mean, accs, ips, tls, hp.lr, secs);
+        ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f,%s,%s\n", epoch,
+                      (long long)step, mean, test.acc_csv, ips, test.loss_csv, hp.lr, secs,
+                      val.loss_csv, val.acc_csv);
         if (!ok) {
             fail(err);
             break;
         }
         ok = save(m, a->save, params);
+        /* the best validation accuracy (or, with float targets, loss) so far */
+        double figure = data.val.targets ? -val.loss : val.acc;
+        if (ok && data.val.im.count && a->save_best && (best_epoch == 0 || figure > best)) {
+            best = figure;
+            best_epoch = epoch;
+            ok = save(m, a->save_best, params);
+        }
     }
     if (ok && stop_signal)
         ok = save(m, a->save, params);
