@@ -248,6 +248,40 @@ bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t si
     return true;    /* the reader names the missing file */
 }
 
+/* --data DIR in CIFAR-10's binary layout: data_batch_1.bin .. data_batch_5.bin
+ * (those there) for training, test_batch.bin for testing; the file names into
+ * names (kept by the caller), false when DIR is not one. */
+int cifar_files(const Args *a, bool test, char names[5][4096])
+{
+    int n = 0;
+    if (!a->data)
+        return 0;
+    for (int i = 1; i <= (test ? 1 : 5); i++) {
+        if (test)
+            snprintf(names[n], 4096, "%s/test_batch.bin", a->data);
+        else
+            snprintf(names[n], 4096, "%s/data_batch_%d.bin", a->data, i);
+        if (access(names[n], R_OK) == 0)
+            n++;
+    }
+    return n;
+}
+
+bool load_cifar(const CnnModel *m, const Args *a, char names[5][4096], int n, Dataset *d, char *err,
+                size_t es)
+{
+    *d = (Dataset){0};
+    if (m->height != 32 || m->width != 32 || m->channels != 3) {
+        snprintf(err, es, "%s: CIFAR-10 images are 32x32x3; the model takes %dx%dx%d", a->data,
+                 m->height, m->width, m->channels);
+        return false;
+    }
+    const char *paths[5];
+    for (int i = 0; i < n; i++)
+        paths[i] = names[i];
+    return cnn_read_cifar(paths, n, m->outputs, &d->im, &d->labels, err, es);
+}
+
 static int cmd_eval(const CnnModel *m, const Args *a)
 {
     char err[8192], img[4096], lbl[4096];
@@ -264,7 +298,10 @@ static int cmd_eval(const CnnModel *m, const Args *a)
     if (!params)
         return fail(err);
     Dataset d;
-    if (!load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
+    char cifar[5][4096];
+    int nc = a->images ? 0 : cifar_files(a, true, cifar);
+    if (nc ? !load_cifar(m, a, cifar, nc, &d, err, sizeof err)
+           : !load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
         free(params);
         return fail(err);
     }

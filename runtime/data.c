@@ -1,6 +1,7 @@
 /*
  * data.c: reading images: MNIST-style IDX files (plain or gzip'd, through
- * zlib, which reads both), and PGM/PPM images for `predict`.
+ * zlib, which reads both), CIFAR-10's binary batches, and PGM/PPM images for
+ * `predict`.
  *
  * Headers are checked before anything large is allocated, and the data is
  * read into a buffer that grows only as bytes arrive: a header that claims
@@ -219,4 +220,54 @@ bool cnn_read_pnm(const char *path, int32_t h, int32_t w, int32_t c, float *out,
 out:
     fclose(f);
     return ok;
+}
+
+/* ---- CIFAR-10's binary batches: records of a label byte and 3072 bytes,
+ * each channel's 32x32 plane in turn ---- */
+
+enum { CIFAR_SIDE = 32, CIFAR_PIXELS = CIFAR_SIDE * CIFAR_SIDE * 3, CIFAR_RECORD = 1 + CIFAR_PIXELS };
+
+bool cnn_read_cifar(const char *const *paths, int npaths, int32_t classes, CnnImages *out,
+                    int32_t **labels, char *err, size_t es)
+{
+    *out = (CnnImages){.height = CIFAR_SIDE, .width = CIFAR_SIDE, .channels = 3};
+    *labels = NULL;
+    for (int f = 0; f < npaths; f++) {
+        size_t len;
+        unsigned char *buf = cnn_read_all(paths[f], &len, (size_t)MAX_IDX_BYTES, err, es);
+        if (!buf || len == 0 || len % CIFAR_RECORD != 0) {
+            if (buf || len > (size_t)MAX_IDX_BYTES)
+                snprintf(err, es, "%s: %zu bytes is not a whole number of CIFAR-10 records (3073 "
+                         "bytes: a label, then 32x32 pixels of each of 3 channels)", paths[f], len);
+            free(buf);
+            free(out->pixels);
+            free(*labels);
+            *labels = NULL;
+            return false;
+        }
+        int64_t n = (int64_t)(len / CIFAR_RECORD), base = out->count;
+        out->pixels = realloc(out->pixels, (size_t)((base + n) * CIFAR_PIXELS) * sizeof(float));
+        *labels = realloc(*labels, (size_t)(base + n) * sizeof **labels);
+        for (int64_t r = 0; r < n; r++) {
+            const unsigned char *rec = buf + r * CIFAR_RECORD;
+            if (rec[0] >= classes) {
+                snprintf(err, es, "%s: label %u of image %lld is out of range (the model has %d "
+                         "classes)", paths[f], rec[0], (long long)r, classes);
+                free(buf);
+                free(out->pixels);
+                free(*labels);
+                *labels = NULL;
+                return false;
+            }
+            (*labels)[base + r] = rec[0];
+            /* channel-major planes to channels last */
+            float *px = out->pixels + (base + r) * CIFAR_PIXELS;
+            for (int c = 0; c < 3; c++)
+                for (int p = 0; p < CIFAR_SIDE * CIFAR_SIDE; p++)
+                    px[p * 3 + c] = rec[1 + c * CIFAR_SIDE * CIFAR_SIDE + p] / 255.0f;
+        }
+        out->count += n;
+        free(buf);
+    }
+    return true;
 }

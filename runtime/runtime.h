@@ -48,6 +48,10 @@ typedef struct Dataset {
 bool load_set(const CnnModel *m, const char *img, const char *lbl, const char *targets, Dataset *d,
               char *err, size_t es);
 void set_free(Dataset *d);
+/* CIFAR-10 in --data DIR: how many of its batches are there, and loading them */
+int cifar_files(const Args *a, bool test, char names[5][4096]);
+bool load_cifar(const CnnModel *m, const Args *a, char names[5][4096], int n, Dataset *d, char *err,
+                size_t es);
 int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss);
 int cmd_train(const CnnModel *m, const Args *a);
 int cmd_bench(const CnnModel *m, const Args *a);

@@ -230,13 +230,22 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
     char img[4096], lbl[4096];
     *d = (Data){0};
     data_paths(a, "train", img, lbl, sizeof img);
-    if (!load_set(m, img, lbl, a->targets, &d->train, err, es))
+    char cifar[5][4096];
+    int nc = a->images ? 0 : cifar_files(a, false, cifar);
+    if (nc ? !load_cifar(m, a, cifar, nc, &d->train, err, es)
+           : !load_set(m, img, lbl, a->targets, &d->train, err, es))
         return false;
     if (!hold_out(m, d, err, es)) {
         data_free(d);
         return false;
     }
-    if (a->test_images || a->data) {
+    if (!a->test_images && (nc = cifar_files(a, true, cifar)) > 0) {
+        if (!load_cifar(m, a, cifar, nc, &d->test, err, es)) {
+            data_free(d);
+            return false;
+        }
+        d->has_test = true;
+    } else if (a->test_images || a->data) {
         data_paths(a, "t10k", img, lbl, sizeof img);
         if (access(img, R_OK) == 0 || a->test_images) {
             if (!load_set(m, img, lbl, a->test_targets, &d->test, err, es)) {

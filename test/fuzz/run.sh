@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNNC_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_cnn fuzz_cnnw fuzz_idx fuzz_pnm >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_cnn fuzz_cnnw fuzz_idx fuzz_pnm fuzz_cifar >/dev/null
 mkdir -p build-fuzz/crashes
 status=0
-for name in cnn cnnw idx pnm; do
+for name in cnn cnnw idx pnm cifar; do
     work=build-fuzz/corpus-$name
     rm -rf "$work" && mkdir -p "$work" && cp test/fuzz/corpus/$name/* "$work"/
     if [ "$seconds" = ci ]; then
