@@ -591,7 +591,7 @@ static bool link_exe(Diag *d, const char *obj, const char *exe, const char *out)
         return false;
     }
     char cmd[4 * PATH_MAX + 256];
-    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -lz -lm -lpthread", CNNC_LINK_FLAGS, exe, obj, rt);
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -ljpeg -lz -lm -lpthread", CNNC_LINK_FLAGS, exe, obj, rt);
     int rc = system(cmd);
     if (rc != 0) {
         if (rc > 0 && WIFEXITED(rc))

@@ -300,8 +300,10 @@ static int cmd_eval(const CnnModel *m, const Args *a)
     Dataset d;
     char cifar[5][4096];
     int nc = a->images ? 0 : cifar_files(a, true, cifar);
-    if (nc ? !load_cifar(m, a, cifar, nc, &d, err, sizeof err)
-           : !load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
+    bool folder = !a->images && !nc && a->data && image_folder(a->data, "test");
+    if (folder ? !load_folder(m, a->data, "test", a->resize, a->threads, &d, err, sizeof err)
+        : nc ? !load_cifar(m, a, cifar, nc, &d, err, sizeof err)
+             : !load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
         free(params);
         return fail(err);
     }
@@ -475,6 +477,7 @@ static const struct Option {
     {"--lr", O_REAL, offsetof(Args, lr), C_TRAIN, 0},
     {"--seed", O_SEED, offsetof(Args, seed), C_TRAIN, 0},
     {"--no-shuffle", O_FLAG, offsetof(Args, no_shuffle), C_TRAIN, 0},
+    {"--resize", O_FLAG, offsetof(Args, resize), C_TRAIN | C_EVAL, 0},
     {"--verbose", O_FLAG, offsetof(Args, verbose), C_SHOW, 0},
 };
 

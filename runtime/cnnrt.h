@@ -140,6 +140,11 @@ bool cnn_read_idx_labels(const char *path, int64_t count, int32_t classes, int32
                          char *err, size_t errsize);
 bool cnn_read_pnm(const char *path, int32_t h, int32_t w, int32_t c, float *out,
                   char *err, size_t errsize);
+/* A PNG, JPEG, PGM or PPM image (by its suffix) as h x w x c floats in [0, 1],
+ * grey and colour converted; another size is refused, or with resize scaled
+ * (shorter side, bilinear) and centre-cropped. */
+bool cnn_read_image(const char *path, int32_t h, int32_t w, int32_t c, bool resize, float *out,
+                    char *errbuf, size_t errsize);
 /* CIFAR-10's binary batches, one after the other: 32x32x3 images, labels
  * below classes. */
 bool cnn_read_cifar(const char *const *paths, int npaths, int32_t classes, CnnImages *out,

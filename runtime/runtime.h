@@ -18,7 +18,7 @@ typedef struct Args {
     int progress;                   /* seconds between progress lines off a terminal */
     double lr;
     uint64_t seed;
-    bool seed_given, no_shuffle, verbose;
+    bool seed_given, no_shuffle, verbose, resize;
     const char *save_best;          /* train: the weights of the best validation figure */
 } Args;
 
@@ -48,6 +48,10 @@ typedef struct Dataset {
 bool load_set(const CnnModel *m, const char *img, const char *lbl, const char *targets, Dataset *d,
               char *err, size_t es);
 void set_free(Dataset *d);
+/* images.c: ImageFolder trees, DIR/train/CLASS/FILE and DIR/SPLIT/CLASS/FILE */
+bool image_folder(const char *dir, const char *split);
+bool load_folder(const CnnModel *m, const char *dir, const char *split, bool resize, int threads,
+                 Dataset *d, char *err, size_t es);
 /* CIFAR-10 in --data DIR: how many of its batches are there, and loading them */
 int cifar_files(const Args *a, bool test, char names[5][4096]);
 bool load_cifar(const CnnModel *m, const Args *a, char names[5][4096], int n, Dataset *d, char *err,

@@ -232,14 +232,24 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
     data_paths(a, "train", img, lbl, sizeof img);
     char cifar[5][4096];
     int nc = a->images ? 0 : cifar_files(a, false, cifar);
-    if (nc ? !load_cifar(m, a, cifar, nc, &d->train, err, es)
-           : !load_set(m, img, lbl, a->targets, &d->train, err, es))
+    bool folder = !a->images && !nc && a->data && image_folder(a->data, "train");
+    if (folder ? !load_folder(m, a->data, "train", a->resize, a->threads, &d->train, err, es)
+        : nc ? !load_cifar(m, a, cifar, nc, &d->train, err, es)
+             : !load_set(m, img, lbl, a->targets, &d->train, err, es))
         return false;
     if (!hold_out(m, d, err, es)) {
         data_free(d);
         return false;
     }
-    if (!a->test_images && (nc = cifar_files(a, true, cifar)) > 0) {
+    if (folder && image_folder(a->data, "test")) {
+        if (!load_folder(m, a->data, "test", a->resize, a->threads, &d->test, err, es)) {
+            data_free(d);
+            return false;
+        }
+        d->has_test = true;
+    } else if (folder) {
+        /* no test split */
+    } else if (!a->test_images && (nc = cifar_files(a, true, cifar)) > 0) {
         if (!load_cifar(m, a, cifar, nc, &d->test, err, es)) {
             data_free(d);
             return false;

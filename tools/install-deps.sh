@@ -6,7 +6,7 @@ packages=(
     build-essential cmake flex bison       # the compiler and its grammar
     llvm-19-dev llvm-19-tools              # LLVM's C API; lit and FileCheck for the tests
     zlib1g-dev                             # gzip'd IDX files
-    libpng-dev                             # the pictures of `show`
+    libpng-dev libjpeg62-turbo-dev         # the pictures of `show`; PNG and JPEG image folders
     python3 python3-numpy                  # lit, tools/cnnw.py, test helpers
     clang libclang-rt-14-dev               # libFuzzer, for test/fuzz
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user   # running cross-compiled models

@@ -1,8 +1,9 @@
 /*
  * fuzz_files.c: libFuzzer harness for the IDX (plain and gzip'd), PGM/PPM and
  * CIFAR-10 readers, which read paths: each input is written to a file first.
- * Built three times: -DFUZZ_IDX for IDX image and label files, -DFUZZ_PNM for
- * images, -DFUZZ_CIFAR for CIFAR-10 batches.
+ * Built four times: -DFUZZ_IDX for IDX image and label files, -DFUZZ_PNM for
+ * images, -DFUZZ_CIFAR for CIFAR-10 batches, -DFUZZ_IMAGE for the PNG, JPEG
+ * and PNM decoders of image folders.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int32_t *labels = NULL;
     if (cnn_read_idx_labels(path, 4, 10, &labels, err, sizeof err))
         free(labels);
+#elif defined FUZZ_IMAGE
+    /* the bytes under each decoder's suffix, at the size and resized */
+    static const char *const suffix[] = {".png", ".jpg", ".ppm"};
+    float px[9 * 7 * 3];
+    for (int i = 0; i < 3; i++) {
+        char named[80];
+        snprintf(named, sizeof named, "%s%s", path, suffix[i]);
+        FILE *g = fopen(named, "wb");
+        if (!g)
+            continue;
+        fwrite(data, 1, size, g);
+        fclose(g);
+        cnn_read_image(named, 9, 7, 3, false, px, err, sizeof err);
+        cnn_read_image(named, 9, 7, 1, true, px, err, sizeof err);
+        unlink(named);
+    }
 #elif defined FUZZ_CIFAR
     CnnImages im;
     int32_t *labels;

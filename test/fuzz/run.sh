@@ -9,14 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCNNC_FUZZ=ON >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_cnn fuzz_cnnw fuzz_idx fuzz_pnm fuzz_cifar >/dev/null
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_cnn fuzz_cnnw fuzz_idx fuzz_pnm fuzz_cifar fuzz_image >/dev/null
 mkdir -p build-fuzz/crashes
 status=0
-for name in cnn cnnw idx pnm cifar; do
+for name in cnn cnnw idx pnm cifar image; do
     work=build-fuzz/corpus-$name
     rm -rf "$work" && mkdir -p "$work" && cp test/fuzz/corpus/$name/* "$work"/
     if [ "$seconds" = ci ]; then
-        limit="-seed=1 -runs=$(case $name in cnn) echo 150000;; cnnw) echo 2000000;; *) echo 80000;; esac)"
+        limit="-seed=1 -runs=$(case $name in cnn) echo 150000;; cnnw) echo 2000000;; image) echo 20000;; *) echo 80000;; esac)"
     else
         limit="-max_total_time=$seconds"
     fi
