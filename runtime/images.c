@@ -322,8 +322,10 @@ bool load_folder(const CnnModel *m, const char *dir, const char *split, bool res
         char **files;
         int nfiles = list_dir(path, false, &files, err, es);
         if (nfiles <= 0) {
-            if (nfiles == 0)
+            if (nfiles == 0) {
                 snprintf(err, es, "%s: no images in this class folder (.png, .jpg, .jpeg, .pgm, .ppm)", path);
+                free(files);
+            }
             ok = false;
             break;
         }
