@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "cnnrt.h"
 #include "runtime.h"
@@ -202,7 +203,13 @@ static int cmd_predict(const CnnModel *m, const Args *a)
     void *ws = ws_alloc(m);
     int rc = 0, top = a->top > m->outputs ? m->outputs : a->top;
     for (int i = 0; i < a->nfiles && rc == 0; i++) {
-        if (!cnn_read_pnm(a->files[i], m->height, m->width, m->channels, x, err, sizeof err)) {
+        /* PGM/PPM of the input's channels exactly; PNG and JPEG converted, as in image folders */
+        const char *dot = strrchr(a->files[i], '.');
+        bool pnm = dot && (!strcasecmp(dot, ".pgm") || !strcasecmp(dot, ".ppm"));
+        bool read = pnm && !a->resize
+                    ? cnn_read_pnm(a->files[i], m->height, m->width, m->channels, x, err, sizeof err)
+                    : cnn_read_image(a->files[i], m->height, m->width, m->channels, a->resize, x, err, sizeof err);
+        if (!read) {
             rc = fail(err);
             break;
         }
@@ -434,7 +441,7 @@ static const struct Command {
      "                [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
      "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]"},
-    {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] image.pgm ..."},
+    {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] [--resize] image.png|jpg|pgm|ppm ..."},
     {"infer", cmd_infer, C_INFER,
      "infer   --weights W --input x.f32|- --output y.f32|- [--threads N]"},
     {"bench", cmd_bench, C_BENCH, "bench   [--threads N]      (speed on random data)"},
@@ -477,7 +484,7 @@ static const struct Option {
     {"--lr", O_REAL, offsetof(Args, lr), C_TRAIN, 0},
     {"--seed", O_SEED, offsetof(Args, seed), C_TRAIN, 0},
     {"--no-shuffle", O_FLAG, offsetof(Args, no_shuffle), C_TRAIN, 0},
-    {"--resize", O_FLAG, offsetof(Args, resize), C_TRAIN | C_EVAL, 0},
+    {"--resize", O_FLAG, offsetof(Args, resize), C_TRAIN | C_EVAL | C_PREDICT, 0},
     {"--verbose", O_FLAG, offsetof(Args, verbose), C_SHOW, 0},
 };
 
