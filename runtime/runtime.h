@@ -97,7 +97,6 @@ void augment_image(const float *src, float *dst, int h, int w, int c, int pad, b
 typedef struct Stepper Stepper;
 Stepper *stepper_new(const CnnModel *m, int threads);
 void stepper_free(Stepper *s);
-int stepper_threads(const Stepper *s);
 float stepper_step(Stepper *s, float *params, float *opt, const float *x, const void *y, int n,
                    const CnnHyper *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),

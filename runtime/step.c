@@ -56,11 +56,6 @@ void stepper_free(Stepper *s)
     free(s);
 }
 
-int stepper_threads(const Stepper *s)
-{
-    return rt_pool_threads(s->pool);
-}
-
 static int share_first(const Stepper *s, int64_t k)
 {
     return (int)((int64_t)s->n * k / s->shares);
