@@ -29,6 +29,18 @@ typedef struct Picture {
     unsigned char *px;
 } Picture;
 
+/* Larger images are refused before they are decoded: a few header bytes can
+ * claim 65535 x 65535. 2^25 pixels is 8192 x 4096, far beyond any CNN input. */
+enum { MAX_PIXELS = 1 << 25 };
+
+static bool too_large(const char *path, size_t w, size_t h, char *err, size_t es)
+{
+    if (w * h <= MAX_PIXELS)
+        return false;
+    snprintf(err, es, "%s: a %zux%zu image is too large (at most %d pixels)", path, w, h, MAX_PIXELS);
+    return true;
+}
+
 static bool decode_png(const char *path, Picture *p, char *err, size_t es)
 {
     png_image img = {.version = PNG_IMAGE_VERSION};
@@ -36,10 +48,14 @@ static bool decode_png(const char *path, Picture *p, char *err, size_t es)
         snprintf(err, es, "%s: not a readable PNG (%s)", path, img.message);
         return false;
     }
+    if (too_large(path, img.width, img.height, err, es)) {
+        png_image_free(&img);
+        return false;
+    }
     bool grey = !(img.format & PNG_FORMAT_FLAG_COLOR);
     img.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
     *p = (Picture){(int)img.height, (int)img.width, grey ? 1 : 3, malloc(PNG_IMAGE_SIZE(img))};
-    if (!png_image_finish_read(&img, NULL, p->px, 0, NULL)) {
+    if (!p->px || !png_image_finish_read(&img, NULL, p->px, 0, NULL)) {
         snprintf(err, es, "%s: a broken PNG (%s)", path, img.message);
         free(p->px);
         png_image_free(&img);
@@ -90,6 +106,11 @@ static bool decode_jpeg(const char *path, Picture *p, char *err, size_t es)
     jpeg_create_decompress(&cinfo);
     jpeg_stdio_src(&cinfo, f);
     jpeg_read_header(&cinfo, TRUE);
+    if (too_large(path, cinfo.image_width, cinfo.image_height, err, es)) {
+        jpeg_destroy_decompress(&cinfo);
+        fclose(f);
+        return false;
+    }
     cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     out.h = (int)cinfo.output_height, out.w = (int)cinfo.output_width, out.c = cinfo.output_components;
@@ -115,9 +136,13 @@ static bool decode_pnm(const char *path, Picture *p, char *err, size_t es)
     int w, h, maxval, n = 0;
     char kind = 0;
     if (sscanf((const char *)buf, "P%c %d %d %d%n", &kind, &w, &h, &maxval, &n) != 4 ||
-        (kind != '5' && kind != '6') || w <= 0 || h <= 0 || w > 65536 || h > 65536 ||
+        (kind != '5' && kind != '6') || w <= 0 || h <= 0 ||
         maxval < 1 || maxval > 255 || (size_t)n + 1 > len) {
         snprintf(err, es, "%s: not an 8-bit binary PGM or PPM image", path);
+        free(buf);
+        return false;
+    }
+    if (too_large(path, (size_t)w, (size_t)h, err, es)) {
         free(buf);
         return false;
     }

@@ -21,7 +21,7 @@ for name in cnn cnnw idx pnm cifar image; do
         limit="-max_total_time=$seconds"
     fi
     # shellcheck disable=SC2086
-    if ASAN_OPTIONS=detect_leaks=1 build-fuzz/test/fuzz/fuzz_$name "$work" $limit \
+    if ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 build-fuzz/test/fuzz/fuzz_$name "$work" $limit \
          -max_len=65536 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/crashes/$name- \
          -print_final_stats=1 > build-fuzz/fuzz_$name.log 2>&1; then
         runs=$(awk '/stat::number_of_executed_units/ { print $2 }' build-fuzz/fuzz_$name.log)

@@ -10,6 +10,7 @@ images as IDX files, so that training on either can be compared:
   DIR/noclass/train/              empty
   DIR/noimages/train/a/           empty
   DIR/broken/train/a/x.png        a truncated PNG; DIR/badjpeg/train/a/x.jpg junk
+  DIR/huge, DIR/hugepgm           a PNG and a PGM whose headers claim 60000x60000
 """
 import os
 import struct
@@ -65,3 +66,6 @@ png(mk(os.path.join(d, "broken", "train", "a", "x.png")), 8, 8, [[0] * 8] * 8, F
 data = open(os.path.join(d, "broken", "train", "a", "x.png"), "rb").read()
 open(os.path.join(d, "broken", "train", "a", "x.png"), "wb").write(data[:40])
 open(mk(os.path.join(d, "badjpeg", "train", "a", "x.jpg")), "wb").write(b"\xff\xd8\xff\xe0junk" * 10)
+# headers that claim 60000 x 60000 pixels, over a few bytes
+png(mk(os.path.join(d, "huge", "train", "a", "x.png")), 60000, 60000, [[0] * 8] * 8, False)
+open(mk(os.path.join(d, "hugepgm", "train", "a", "x.pgm")), "wb").write(b"P5\n60000 60000\n255\n" + bytes(64))
