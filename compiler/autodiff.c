@@ -1,18 +1,22 @@
 /*
  * autodiff.c: the backward graph, built from the forward one.
  *
- * The graph is a chain, so backward is the chain reversed: the loss step
- * first (cross_entropy fused with a final softmax: d logits = (p - onehot)/N),
- * then each node's backward rule (emit_<family>_bwd, beside its forward rule in
- * compiler/ops/), which turns d out into d inp and the gradients of its
- * parameters. A step computes only what is used: no d inp for the node that
- * reads the image, no gradient for fixed weights; a node needing nothing is
- * left out. --emit-ir prints the steps.
+ * The loss step comes first (cross_entropy fused with a final softmax: d
+ * logits = (p - onehot)/N), then each node's backward rule (emit_<family>_bwd,
+ * beside its forward rule in compiler/ops/), in reverse statement order,
+ * which is a reverse topological order: every reader of a tensor comes before
+ * the node that made it. A rule turns d out into d of each input and the
+ * gradients of its parameters. A tensor with several readers gets the sum of
+ * their gradients: the first reader stores it, the others add theirs
+ * (`accumulate`). A step computes only what is used: no d input for the
+ * image, no gradient for fixed weights, nothing for a node whose output does
+ * not reach the loss (its gradient is zero). --emit-ir prints the steps.
  *
  * An activation fused into the conv or fc before it (fuse_activations) has
- * no step of its own: that node's backward starts from d act, through the
+ * no code of its own: that node's backward starts from d act, through the
  * act's derivative, as for its own act= attribute.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "cnnc.h"
 
@@ -21,17 +25,30 @@ void autodiff_build(Graph *g)
     g->bwd = arena_alloc(g->arena, (size_t)(g->n + 1) * sizeof *g->bwd);
     g->nbwd = 0;
     const Node *last = &g->nodes[g->n - 1];
-    g->ce_fused = g->train.loss == LOSS_CROSS_ENTROPY && last->op == OP_SOFTMAX;
-    int first = g->ce_fused ? g->n - 2 : g->n - 1;
-    g->loss_grad_node = first;
-    for (int i = first; i >= 1; i--) {
+    g->ce_fused = g->train.loss == LOSS_CROSS_ENTROPY && op_has(last->op, OPF_PROBS) && last->ninputs == 1;
+    g->loss_grad_node = g->ce_fused ? last->inputs[0] : g->n - 1;
+    bool *has_grad = calloc((size_t)g->n, sizeof *has_grad);
+    has_grad[g->loss_grad_node] = true;
+    for (int i = g->loss_grad_node; i >= 1; i--) {
         const Node *n = &g->nodes[i];
-        BwdStep s = {.node = n, .dinp = i >= 2,
-                     .dweight = n->weight && !n->weight->fixed,
-                     .dbias = n->bias && !n->bias->fixed};
-        if (s.dinp || s.dweight || s.dbias)
+        if (!has_grad[i])
+            continue;
+        BwdStep s = {.node = n, .dweight = n->weight && !n->weight->fixed, .dbias = n->bias && !n->bias->fixed,
+                     .dinput = arena_alloc(g->arena, (size_t)(n->ninputs + 1) * sizeof(bool)),
+                     .accumulate = arena_alloc(g->arena, (size_t)(n->ninputs + 1) * sizeof(bool))};
+        bool any = s.dweight || s.dbias;
+        for (int k = 0; k < n->ninputs; k++) {
+            int j = n->inputs[k];
+            if (op_has(g->nodes[j].op, OPF_SOURCE))
+                continue;
+            s.dinput[k] = true;
+            s.accumulate[k] = has_grad[j];
+            has_grad[j] = any = true;
+        }
+        if (any)
             g->bwd[g->nbwd++] = s;
     }
+    free(has_grad);
 }
 
 void fuse_activations(Graph *g)
@@ -39,8 +56,8 @@ void fuse_activations(Graph *g)
     for (int i = 2; i < g->n; i++) {
         Node *n = &g->nodes[i], *prev = &g->nodes[i - 1];
         int act = op_act(n->op);
-        n->fused = act != ACT_NONE && act_info[act].from_y && (prev->op == OP_CONV || prev->op == OP_FC) &&
-                   prev->act == ACT_NONE;
+        n->fused = act != ACT_NONE && act_info[act].from_y && n->ninputs == 1 && n->inputs[0] == i - 1 &&
+                   prev->nreaders == 1 && op_has(prev->op, OPF_TAKES_ACT) && prev->act == ACT_NONE;
     }
 }
 
@@ -70,13 +87,13 @@ void autodiff_print(FILE *out, const Graph *g)
         const Node *n = s->node;
         if (n->fused)
             continue;
-        const Node *in = &g->nodes[n->index - 1];
         fprintf(out, "    ");
         const char *sep = "";
-        if (s->dinp) {
-            fprintf(out, "%%d.%s", in->name);
-            sep = ", ";
-        }
+        for (int k = 0; k < n->ninputs; k++)
+            if (s->dinput[k]) {
+                fprintf(out, "%s%%d.%s%s", sep, g->nodes[n->inputs[k]].name, s->accumulate[k] ? " (accumulated)" : "");
+                sep = ", ";
+            }
         if (s->dweight) {
             fprintf(out, "%s@d.%s", sep, n->weight->name);
             sep = ", ";
@@ -85,7 +102,9 @@ void autodiff_print(FILE *out, const Graph *g)
             fprintf(out, "%s@d.%s", sep, n->bias->name);
         /* with a fused activation after it, the node reads that one's d out */
         const Node *o = n->index + 1 < g->n && g->nodes[n->index + 1].fused ? &g->nodes[n->index + 1] : n;
-        fprintf(out, " += %s.grad %%d.%s, %%%s, %%%s", op_words[n->op], o->name, o->name, in->name);
+        fprintf(out, " += %s.grad %%d.%s, %%%s", op_words[n->op], o->name, o->name);
+        for (int k = 0; k < n->ninputs; k++)
+            fprintf(out, ", %%%s", g->nodes[n->inputs[k]].name);
         if (n->weight)
             fprintf(out, ", @%s", n->weight->name);
         fprintf(out, "\n");

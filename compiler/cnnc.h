@@ -69,7 +69,7 @@ const char *diag_suggest(const char *word, const char *const *cands, int n);
 /* ---- optable.c: the op and settings tables, as data ---- */
 
 typedef enum {
-#define OP(id, word, family, in, spec, summary) OP_##id,
+#define OP(id, word, family, in, flags, spec, summary) OP_##id,
 #include "ops.def"
 #undef OP
     OP_COUNT
@@ -89,8 +89,20 @@ typedef enum {
     OPT_COUNT
 } OptimKind;
 
+/* ops.def's flags column: what the passes ask of an op, instead of its identity */
+enum {
+    OPF_SOURCE = 1 << 0,            /* reads no tensor: the model's image */
+    OPF_JOIN = 1 << 1,              /* takes further inputs: its positional labels */
+    OPF_LAST = 1 << 2,              /* only as the model's last op */
+    OPF_PROBS = 1 << 3,             /* its output is probabilities */
+    OPF_TAKES_ACT = 1 << 4,         /* applies an activation in its own kernel */
+    OPF_TAKES_POOL = 1 << 5,        /* its kernel may apply the max pool after it */
+    OPF_SCRATCH = 1 << 6,           /* workspace of its own (plan.c's conv_scratch) */
+    OPF_STOCHASTIC = 1 << 7,        /* random in training: needs the step counter */
+};
+
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
-               PT_FLAG, PT_LIST, PT_CHOICE } ParamType;
+               PT_FLAG, PT_LIST, PT_LABELS, PT_CHOICE } ParamType;
 
 typedef struct ParamSpec {
     const char *key;
@@ -105,6 +117,7 @@ typedef struct OpSpec {
     const char *what;               /* "op", "setting" or "optimizer", for messages */
     const char *word, *family, *summary;
     int in_rank;
+    unsigned flags;                 /* OPF_* */
     ParamSpec params[MAX_PARAMS_PER_OP];
     int nparams;
 } OpSpec;
@@ -118,6 +131,7 @@ typedef struct Arg {
 } Arg;
 
 const OpSpec *op_spec(OpKind op);
+bool op_has(OpKind op, unsigned flag);
 const OpSpec *setting_spec(SettingKind s);
 const OpSpec *optim_spec(OptimKind o);
 int spec_param(const OpSpec *spec, const char *key);      /* index or -1 */
@@ -179,7 +193,12 @@ typedef struct Node {
     const char *name;               /* label, or <op><n> */
     Loc loc;                        /* of the op word */
     const Stmt *stmt;
-    int index;
+    int index;                      /* in statement order, which is a topological order */
+    /* the edges: the nodes it reads (the previous statement, or from=, then a
+     * join's labels), each with where it was named; and how many read it */
+    int *inputs;
+    Loc *input_locs;
+    int ninputs, nreaders;
     bool bad;                       /* unknown op or bad attributes: reported */
     Arg args[MAX_PARAMS_PER_OP];
     Shape in, out;
@@ -221,10 +240,13 @@ enum { SCHED_NONE, SCHED_STEP, SCHED_MULTISTEP, SCHED_COSINE };   /* settings.de
 
 enum { LOSS_CROSS_ENTROPY, LOSS_MSE };
 
-/* One step of the backward graph (autodiff.c). */
+/* One step of the backward graph (autodiff.c): what it computes. Per input
+ * edge k: whether it computes d input k, and whether it adds it to what
+ * another reader of that input stored first (through a scratch tensor). */
 typedef struct BwdStep {
     const struct Node *node;
-    bool dinp, dweight, dbias;      /* what the step computes */
+    bool dweight, dbias;
+    bool *dinput, *accumulate;
 } BwdStep;
 
 typedef struct Graph {
@@ -253,8 +275,9 @@ const char *shape_str(Shape s, char *buf, size_t size);
 /* ---- autodiff.c: the backward graph ---- */
 
 void autodiff_build(Graph *g);
-/* Marks each relu, sigmoid or tanh right after a conv or fc without an act of
- * its own as fused: that node applies it in the same pass. */
+/* Marks each from_y activation that reads a conv or fc (OPF_TAKES_ACT) with
+ * no act of its own, the statement right before it, whose only reader it is,
+ * as fused: that node applies it in the same pass. */
 void fuse_activations(Graph *g);
 /* Node i as the fast paths emit it: with the activation of a fused node
  * after it (in *tmp), or itself. */
@@ -274,18 +297,29 @@ typedef struct ConvScratch {
     int64_t wino;                   /* Winograd's transformed tiles */
 } ConvScratch;
 
+/* The workspace of every call: byte offsets, 64-byte aligned, -1 when unused.
+ * Inference: each node's output where a liveness allocator put it (the
+ * image and the model's output are the caller's). Training: every
+ * activation kept for backward, the gradients where the allocator put them
+ * (live from their first writer to their node's backward step), a scratch
+ * tensor per accumulated edge, the parameters' gradients, then the convs'
+ * shared scratch. */
 typedef struct Plan {
     int64_t batch;
-    ConvScratch *conv;              /* per node */
-    int64_t slot, infer_bytes;      /* inference: two buffers of `slot` bytes */
-    int64_t *act, *grad;            /* training: per node, byte offsets */
-    int64_t grad_start, dparams, grad_end;
+    ConvScratch *conv_infer;        /* per node, inference */
+    ConvScratch *conv;              /* per node, a train step (and `show`'s activations) */
+    int64_t *out;                   /* inference: per node */
+    int64_t infer_bytes;
+    int64_t *act, *grad;            /* training: per node */
+    int64_t **edge;                 /* training: per node and input edge, an accumulated gradient */
+    int64_t dparams, grad_end;      /* the parameters' gradients: [dparams, grad_end) */
+    int64_t train_bytes;
     int64_t bytes;                  /* the workspace for any call */
 } Plan;
 
 void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
-void plan_free(Plan *p);
-void plan_print(FILE *out, const Graph *g, const Plan *p);
+void plan_free(Plan *p, const Graph *g);
+void plan_print(FILE *out, const Graph *g, const Plan *p, bool training);
 
 /* ---- shapes.c: shape rules, sizes and the --shapes table ---- */
 
@@ -336,7 +370,9 @@ void emit_tensors(FILE *f, const Graph *g);
 void emit_ir(FILE *f, Graph *g, const Options *opts);
 
 uint64_t emit_shape_hash(const Graph *g);
-void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
+void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out);
+/* The values of n's inputs, one per edge, from every node's value (malloc'd) */
+LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val);
 void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
 
 /* ---- header.c: NAME.h beside NAME.o ---- */
@@ -378,11 +414,13 @@ struct Cg {
     int vw, nregs;                  /* the target's floats per vector, vector registers */
     LLVMValueRef ws;                /* i8 *: the workspace */
     const struct Plan *plan;
+    const ConvScratch *scratch;     /* the plan's conv scratch for this function */
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
     const char *cpu, *features;     /* the target's, for every function's attributes */
     bool winograd;                  /* Winograd kernels where they fit */
     bool small;                     /* functions compiled for size (optsize, minsize) */
+    const LLVMValueRef *ins;        /* a forward emitter's inputs, one per edge (ins[0] is inp) */
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */
@@ -392,6 +430,8 @@ struct Bwd {
     LLVMValueRef dinp;              /* d loss / d inp, to write whole (it arrives holding
                                      * anything); NULL if not needed */
     LLVMValueRef dparams;           /* float *: d loss / d params, the layout of params */
+    const LLVMValueRef *ins, *dins; /* every input and its gradient (NULL: not needed), one
+                                     * per edge: inp and dinp are the first */
 };
 
 /* A counted loop `for (iv = 0; iv < count; iv++)`, count >= 1, opened by
@@ -504,7 +544,7 @@ LLVMValueRef emit_loss(Cg *c, int loss, int64_t K, LLVMValueRef labels, LLVMValu
 
 /* ---- ops/: per family, beside each other ---- */
 
-#define OP(id, word, family, in, spec, summary) \
+#define OP(id, word, family, in, flags, spec, summary) \
     void shape_##family(Graph *g, Node *n); \
     void emit_##family##_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out); \
     void emit_##family##_bwd(Cg *c, const Node *n, const Bwd *a);

@@ -33,13 +33,13 @@ typedef void EmitFwdFn(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 typedef void EmitBwdFn(Cg *c, const Node *n, const Bwd *a);
 
 static EmitFwdFn *const emit_fwd_fn[OP_COUNT] = {
-#define OP(id, word, family, in, spec, summary) [OP_##id] = emit_##family##_fwd,
+#define OP(id, word, family, in, flags, spec, summary) [OP_##id] = emit_##family##_fwd,
 #include "ops.def"
 #undef OP
 };
 
 static EmitBwdFn *const emit_bwd_fn[OP_COUNT] = {
-#define OP(id, word, family, in, spec, summary) [OP_##id] = emit_##family##_bwd,
+#define OP(id, word, family, in, flags, spec, summary) [OP_##id] = emit_##family##_bwd,
 #include "ops.def"
 #undef OP
 };
@@ -63,15 +63,18 @@ static void set_target_attrs(Cg *c, LLVMValueRef fn)
  * emitter may use, constants excepted (they stay constants). The tensors of
  * one call never overlap (the plan gives each its own bytes), so every
  * pointer is noalias. */
-enum { OUTLINE_MAX = 10 };
-
 typedef struct Outline {
-    LLVMValueRef *slot[OUTLINE_MAX];    /* where each value lives in Cg or Bwd */
-    LLVMValueRef saved[OUTLINE_MAX];
+    LLVMValueRef **slot;            /* where each value lives in Cg, Bwd or an input array */
+    LLVMValueRef *saved;
     int n;
     LLVMValueRef fn, caller;
     LLVMBasicBlockRef block;
 } Outline;
+
+static void outline_init(Outline *o, int cap)
+{
+    *o = (Outline){.slot = calloc((size_t)cap + 8, sizeof *o->slot), .saved = calloc((size_t)cap + 8, sizeof *o->saved)};
+}
 
 static void outline_add(Outline *o, LLVMValueRef *slot)
 {
@@ -86,7 +89,7 @@ static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
     outline_add(o, &c->ws);
     outline_add(o, &c->drop_key);
     outline_add(o, &c->drop_first);
-    LLVMTypeRef types[OUTLINE_MAX];
+    LLVMTypeRef *types = calloc((size_t)o->n + 1, sizeof *types);
     for (int i = 0; i < o->n; i++)
         types[i] = LLVMTypeOf(*o->slot[i]);
     size_t len;
@@ -100,9 +103,14 @@ static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     for (int i = 0; i < o->n; i++) {
         o->saved[i] = *o->slot[i];
-        if (types[i] == c->ptr)
+        /* the same tensor may come twice (add [x x]): noalias only on distinct ones */
+        bool twice = false;
+        for (int j = 0; j < o->n; j++)
+            twice = twice || (j != i && *o->slot[j] == *o->slot[i]);
+        if (types[i] == c->ptr && !twice)
             LLVMAddAttributeAtIndex(o->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
     }
+    free(types);
     o->block = LLVMGetInsertBlock(c->b);
     o->caller = c->fn;
     c->fn = o->fn;
@@ -119,30 +127,57 @@ static void outline_end(Cg *c, Outline *o)
     for (int i = 0; i < o->n; i++)
         *o->slot[i] = o->saved[i];
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(o->fn), o->fn, o->saved, (unsigned)o->n, "");
+    free(o->slot);
+    free(o->saved);
 }
 
-void emit_node_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
+/* Node n's forward pass from its inputs (ins, one per edge) into out. */
+void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out)
 {
-    Outline o = {0};
-    outline_add(&o, &inp);
+    int k = n->ninputs;
+    LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in);
+    for (int i = 0; i < k; i++)
+        in[i] = ins[i];
+    Outline o;
+    outline_init(&o, k + 1);
+    for (int i = 0; i < k; i++)
+        outline_add(&o, &in[i]);
     outline_add(&o, &out);
     outline_begin(c, &o, n, "");
-    emit_fwd_fn[n->op](c, n, inp, out);
+    c->ins = in;
+    emit_fwd_fn[n->op](c, n, k ? in[0] : NULL, out);
+    c->ins = NULL;
     outline_end(c, &o);
+    free(in);
 }
 
 void emit_node_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     Bwd b = *a;
-    Outline o = {0};
-    outline_add(&o, &b.inp);
+    int k = n->ninputs;
+    LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in), *din = calloc((size_t)k + 1, sizeof *din);
+    for (int i = 0; i < k; i++) {
+        in[i] = a->ins[i];
+        din[i] = a->dins[i];
+    }
+    Outline o;
+    outline_init(&o, 2 * k + 3);
+    for (int i = 0; i < k; i++) {
+        outline_add(&o, &in[i]);
+        outline_add(&o, &din[i]);
+    }
     outline_add(&o, &b.out);
     outline_add(&o, &b.dout);
-    outline_add(&o, &b.dinp);
     outline_add(&o, &b.dparams);
     outline_begin(c, &o, n, ".bwd");
+    b.ins = in;
+    b.dins = din;
+    b.inp = in[0];
+    b.dinp = din[0];
     emit_bwd_fn[n->op](c, n, &b);
     outline_end(c, &o);
+    free(in);
+    free(din);
 }
 
 const char *emit_llvm_version(void)
@@ -178,6 +213,16 @@ static void name_params(LLVMValueRef fn, const char *const *names)
         LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
 }
 
+/* The values of n's inputs, one per edge, from the values of the nodes (a
+ * malloc'd array). */
+LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
+{
+    LLVMValueRef *ins = calloc((size_t)n->ninputs + 1, sizeof *ins);
+    for (int k = 0; k < n->ninputs; k++)
+        ins[k] = val[n->inputs[k]];
+    return ins;
+}
+
 /* void NAME_infer(const float *params, const float *input, float *output,
  *                 int n, void *workspace) */
 static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
@@ -192,33 +237,32 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
-    LLVMValueRef ws = LLVMGetParam(fn, 4);
-    c->ws = ws;
-    LLVMValueRef slot[2] = {ws, LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), ws,
-                                                      (LLVMValueRef[]){cg_i64(c, plan->slot)},
-                                                      1, "slot1")};
-    /* the slots in turn; a fused activation is its conv's or fc's pass, and
-     * so is a max pool the conv's kernel can take (conv_takes_pool) */
-    LLVMValueRef cur = LLVMGetParam(fn, 1);
-    int next = 1;
-    for (int i = 0; i < g->n; i++) {
+    c->ws = LLVMGetParam(fn, 4);
+    c->scratch = plan->conv_infer;
+    /* each node's output where the plan put it; a fused activation is its
+     * conv's or fc's pass, and so is a max pool the conv's kernel can take
+     * (conv_takes_pool) when the pool is the conv's only reader */
+    LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
+    val[0] = LLVMGetParam(fn, 1);
+    for (int i = 1; i < g->n; i++) {
         Node tmp;
-        if (g->nodes[i].fused)
-            continue;
         const Node *n = node_with_fused(g, i, &tmp);
         int end = n == &tmp ? i + 1 : i;            /* the last node this pass stands for */
-        if (n->op == OP_CONV && end + 1 < g->n && conv_takes_pool(c, n, &g->nodes[end + 1])) {
+        const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
+        if (op_has(n->op, OPF_TAKES_POOL) && next && g->nodes[end].nreaders == 1 && next->inputs[0] == end &&
+            conv_takes_pool(c, n, next)) {
             if (n != &tmp)
                 tmp = *n;
             tmp.pool_fused = true;
             n = &tmp;
             end++;
         }
-        LLVMValueRef dst = end == g->n - 1 ? LLVMGetParam(fn, 2) : i == 0 ? cur : slot[next];
-        if (i > 0)
-            next ^= 1;
-        emit_node_fwd(c, n, cur, dst);
-        cur = dst;
+        LLVMValueRef dst = end == g->n - 1 ? LLVMGetParam(fn, 2) : cg_ws(c, plan->out[end]);
+        LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
+        emit_node_fwd(c, n, ins, dst);
+        free(ins);
+        for (int j = i; j <= end; j++)
+            val[j] = dst;
         i = end;
     }
     if (g->n == 1) {
@@ -227,6 +271,7 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
                         cg_mul(c, c->batch, cg_i64(c, 4 * shape_elems(g->nodes[0].out))));
     }
     LLVMBuildRetVoid(c->b);
+    free(val);
     return fn;
 }
 
@@ -467,12 +512,16 @@ static LLVMValueRef emit_activations(Cg *c, const char *lname, const Plan *plan,
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = cg_i64(c, 1);
     c->ws = LLVMGetParam(fn, 2);
-    LLVMValueRef cur = LLVMGetParam(fn, 1);
+    c->scratch = plan->conv;
+    LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
+    val[0] = LLVMGetParam(fn, 1);
     for (int i = 1; i < g->n; i++) {
-        LLVMValueRef dst = cg_ws(c, plan->act[i]);
-        emit_node_fwd(c, &g->nodes[i], cur, dst);
-        cur = dst;
+        val[i] = cg_ws(c, plan->act[i]);
+        LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
+        emit_node_fwd(c, &g->nodes[i], ins, val[i]);
+        free(ins);
     }
+    free(val);
     LLVMBuildRetVoid(c->b);
     return fn;
 }
@@ -699,7 +748,7 @@ void emit_ir(FILE *f, Graph *g, const Options *opts)
     Plan plan;
     plan_build(&plan, g, batch, training);
     ir_print(f, g, training, &plan);
-    plan_free(&plan);
+    plan_free(&plan, g);
 }
 
 bool emit_output(Graph *g, const Options *opts, Diag *d)
@@ -713,7 +762,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     char *triple = NULL;
     LLVMTargetMachineRef tm = make_target(opts, d, &triple);
     if (!tm) {
-        plan_free(&plan);
+        plan_free(&plan, g);
         return false;
     }
 
@@ -817,7 +866,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     }
     if (ok)
         ok = emit_files(g, opts, d, tm, c.mod, lname, &plan);
-    plan_free(&plan);
+    plan_free(&plan, g);
 
     free(cpu);
     free(features);

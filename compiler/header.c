@@ -40,7 +40,7 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
             (long long)shape_elems(*in), shape_str(*in, shape, sizeof shape));
     fprintf(f, "#define %s_OUTPUT_SIZE    %lld    /* floats per image%s */\n", up,
             (long long)shape_elems(g->nodes[g->n - 1].out),
-            g->nodes[g->n - 1].op == OP_SOFTMAX ? ", after softmax" : "");
+            op_has(g->nodes[g->n - 1].op, OPF_PROBS) ? ", after softmax" : "");
     fprintf(f, "#define %s_PARAMS_SIZE    %lld    /* floats: every trainable tensor, in .cnnw order and layouts */\n",
             up, (long long)g->params_size);
     fprintf(f, "#define %s_WORKSPACE_SIZE %lld    /* bytes of scratch for one call of up to %s_BATCH images */\n\n",

@@ -4,7 +4,10 @@
  * ir_build checks the file's structure (one model block, at most one train
  * block), looks every statement up in the op table, names it (its label, or
  * <op><n>), binds its attributes and reads the train block's settings. Shapes
- * are shape_check's job. The graph is a chain: node i reads node i-1.
+ * are shape_check's job. Then it draws the edges: a node reads the previous
+ * statement, or its from=LABEL, and a join (add, concat) also the labels of
+ * its positional value; each must name an earlier statement, so statement
+ * order is a topological order and every pass walks the nodes in it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -56,6 +59,113 @@ static const Node *names_add(NameSet *set, const Node *n)
         if (strcmp(set->slots[i]->name, n->name) == 0)
             return set->slots[i];
     }
+}
+
+static const Node *names_find(const NameSet *set, const char *name)
+{
+    for (size_t i = hash_str(name) & set->mask; set->slots[i]; i = (i + 1) & set->mask)
+        if (strcmp(set->slots[i]->name, name) == 0)
+            return set->slots[i];
+    return NULL;
+}
+
+/* ---- the edges ---- */
+
+/* The node `label` names, as an input of node n: an earlier statement, or
+ * an error (-1) with a suggestion among the earlier ones. */
+static int resolve(Graph *g, const NameSet *names, const Node *n, const char *label, Loc at)
+{
+    Diag *d = g->diag;
+    const Node *m = names_find(names, label);
+    if (m && m->index < n->index)
+        return m->index;
+    if (m == n) {
+        diag_error(d, at, "'%s' cannot read its own output", n->name);
+    } else if (m) {
+        diag_error(d, at, "'%s' is a later statement; an input must be an earlier one", label);
+        diag_note(d, m->stmt->label ? m->stmt->label_loc : m->loc, "'%s' is defined here", label);
+    } else {
+        const char **earlier = malloc((size_t)(n->index + 1) * sizeof *earlier);
+        for (int i = 0; i < n->index; i++)
+            earlier[i] = g->nodes[i].name;
+        const char *near = diag_suggest(label, earlier, n->index);
+        if (near)
+            diag_error(d, at, "unknown label '%s'; did you mean '%s'?", label, near);
+        else
+            diag_error(d, at, "unknown label '%s'", label);
+        free(earlier);
+    }
+    return -1;
+}
+
+/* The `from=` of a statement: the first one (a second is an error). */
+static const Item *from_item(Diag *d, const Stmt *s)
+{
+    const Item *found = NULL;
+    for (const Item *it = s->items; it; it = it->next) {
+        if (!it->key || strcmp(it->key, "from"))
+            continue;
+        if (found) {
+            diag_error(d, it->key_loc, "'from' is given twice");
+            diag_note(d, found->key_loc, "first given here");
+        } else if (!it->has_value || it->value.kind != V_IDENT) {
+            diag_error(d, it->has_value ? it->value.loc : it->key_loc, "'from' needs a label: from=LABEL");
+            found = it;
+        } else {
+            found = it;
+        }
+    }
+    return found;
+}
+
+static void add_input(Graph *g, Node *n, int from, Loc at, int cap)
+{
+    if (!n->inputs) {
+        n->inputs = arena_alloc(g->arena, (size_t)cap * sizeof *n->inputs);
+        n->input_locs = arena_alloc(g->arena, (size_t)cap * sizeof *n->input_locs);
+    }
+    n->input_locs[n->ninputs] = at;
+    n->inputs[n->ninputs++] = from;
+}
+
+/* Each node's inputs, then each node's count of readers. */
+static void build_edges(Graph *g, const NameSet *names)
+{
+    Diag *d = g->diag;
+    for (int i = 0; i < g->n && !diag_too_many(d); i++) {
+        Node *n = &g->nodes[i];
+        const Item *from = from_item(d, n->stmt);
+        if (n->op < OP_COUNT && op_has(n->op, OPF_SOURCE)) {
+            if (from)
+                diag_error(d, from->key_loc, "'%s' reads no tensor, so it takes no 'from'", op_words[n->op]);
+            continue;
+        }
+        const Value *labels = n->op < OP_COUNT && op_has(n->op, OPF_JOIN) && n->args[0].present
+                            ? &n->args[0].v : NULL;
+        int cap = 1 + (labels ? (labels->kind == V_LABELS ? labels->nlabels : 1) : 0);
+        int first = -1;
+        if (from && from->has_value && from->value.kind == V_IDENT)
+            first = resolve(g, names, n, from->value.ident, from->value.loc);
+        else if (!from && i > 0)
+            first = i - 1;
+        if (first < 0) {
+            n->bad = n->bad || from || i > 0;
+            continue;
+        }
+        add_input(g, n, first, from ? from->value.loc : n->loc, cap);
+        for (int k = 0; labels && k < cap - 1; k++) {
+            const char *label = labels->kind == V_LABELS ? labels->labels[k] : labels->ident;
+            Loc at = labels->kind == V_LABELS ? labels->label_locs[k] : labels->loc;
+            int j = resolve(g, names, n, label, at);
+            if (j < 0)
+                n->bad = true;
+            else
+                add_input(g, n, j, at, cap);
+        }
+    }
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < g->nodes[i].ninputs; k++)
+            g->nodes[g->nodes[i].inputs[k]].nreaders++;
 }
 
 /* ---- the model block ---- */
@@ -118,7 +228,7 @@ static void build_model(Graph *g, const Block *b)
         }
         if (!bind_args(d, op_spec(n->op), s, NULL, n->args))
             n->bad = true;
-        if (n->op == OP_INPUT) {
+        if (op_has(n->op, OPF_SOURCE)) {
             if (input) {
                 diag_error(d, s->loc, "'input' may appear only once");
                 diag_note(d, input->loc, "the model's input is defined here");
@@ -132,6 +242,7 @@ static void build_model(Graph *g, const Block *b)
         diag_error(d, b->loc, "model '%s' has no 'input' statement", g->name);
         diag_note_plain(d, "begin the model with its image shape, e.g. 'input 28x28x1'");
     }
+    build_edges(g, &names);
 }
 
 /* ---- the train block ---- */
@@ -417,8 +528,8 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
         const Node *n = &g->nodes[i];
         const OpSpec *spec = op_spec(n->op);
         fprintf(out, "    %%%s = %s", n->name, spec->word);
-        if (i > 0)
-            fprintf(out, " %%%s", g->nodes[i - 1].name);
+        for (int k = 0; k < n->ninputs; k++)
+            fprintf(out, "%s%%%s", k ? ", " : " ", g->nodes[n->inputs[k]].name);
         if (n->weight)
             fprintf(out, ", @%s", n->weight->name);
         if (n->bias)
@@ -427,7 +538,7 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
             const ParamSpec *p = &spec->params[a];
             bool window = !strcmp(p->key, "size") || !strcmp(p->key, "stride") ||
                           !strcmp(p->key, "pad");
-            if (!n->args[a].present || p->type == PT_LIST || p->type == PT_SHAPE || window)
+            if (!n->args[a].present || p->type == PT_LIST || p->type == PT_LABELS || p->type == PT_SHAPE || window)
                 continue;
             print_arg(out, p, &n->args[a]);
         }
@@ -441,7 +552,7 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
     }
     if (backward)
         autodiff_print(out, g);
-    if (plan && backward)
-        plan_print(out, g, plan);
+    if (plan)
+        plan_print(out, g, plan, backward);
     fprintf(out, "}\n");
 }

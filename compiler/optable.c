@@ -33,7 +33,7 @@ int op_act(OpKind op)
 }
 
 const char *const op_words[OP_COUNT] = {
-#define OP(id, word, family, in, spec, summary) #word,
+#define OP(id, word, family, in, flags, spec, summary) #word,
 #include "ops.def"
 #undef OP
 };
@@ -53,22 +53,34 @@ const char *const optim_words[OPT_COUNT] = {
 typedef struct SpecSource {
     const char *what, *word, *family, *summary, *spec;
     int in_rank;
+    unsigned flags;
 } SpecSource;
 
+/* ops.def's flags column, as written there */
+enum {
+    SOURCE = OPF_SOURCE, JOIN = OPF_JOIN, LAST = OPF_LAST, PROBS = OPF_PROBS, TAKES_ACT = OPF_TAKES_ACT,
+    TAKES_POOL = OPF_TAKES_POOL, SCRATCH = OPF_SCRATCH, STOCHASTIC = OPF_STOCHASTIC,
+};
+
 static const SpecSource op_src[OP_COUNT] = {
-#define OP(id, word, family, in, spec, summary) {"op", #word, #family, summary, spec, in},
+#define OP(id, word, family, in, flags, spec, summary) {"op", #word, #family, summary, spec, in, flags},
 #include "ops.def"
 #undef OP
 };
 
+bool op_has(OpKind op, unsigned flag)
+{
+    return op < OP_COUNT && (op_src[op].flags & flag);
+}
+
 static const SpecSource setting_src[SET_COUNT] = {
-#define SETTING(id, word, spec, summary) {"setting", #word, "", summary, spec, 0},
+#define SETTING(id, word, spec, summary) {"setting", #word, "", summary, spec, 0, 0},
 #include "settings.def"
 #undef SETTING
 };
 
 static const SpecSource optim_src[OPT_COUNT] = {
-#define OPTIM(id, word, spec) {"optimizer", #word, "", "", spec, 0},
+#define OPTIM(id, word, spec) {"optimizer", #word, "", "", spec, 0, 0},
 #include "settings.def"
 #undef OPTIM
 };
@@ -76,7 +88,7 @@ static const SpecSource optim_src[OPT_COUNT] = {
 static const char *const type_names[] = {
     [PT_INT] = "int", [PT_UINT] = "uint", [PT_REAL] = "real", [PT_RATE] = "rate",
     [PT_DIMS] = "dims", [PT_SHAPE] = "shape", [PT_PAD] = "pad", [PT_BOOL] = "bool",
-    [PT_FLAG] = "flag", [PT_LIST] = "list",
+    [PT_FLAG] = "flag", [PT_LIST] = "list", [PT_LABELS] = "labels",
 };
 
 static const char *const type_words[] = {
@@ -85,6 +97,7 @@ static const char *const type_words[] = {
     [PT_DIMS] = "a size K or KhxKw", [PT_SHAPE] = "a shape HxWxC",
     [PT_PAD] = "a padding P, PhxPw or 'same'", [PT_BOOL] = "true or false",
     [PT_FLAG] = "nothing (it is a flag)", [PT_LIST] = "a list [numbers]",
+    [PT_LABELS] = "a label or a list [labels]",
     [PT_CHOICE] = "one of",
 };
 
@@ -160,6 +173,7 @@ static void parse_spec(OpSpec *o, const SpecSource *src)
     o->family = src->family;
     o->summary = src->summary;
     o->in_rank = src->in_rank;
+    o->flags = src->flags;
     for (const char *s = src->spec; *s;) {
         while (*s == ' ')
             s++;
@@ -217,6 +231,7 @@ static const char *kind_name(const Value *v)
     case V_DIMS: return "dimensions";
     case V_IDENT: return "a word";
     case V_LIST: return "a list";
+    case V_LABELS: return "a list of labels";
     }
     unreachable();
 }
@@ -321,6 +336,11 @@ static bool check_value(Diag *d, const ParamSpec *p, const Value *v, Arg *out, b
         if (v->kind != V_LIST)
             return bad_value(d, p, v, report, NULL);
         return true;
+    case PT_LABELS:
+        /* one label (V_IDENT) or a list of them: ir.c reads both */
+        if (v->kind != V_IDENT && v->kind != V_LABELS)
+            return bad_value(d, p, v, report, NULL);
+        return true;
     case PT_CHOICE:
         if (v->kind != V_IDENT)
             return bad_value(d, p, v, report, NULL);
@@ -386,7 +406,8 @@ bool bind_args(Diag *d, const OpSpec *spec, const Stmt *s, const Item *skip, Arg
     }
     bool first = true;
     for (const Item *it = s->items; it; it = it->next) {
-        if (it == skip)
+        /* an op's from= is the graph's, read by ir.c */
+        if (it == skip || (!strcmp(what, "op") && it->key && !strcmp(it->key, "from")))
             continue;
         bool is_first = first;
         first = false;

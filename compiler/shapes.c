@@ -1,12 +1,13 @@
 /*
  * shapes.c: the shape checker, and the --shapes table.
  *
- * Walks the chain of nodes once, in order (no recursion: 65536 layers are as
- * easy as 5). For each node it checks the input's rank against the op table,
- * then calls the op family's rule (shape_conv, shape_pool, ...) which sets the
- * output shape, parameters and FLOPs; the window helper here does the padding
- * and stride formula and the receptive field for every windowed op. After the
- * chain: softmax last, and the loss fits the model's end.
+ * Walks the nodes once, in statement order, which is a topological order (no
+ * recursion: 65536 layers are as easy as 5). For each node it checks its first
+ * input's rank against the op table, then calls the op family's rule
+ * (shape_conv, shape_join, ...) which sets the output shape, parameters and
+ * FLOPs; the window helper here does the padding and stride formula and the
+ * receptive field for every windowed op. Then: a last-only op is last, every
+ * output but the model's is read, and the loss fits the model's end.
  */
 #include <string.h>
 #include "cnnc.h"
@@ -14,7 +15,7 @@
 typedef void ShapeFn(Graph *g, Node *n);
 
 static ShapeFn *const shape_fn[OP_COUNT] = {
-#define OP(id, word, family, in, spec, summary) [OP_##id] = shape_##family,
+#define OP(id, word, family, in, flags, spec, summary) [OP_##id] = shape_##family,
 #include "ops.def"
 #undef OP
 };
@@ -150,25 +151,36 @@ static const char *rank_words(int rank)
     return rank == 3 ? "an HxWxC input" : "a 1-D input";
 }
 
-static void check_node(Graph *g, Node *n, const Node *prev)
+/* n's input shape is its first input's; its receptive field the largest of
+ * its inputs'. False when an input's shape is unknown (an error upstream). */
+static bool read_inputs(Graph *g, Node *n)
+{
+    for (int k = 0; k < n->ninputs; k++) {
+        const Node *in = &g->nodes[n->inputs[k]];
+        if (k == 0)
+            n->in = in->out;
+        for (int i = 0; i < 2; i++) {
+            n->rf[i] = k == 0 || in->rf[i] > n->rf[i] ? in->rf[i] : n->rf[i];
+            n->jump[i] = k == 0 || in->jump[i] > n->jump[i] ? in->jump[i] : n->jump[i];
+        }
+        n->rf_global = n->rf_global || in->rf_global;
+        if (in->out.rank == 0)
+            return false;
+    }
+    return true;
+}
+
+static void check_node(Graph *g, Node *n)
 {
     Diag *d = g->diag;
     char buf[64];
     const OpSpec *spec = op_spec(n->op);
-    if (prev) {
-        n->in = prev->out;
-        memcpy(n->rf, prev->rf, sizeof n->rf);
-        memcpy(n->jump, prev->jump, sizeof n->jump);
-        n->rf_global = prev->rf_global;
-    }
-    if (n->bad || (prev && n->in.rank == 0) || (!prev && n->op != OP_INPUT))
-        return;
-    if (n->op == OP_INPUT && prev)
-        return;                             /* a second input: reported by ir_build */
+    if (!read_inputs(g, n) || n->bad || (!n->ninputs && !op_has(n->op, OPF_SOURCE)) || (n->index && !n->ninputs))
+        return;                             /* a second input is reported by ir_build */
     if (spec->in_rank && n->in.rank != spec->in_rank) {
         diag_error(d, n->loc, "'%s' needs %s, but '%s' gives %s", spec->word,
-                   rank_words(spec->in_rank), prev->name, shape_str(n->in, buf, sizeof buf));
-        if (n->op == OP_FC || n->op == OP_SOFTMAX)
+                   rank_words(spec->in_rank), g->nodes[n->inputs[0]].name, shape_str(n->in, buf, sizeof buf));
+        if (spec->in_rank == 1)
             diag_note(d, n->loc, "add 'flatten' before '%s' to make the %s tensor a vector "
                       "of %lld", spec->word, buf, (long long)shape_elems(n->in));
         return;
@@ -188,7 +200,7 @@ static void check_loss(Graph *g)
     Diag *d = g->diag;
     TrainCfg *t = &g->train;
     const Node *last = &g->nodes[g->n - 1];
-    bool softmax = last->op == OP_SOFTMAX;
+    bool softmax = op_has(last->op, OPF_PROBS);
     if (!t->loss_given) {
         t->loss = softmax ? LOSS_CROSS_ENTROPY : LOSS_MSE;
         return;
@@ -206,10 +218,13 @@ bool shape_check(Graph *g)
     g->params = arena_alloc(g->arena, (size_t)(2 * g->n + 1) * sizeof *g->params);
     for (int i = 0; i < g->n && !diag_too_many(d); i++) {
         Node *n = &g->nodes[i];
-        check_node(g, n, i ? &g->nodes[i - 1] : NULL);
-        if (n->op == OP_SOFTMAX && i != g->n - 1) {
-            diag_error(d, n->loc, "'softmax' must be the model's last op");
+        check_node(g, n);
+        if (op_has(n->op, OPF_LAST) && i != g->n - 1) {
+            diag_error(d, n->loc, "'%s' must be the model's last op", op_words[n->op]);
             diag_note(d, g->nodes[g->n - 1].loc, "the model ends here");
+        } else if (i != g->n - 1 && !n->nreaders && !n->bad && n->out.rank) {
+            diag_warning(d, n->loc, "the output of '%s' is never used", n->name);
+            diag_note_plain(d, "the model's output is its last statement, '%s'", g->nodes[g->n - 1].name);
         }
     }
     if (g->n > 0)
@@ -264,15 +279,18 @@ void shape_print_table(FILE *out, const Graph *g)
         ow = olen > ow ? olen : ow;
     }
     char shape[64], field[64], jump[64];
-    fprintf(out, "%-*s  %-*s %-14s %12s %14s  %-11s %s\n", w, "layer", ow, "op", "output",
-            "params", "FLOPs", "field", "jump");
+    fprintf(out, "%-*s  %-*s %-14s %12s %14s  %-11s %-11s %s\n", w, "layer", ow, "op", "output",
+            "params", "FLOPs", "field", "jump", "inputs");
     int64_t params = 0, flops = 0;
     for (int i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         rf_str(g, n, field, jump, sizeof field);
-        fprintf(out, "%-*s  %-*s %-14s %12lld %14lld  %-11s %s\n", w, n->name, ow, op_words[n->op],
+        fprintf(out, "%-*s  %-*s %-14s %12lld %14lld  %-11s %-11s", w, n->name, ow, op_words[n->op],
                 shape_str(n->out, shape, sizeof shape), (long long)n->nparams,
                 (long long)n->flops, field, jump);
+        for (int k = 0; k < n->ninputs; k++)
+            fprintf(out, "%s%s", k ? ", " : "", g->nodes[n->inputs[k]].name);
+        fprintf(out, "%s\n", n->ninputs ? "" : "-");
         params += n->nparams;
         if (__builtin_add_overflow(flops, n->flops, &flops))
             flops = INT64_MAX;

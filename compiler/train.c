@@ -19,10 +19,10 @@
 #include <string.h>
 #include "cnnc.h"
 
-static bool has_dropout(const Graph *g)
+static bool has_stochastic(const Graph *g)
 {
     for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].op == OP_DROPOUT)
+        if (op_has(g->nodes[i].op, OPF_STOCHASTIC))
             return true;
     return false;
 }
@@ -45,7 +45,7 @@ static int opt_buffers(const Graph *g)
 
 static bool has_counter(const Graph *g)
 {
-    return is_adam(g) || has_dropout(g);
+    return is_adam(g) || has_stochastic(g);
 }
 
 int64_t train_opt_state_size(const Graph *g)
@@ -217,6 +217,15 @@ static LLVMValueRef load_step(Cg *c, LLVMValueRef state)
     return v;
 }
 
+/* grad += part, over node n's output for the batch: a second reader's share */
+static void emit_accumulate(Cg *c, const Node *n, LLVMValueRef grad, LLVMValueRef part)
+{
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+    cg_accum(c, grad, i, cg_load(c, part, i, "d"));
+    cg_loop_end(c, &l);
+}
+
 /* float NAME_grad_hp(params, opt_state, input, labels, n, workspace, hp, first):
  * forward, loss and backward of n images, the gradients (of their mean loss)
  * left in the workspace at the plan's d.params. first is the images' place in
@@ -235,12 +244,13 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
     LLVMValueRef state = LLVMGetParam(fn, 1), hp = LLVMGetParam(fn, 6);
     c->ws = LLVMGetParam(fn, 5);
+    c->scratch = plan->conv;
     LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
     act[0] = LLVMGetParam(fn, 2);
     for (int i = 1; i < g->n; i++) {
         /* a fused activation's output is its conv's or fc's */
         act[i] = g->nodes[i].fused ? act[i - 1] : cg_ws(c, plan->act[i]);
-        grad[i] = cg_ws(c, plan->grad[i]);
+        grad[i] = plan->grad[i] >= 0 ? cg_ws(c, plan->grad[i]) : NULL;
     }
     LLVMValueRef dparams = cg_ws(c, plan->dparams);
     LLVMValueRef step = load_step(c, state);
@@ -255,8 +265,11 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
 
     for (int i = 1; i < g->n; i++) {
         Node tmp;
-        if (!g->nodes[i].fused)
-            emit_node_fwd(c, node_with_fused(g, i, &tmp), act[i - 1], act[i]);
+        if (g->nodes[i].fused)
+            continue;
+        LLVMValueRef *ins = node_input_values(&g->nodes[i], act);
+        emit_node_fwd(c, node_with_fused(g, i, &tmp), ins, act[i]);
+        free(ins);
     }
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     /* the parameters' gradients are summed into; each d out is written whole
@@ -266,16 +279,28 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     const Node *last = &g->nodes[g->n - 1];
     LLVMValueRef loss = emit_loss(c, g->train.loss, shape_elems(last->out), LLVMGetParam(fn, 3),
                                   load_targets_flag(c, hp),
-                                  act[g->ce_fused ? g->n - 2 : g->n - 1], act[g->n - 1],
+                                  act[g->loss_grad_node], act[g->n - 1],
                                   grad[g->loss_grad_node]);
     for (int s = 0; s < g->nbwd; s++) {
         const BwdStep *st = &g->bwd[s];
-        int i = st->node->index;
+        const Node *n = st->node;
+        int i = n->index;
         Node tmp;
-        if (st->node->fused)
+        if (n->fused)
             continue;
-        Bwd a = {act[i - 1], act[i], grad[i], st->dinp ? grad[i - 1] : NULL, dparams};
+        /* each input's gradient: stored, or into a scratch tensor and added */
+        LLVMValueRef *ins = node_input_values(n, act), *dins = calloc((size_t)n->ninputs + 1, sizeof *dins);
+        for (int k = 0; k < n->ninputs; k++)
+            if (st->dinput[k])
+                dins[k] = st->accumulate[k] ? cg_ws(c, plan->edge[i][k]) : grad[n->inputs[k]];
+        Bwd a = {.inp = ins[0], .out = act[i], .dout = grad[i], .dinp = dins[0], .dparams = dparams,
+                 .ins = ins, .dins = dins};
         emit_node_bwd(c, node_with_fused(g, i, &tmp), &a);
+        for (int k = 0; k < n->ninputs; k++)
+            if (st->dinput[k] && st->accumulate[k])
+                emit_accumulate(c, &g->nodes[n->inputs[k]], grad[n->inputs[k]], dins[k]);
+        free(ins);
+        free(dins);
     }
     LLVMBuildRet(b, loss);
     c->training = false;

@@ -34,6 +34,7 @@ typedef enum {
     V_DIMS,     /* 5x5, 28x28x1 */
     V_IDENT,    /* relu, same, true */
     V_LIST,     /* [1 2 3] */
+    V_LABELS,   /* [b1 b2 b3]: a list of words */
 } ValueKind;
 
 enum { MAX_DIMS = 4 };
@@ -48,6 +49,9 @@ typedef struct Value {
     const char *ident;          /* V_IDENT */
     double *list;               /* V_LIST */
     int64_t nlist;
+    const char **labels;        /* V_LABELS, each where it stands */
+    Loc *label_locs;
+    int nlabels;
 } Value;
 
 /* One `key=value` or a bare word; a bare value that is no attribute (`6` in

@@ -24,6 +24,15 @@ typedef struct NumList {
     int64_t n, cap;
 } NumList;
 
+/* A list as it is read: numbers or words (labels), and whether it mixes them. */
+typedef struct ElemList {
+    NumList nums;
+    const char **words;
+    Loc *word_locs;
+    int nwords, cap;
+    bool mixed;
+} ElemList;
+
 typedef struct ItemList {
     Item *head, *tail;
     int n;
@@ -110,6 +119,41 @@ static void list_push(ParseCtx *pc, NumList *l, double v, const YYLTYPE *loc)
     }
     l->v[l->n++] = v;
 }
+
+/* Lists of labels are short (a join's inputs); more than this is refused. */
+enum { MAX_LABELS = 4096 };
+
+static void label_push(ParseCtx *pc, ElemList *l, const char *word, const YYLTYPE *loc)
+{
+    if (l->nwords == MAX_LABELS) {
+        parse_error(pc, loc, "list is too long (at most 4096 labels)");
+        l->nwords++;
+    }
+    if (l->nwords > MAX_LABELS)
+        return;
+    if (l->nwords == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 8;
+        const char **w = arena_alloc(pc->arena, (size_t)cap * sizeof *w);
+        Loc *at = arena_alloc(pc->arena, (size_t)cap * sizeof *at);
+        if (l->nwords) {
+            memcpy(w, l->words, (size_t)l->nwords * sizeof *w);
+            memcpy(at, l->word_locs, (size_t)l->nwords * sizeof *at);
+        }
+        l->words = w;
+        l->word_locs = at;
+        l->cap = cap;
+    }
+    l->words[l->nwords] = word;
+    l->word_locs[l->nwords++] = parse_loc(pc, loc);
+}
+
+/* A number after a word or a word after a number: one error per list. */
+static void elem_mix(ParseCtx *pc, ElemList *l, const YYLTYPE *loc)
+{
+    if (!l->mixed && l->nums.n && l->nwords)
+        parse_error(pc, loc, "a list holds numbers or labels, not both");
+    l->mixed = l->mixed || (l->nums.n && l->nwords);
+}
 }
 
 %union {
@@ -120,6 +164,7 @@ static void list_push(ParseCtx *pc, NumList *l, double v, const YYLTYPE *loc)
     Stmt *stmt;
     Block *block;
     NumList list;
+    ElemList elems;
     struct { Block *block; Stmt *tail; } body;
 }
 
@@ -136,7 +181,7 @@ static void list_push(ParseCtx *pc, NumList *l, double v, const YYLTYPE *loc)
 %type <stmt> stmt
 %type <block> head
 %type <body> body
-%type <list> numbers
+%type <elems> elems
 
 %%
 
@@ -251,17 +296,24 @@ number
     ;
 
 list
-    : '[' numbers ']' {
-        $$ = (Value){.kind = V_LIST, .list = $2.v, .nlist = $2.n, .loc = parse_loc(pc, &@1)};
-        if ($$.nlist > MAX_LIST)
-            $$.nlist = MAX_LIST;
+    : '[' elems ']' {
+        if ($2.nwords && !$2.nums.n) {
+            $$ = (Value){.kind = V_LABELS, .labels = $2.words, .label_locs = $2.word_locs,
+                         .nlabels = $2.nwords > MAX_LABELS ? MAX_LABELS : $2.nwords,
+                         .loc = parse_loc(pc, &@1)};
+        } else {
+            $$ = (Value){.kind = V_LIST, .list = $2.nums.v, .nlist = $2.nums.n, .loc = parse_loc(pc, &@1)};
+            if ($$.nlist > MAX_LIST)
+                $$.nlist = MAX_LIST;
+        }
     }
     ;
 
-numbers
-    : %empty                    { $$ = (NumList){0}; }
-    | numbers number            { $$ = $1; list_push(pc, &$$, $2.r, &@2); }
-    | numbers ','               { $$ = $1; }
+elems
+    : %empty                    { $$ = (ElemList){0}; }
+    | elems number              { $$ = $1; list_push(pc, &$$.nums, $2.r, &@2); elem_mix(pc, &$$, &@2); }
+    | elems IDENT               { $$ = $1; label_push(pc, &$$, $2, &@2); elem_mix(pc, &$$, &@2); }
+    | elems ','                 { $$ = $1; }
     ;
 
 %%

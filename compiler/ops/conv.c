@@ -365,7 +365,7 @@ static ConvKernel fwd_kernel(const Node *n)
 bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 {
     ConvKernel k = fwd_kernel(conv);
-    bool wino = c->winograd && c->plan->conv[conv->index].wino >= 0 && wino_fits(&k) && wino_tile(&k) == 2;
+    bool wino = c->winograd && c->scratch[conv->index].wino >= 0 && wino_fits(&k) && wino_tile(&k) == 2;
     return pool->op == OP_MAXPOOL && pool->kh == 2 && pool->kw == 2 && pool->sh == 2 && pool->sw == 2 &&
            !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && (rows_fits(c, &k) || wino);
 }
@@ -374,7 +374,7 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
  * or with n->pool_fused its 2x2 max pool (N,OH/2,OW/2,M) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    const ConvScratch *s = &c->plan->conv[n->index];
+    const ConvScratch *s = &c->scratch[n->index];
     ConvKernel k = fwd_kernel(n);
     k.in = inp;
     k.out = out;
@@ -438,7 +438,7 @@ static ConvKernel dinp_kernel(const Node *n)
 
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
 {
-    const ConvScratch *s = &c->plan->conv[n->index];
+    const ConvScratch *s = &c->scratch[n->index];
     ConvGeom G = geom(n);
     int qh, qw;
     conv_dinp_transposed(n, &qh, &qw);
@@ -686,7 +686,7 @@ static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, 
 /* From dout (N,OH,OW,M): dbias (M) and dweight (M,C,Kh,Kw) +=, dinp (N,H,W,C) = */
 void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
 {
-    const ConvScratch *s = &c->plan->conv[n->index];
+    const ConvScratch *s = &c->scratch[n->index];
     ConvGeom G = geom(n);
     LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
     if (!dw && !db && !a->dinp)
