@@ -405,12 +405,76 @@ static LLVMValueRef i32c(Cg *c, int64_t v)
     return LLVMConstInt(c->i32, (unsigned long long)v, true);
 }
 
+/* ---- the descriptor: runtime/cnnabi.def's structs, filled by field name ---- */
+
+typedef enum { ABI_PTR, ABI_I32, ABI_I64, ABI_F32, ABI_I32X3, ABI_I32X4, ABI_HYPER } AbiKind;
+
+enum {
+#define TENSOR_FIELD(kind, ctype, name) TF_##name,
+#include "../runtime/cnnabi.def"
+    TF_COUNT
+};
+enum {
+#define LAYER_FIELD(kind, ctype, name) LF_##name,
+#include "../runtime/cnnabi.def"
+    LF_COUNT
+};
+enum {
+#define MODEL_FIELD(kind, ctype, name) MF_##name,
+#include "../runtime/cnnabi.def"
+    MF_COUNT
+};
+
+static const AbiKind tensor_kinds[TF_COUNT] = {
+#define TENSOR_FIELD(kind, ctype, name) ABI_##kind,
+#include "../runtime/cnnabi.def"
+};
+static const AbiKind layer_kinds[LF_COUNT] = {
+#define LAYER_FIELD(kind, ctype, name) ABI_##kind,
+#include "../runtime/cnnabi.def"
+};
+static const AbiKind model_kinds[MF_COUNT] = {
+#define MODEL_FIELD(kind, ctype, name) ABI_##kind,
+#include "../runtime/cnnabi.def"
+};
+
+static LLVMTypeRef abi_type(Cg *c, const AbiKind *kinds, int n)
+{
+    LLVMTypeRef t[MF_COUNT];
+    for (int i = 0; i < n; i++)
+        switch (kinds[i]) {
+        case ABI_PTR: t[i] = c->ptr; break;
+        case ABI_I32: t[i] = c->i32; break;
+        case ABI_I64: t[i] = c->i64; break;
+        case ABI_F32: t[i] = c->f32; break;
+        case ABI_I32X3: t[i] = LLVMArrayType2(c->i32, 3); break;
+        case ABI_I32X4: t[i] = LLVMArrayType2(c->i32, 4); break;
+        case ABI_HYPER: t[i] = LLVMTypeOf(train_hyper_const(c)); break;
+        }
+    return LLVMStructTypeInContext(c->ctx, t, (unsigned)n, false);
+}
+
+/* A struct of the ABI from its fields' values, every one of them set. */
+static LLVMValueRef abi_const(LLVMTypeRef type, LLVMValueRef *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        CNNC_ASSERT(v[i]);
+    return LLVMConstNamedStruct(type, v, (unsigned)n);
+}
+
+static LLVMValueRef i32_array(Cg *c, const int64_t *v, int rank, int len)
+{
+    LLVMValueRef d[4];
+    for (int r = 0; r < len; r++)
+        d[r] = i32c(c, r < rank ? v[r] : 0);
+    return LLVMConstArray2(c->i32, d, (uint64_t)len);
+}
+
 /* The CnnTensor array of the trainable (or the fixed) tensors. */
 static LLVMValueRef tensor_array(Cg *c, bool fixed, int *count, int *index_of)
 {
     const Graph *g = c->g;
-    LLVMTypeRef tensor_t = LLVMStructTypeInContext(c->ctx,
-        (LLVMTypeRef[]){c->ptr, c->i32, LLVMArrayType2(c->i32, 4), c->i64, c->i64, c->ptr}, 6, false);
+    LLVMTypeRef tensor_t = abi_type(c, tensor_kinds, TF_COUNT);
     LLVMValueRef *items = calloc((size_t)g->nparams + 1, sizeof *items);
     int n = 0;
     for (int i = 0; i < g->nparams; i++) {
@@ -418,13 +482,12 @@ static LLVMValueRef tensor_array(Cg *c, bool fixed, int *count, int *index_of)
         if (p->fixed != fixed)
             continue;
         index_of[i] = n;
-        LLVMValueRef d[4];
-        for (int r = 0; r < 4; r++)
-            d[r] = i32c(c, r < p->rank ? p->dims[r] : 0);
-        LLVMValueRef f[] = {const_str(c, p->name, "tensor.name"), i32c(c, p->rank),
-                            LLVMConstArray2(c->i32, d, 4), cg_i64(c, p->offset), cg_i64(c, p->size),
-                            fixed ? c->fixed[i] : LLVMConstPointerNull(c->ptr)};
-        items[n++] = LLVMConstNamedStruct(tensor_t, f, 6);
+        LLVMValueRef f[TF_COUNT] = {
+            [TF_name] = const_str(c, p->name, "tensor.name"), [TF_rank] = i32c(c, p->rank),
+            [TF_dims] = i32_array(c, p->dims, p->rank, 4), [TF_offset] = cg_i64(c, p->offset),
+            [TF_size] = cg_i64(c, p->size), [TF_data] = fixed ? c->fixed[i] : LLVMConstPointerNull(c->ptr),
+        };
+        items[n++] = abi_const(tensor_t, f, TF_COUNT);
     }
     LLVMValueRef arr = LLVMConstArray2(tensor_t, items, (uint64_t)n);
     free(items);
@@ -432,7 +495,15 @@ static LLVMValueRef tensor_array(Cg *c, bool fixed, int *count, int *index_of)
     return private_const(c, arr, fixed ? "cnn_model.fixed" : "cnn_model.tensors");
 }
 
-/* The constant `cnn_model`, laid out as CnnModel in runtime/cnnrt.h. */
+/* What `show` can draw of a node: a rank-4 weight as kernels; the output
+ * maps of a node with kernels or a window. */
+static int32_t layer_flags(const Node *n)
+{
+    bool kernels = n->weight && n->weight->rank == 4;
+    return (kernels ? CNN_LAYER_KERNELS : 0) | (n->out.rank == 3 && (kernels || n->kh) ? CNN_LAYER_MAPS : 0);
+}
+
+/* The constant `cnn_model` (CnnModel of runtime/cnnrt.h). */
 static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
                             const TrainFns *t, LLVMValueRef acts, LLVMValueRef baked)
 {
@@ -442,22 +513,21 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
     LLVMValueRef tglob = tensor_array(c, false, &nt, index_of);
     LLVMValueRef fglob = tensor_array(c, true, &nf, index_of);
 
-    LLVMTypeRef layer_t = LLVMStructTypeInContext(c->ctx,
-        (LLVMTypeRef[]){c->ptr, c->ptr, c->i32, LLVMArrayType2(c->i32, 3), c->i64, c->i32, c->i32}, 7, false);
+    LLVMTypeRef layer_t = abi_type(c, layer_kinds, LF_COUNT);
     LLVMValueRef *layers = calloc((size_t)g->n, sizeof *layers);
     for (int i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
-        LLVMValueRef d[3];
-        for (int r = 0; r < 3; r++)
-            d[r] = i32c(c, r < n->out.rank ? n->out.d[r] : 0);
         int w = -1, fw = -1;
         for (int k = 0; k < g->nparams && n->weight; k++)
             if (g->params[k] == n->weight)
                 (n->weight->fixed ? &fw : &w)[0] = index_of[k];
-        LLVMValueRef f[] = {const_str(c, n->name, "layer.name"), const_str(c, op_words[n->op], "layer.op"),
-                            i32c(c, n->out.rank), LLVMConstArray2(c->i32, d, 3),
-                            cg_i64(c, acts && i > 0 ? plan->act[i] : -1), i32c(c, w), i32c(c, fw)};
-        layers[i] = LLVMConstNamedStruct(layer_t, f, 7);
+        LLVMValueRef f[LF_COUNT] = {
+            [LF_name] = const_str(c, n->name, "layer.name"), [LF_op] = const_str(c, op_words[n->op], "layer.op"),
+            [LF_rank] = i32c(c, n->out.rank), [LF_dims] = i32_array(c, n->out.d, n->out.rank, 3),
+            [LF_act_offset] = cg_i64(c, acts && i > 0 ? plan->act[i] : -1), [LF_weight] = i32c(c, w),
+            [LF_fixed_weight] = i32c(c, fw), [LF_flags] = i32c(c, layer_flags(n)),
+        };
+        layers[i] = abi_const(layer_t, f, LF_COUNT);
     }
     LLVMValueRef lglob = private_const(c, LLVMConstArray2(layer_t, layers, (uint64_t)g->n), "cnn_model.layers");
     free(layers);
@@ -465,33 +535,38 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
 
     const Shape *in = &g->nodes[0].out;
     LLVMValueRef null = LLVMConstPointerNull(c->ptr);
-    const TrainCfg *t_cfg = &g->train;
+    const TrainCfg *tc = &g->train;
     LLVMValueRef milestones = null;
-    if (t_cfg->nat) {
-        LLVMValueRef *at = calloc((size_t)t_cfg->nat, sizeof *at);
-        for (int64_t k = 0; k < t_cfg->nat; k++)
-            at[k] = i32c(c, (int64_t)t_cfg->at[k]);
-        milestones = private_const(c, LLVMConstArray2(c->i32, at, (uint64_t)t_cfg->nat), "cnn_model.milestones");
+    if (tc->nat) {
+        LLVMValueRef *at = calloc((size_t)tc->nat, sizeof *at);
+        for (int64_t k = 0; k < tc->nat; k++)
+            at[k] = i32c(c, (int64_t)tc->at[k]);
+        milestones = private_const(c, LLVMConstArray2(c->i32, at, (uint64_t)tc->nat), "cnn_model.milestones");
         free(at);
     }
-    LLVMValueRef f[] = {
-        const_str(c, g->name, "cnn_model.name"),
-        i32c(c, plan->batch), i32c(c, g->train.batch), i32c(c, in->d[0]), i32c(c, in->d[1]), i32c(c, in->d[2]),
-        i32c(c, shape_elems(g->nodes[g->n - 1].out)), i32c(c, nt),
-        cg_i64(c, g->params_size), cg_i64(c, plan->bytes),
-        LLVMConstInt(c->i64, emit_shape_hash(g), false),
-        tglob, baked ? baked : null, init, infer,
-        t->step_hp ? t->step_hp : null, t->grad ? t->grad : null, t->apply ? t->apply : null,
-        cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0), cg_i64(c, plan->dparams),
-        train_hyper_const(c),
-        i32c(c, g->train.epochs), i32c(c, g->train.loss),
-        LLVMConstInt(c->i64, g->train.seed, false),
-        i32c(c, g->n), i32c(c, nf), lglob, fglob, acts ? acts : null,
-        i32c(c, t_cfg->schedule), i32c(c, t_cfg->every), i32c(c, t_cfg->warmup), i32c(c, t_cfg->nat),
-        milestones, cg_f32(c, t_cfg->gamma), cg_f32(c, t_cfg->min_lr),
-        i32c(c, t_cfg->crop), i32c(c, t_cfg->flip), cg_f32(c, t_cfg->validate),
+    LLVMValueRef f[MF_COUNT] = {
+        [MF_name] = const_str(c, g->name, "cnn_model.name"),
+        [MF_batch] = i32c(c, plan->batch), [MF_train_batch] = i32c(c, tc->batch),
+        [MF_height] = i32c(c, in->d[0]), [MF_width] = i32c(c, in->d[1]), [MF_channels] = i32c(c, in->d[2]),
+        [MF_outputs] = i32c(c, shape_elems(g->nodes[g->n - 1].out)), [MF_ntensors] = i32c(c, nt),
+        [MF_params_size] = cg_i64(c, g->params_size), [MF_workspace_size] = cg_i64(c, plan->bytes),
+        [MF_shape_hash] = LLVMConstInt(c->i64, emit_shape_hash(g), false),
+        [MF_tensors] = tglob, [MF_baked] = baked ? baked : null, [MF_init_params] = init, [MF_infer] = infer,
+        [MF_train_step] = t->step_hp ? t->step_hp : null, [MF_grad] = t->grad ? t->grad : null,
+        [MF_apply] = t->apply ? t->apply : null,
+        [MF_opt_state_size] = cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0),
+        [MF_dparams_offset] = cg_i64(c, plan->dparams), [MF_hp] = train_hyper_const(c),
+        [MF_epochs] = i32c(c, tc->epochs), [MF_loss] = i32c(c, tc->loss),
+        [MF_seed] = LLVMConstInt(c->i64, tc->seed, false),
+        [MF_nlayers] = i32c(c, g->n), [MF_nfixed] = i32c(c, nf), [MF_layers] = lglob, [MF_fixed] = fglob,
+        [MF_activations] = acts ? acts : null,
+        [MF_schedule] = i32c(c, tc->schedule), [MF_sched_every] = i32c(c, tc->every),
+        [MF_warmup] = i32c(c, tc->warmup), [MF_nmilestones] = i32c(c, tc->nat), [MF_milestones] = milestones,
+        [MF_gamma] = cg_f32(c, tc->gamma), [MF_min_lr] = cg_f32(c, tc->min_lr),
+        [MF_augment_crop] = i32c(c, tc->crop), [MF_augment_flip] = i32c(c, tc->flip),
+        [MF_validate] = cg_f32(c, tc->validate),
     };
-    LLVMValueRef init_v = LLVMConstStructInContext(c->ctx, f, sizeof f / sizeof *f, false);
+    LLVMValueRef init_v = abi_const(abi_type(c, model_kinds, MF_COUNT), f, MF_COUNT);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init_v), "cnn_model");
     LLVMSetInitializer(gv, init_v);
     LLVMSetGlobalConstant(gv, true);

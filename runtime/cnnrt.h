@@ -13,21 +13,30 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The structs of the ABI come from cnnabi.def, which compiler/emit.c reads too;
+ * an array's kind gives its length. */
+#define CNN_LEN_PTR
+#define CNN_LEN_I32
+#define CNN_LEN_I64
+#define CNN_LEN_F32
+#define CNN_LEN_HYPER
+#define CNN_LEN_I32X3 [3]
+#define CNN_LEN_I32X4 [4]
+#define CNN_FIELD(kind, ctype, name) ctype name CNN_LEN_##kind;
+
 /* One trainable tensor: its .cnnw name, PyTorch shape and place in params. */
 typedef struct CnnTensor {
-    const char *name;
-    int32_t rank;
-    int32_t dims[4];
-    int64_t offset, size;           /* in floats */
-    const float *data;              /* a fixed tensor's values (part of the model), else NULL */
+#define TENSOR_FIELD CNN_FIELD
+#include "cnnabi.def"
 } CnnTensor;
+
+/* What a layer can show (CnnLayer.flags): its kernels, its output maps. */
+enum { CNN_LAYER_KERNELS = 1, CNN_LAYER_MAPS = 2 };
 
 /* One statement of the model, for pictures of what it computes. */
 typedef struct CnnLayer {
-    const char *name, *op;
-    int32_t rank, dims[3];          /* its output: H, W, C (rank 3) or N (rank 1) */
-    int64_t act_offset;             /* bytes into the workspace after `activations`, or -1 */
-    int32_t weight, fixed_weight;   /* its weight's index in tensors / fixed, or -1 */
+#define LAYER_FIELD CNN_FIELD
+#include "cnnabi.def"
 } CnnLayer;
 
 /* The hyperparameters a train step reads, which the program's options
@@ -39,48 +48,24 @@ typedef struct CnnHyper {
     uint32_t reserved;
 } CnnHyper;
 
-/* The ABI between generated code and the runtime: keep in step with
- * compiler/emit.c (emit_descriptor). */
 enum { CNN_LOSS_CROSS_ENTROPY, CNN_LOSS_MSE };   /* CnnModel.loss: settings.def's order */
 
+/* The generated functions the descriptor points at. */
+typedef void CnnInitFn(float *params, uint64_t seed);
+typedef void CnnInferFn(const float *params, const float *input, float *output, int n, void *ws);
+typedef float CnnStepFn(float *params, float *opt_state, const float *input, const void *labels, int n,
+                        void *ws, const CnnHyper *hp);
+typedef float CnnGradFn(const float *params, const float *opt_state, const float *input,
+                        const int32_t *labels, int n, void *ws, const CnnHyper *hp, int first);
+typedef void CnnApplyFn(float *params, float *opt_state, const float *dparams, const CnnHyper *hp);
+typedef void CnnActivationsFn(const float *params, const float *input, void *ws);
+
+/* The descriptor `cnn_model`: the whole ABI (cnnabi.def). */
 typedef struct CnnModel {
-    const char *name;
-    int32_t batch;                  /* most images per call of the generated code */
-    int32_t train_batch;            /* the train block's batch: train's default */
-    int32_t height, width, channels, outputs, ntensors;
-    int64_t params_size, workspace_size;
-    uint64_t shape_hash;
-    const CnnTensor *tensors;
-    const float *baked;             /* weights built in with --weights, or NULL */
-    void (*init_params)(float *params, uint64_t seed);
-    void (*infer)(const float *params, const float *input, float *output, int n, void *ws);
-    /* NULL when built with --inference-only or --weights */
-    float (*train_step)(float *params, float *opt_state, const float *input,
-                        const void *labels, int n, void *ws, const CnnHyper *hp);
-    /* train_step in two halves, for a batch split across threads: grad leaves
-     * the gradients of its n images' mean loss at ws + dparams_offset */
-    float (*grad)(const float *params, const float *opt_state, const float *input,
-                  const int32_t *labels, int n, void *ws, const CnnHyper *hp, int first);
-    void (*apply)(float *params, float *opt_state, const float *dparams, const CnnHyper *hp);
-    int64_t opt_state_size;         /* floats */
-    int64_t dparams_offset;         /* bytes into a workspace */
-    CnnHyper hp;                    /* the train block's */
-    int32_t epochs, loss;
-    uint64_t seed;
-    int32_t nlayers, nfixed;
-    const CnnLayer *layers;
-    const CnnTensor *fixed;         /* the fixed tensors, with their values */
-    /* the forward pass of one image, keeping every layer's output at its
-     * act_offset (NULL in an --inference-only build) */
-    void (*activations)(const float *params, const float *input, void *ws);
-    /* the train block's learning-rate schedule (CNN_SCHED_*), its epochs
-     * between steps, warmup epochs, multistep's milestones; gamma, min_lr */
-    int32_t schedule, sched_every, warmup, nmilestones;
-    const int32_t *milestones;
-    float gamma, min_lr;
-    int32_t augment_crop, augment_flip;     /* the train block's augment */
-    float validate;                 /* the train block's: images held out, or a fraction */
+#define MODEL_FIELD CNN_FIELD
+#include "cnnabi.def"
 } CnnModel;
+#undef CNN_FIELD
 
 enum { CNN_SCHED_NONE, CNN_SCHED_STEP, CNN_SCHED_MULTISTEP, CNN_SCHED_COSINE };
 

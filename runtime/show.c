@@ -272,12 +272,12 @@ static bool draw_maps(const CnnModel *m, const Args *a, const float *x, const vo
 /* What a layer shows: its kernels (a conv), or its output maps (a conv or pool). */
 static bool has_kernels(const CnnLayer *L)
 {
-    return !strcmp(L->op, "conv");
+    return L->flags & CNN_LAYER_KERNELS;
 }
 
 static bool has_maps(const CnnLayer *L)
 {
-    return L->rank == 3 && (!strcmp(L->op, "conv") || !strcmp(L->op, "maxpool") || !strcmp(L->op, "avgpool"));
+    return L->flags & CNN_LAYER_MAPS;
 }
 
 static bool draw(const CnnModel *m, const Args *a, bool kernels, const float *params, const float *x,
