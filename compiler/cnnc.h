@@ -167,7 +167,31 @@ typedef struct Param {
     int64_t fan_in, fan_out;
 } Param;
 
-enum { PAD_ZERO, PAD_REPLICATE };
+/* choices.def's lists: PAD_*, INIT_*, LOSS_*, SCHED_* */
+enum {
+#define PADMODE(id, word) PAD_##id,
+#include "choices.def"
+#undef PADMODE
+    PAD_COUNT
+};
+enum {
+#define INIT(id, word) INIT_##id,
+#include "choices.def"
+#undef INIT
+    INIT_COUNT
+};
+enum {
+#define LOSS(id, word) LOSS_##id,
+#include "choices.def"
+#undef LOSS
+    LOSS_COUNT
+};
+enum {
+#define SCHEDULE(id, word) SCHED_##id,
+#include "choices.def"
+#undef SCHEDULE
+    SCHED_COUNT
+};
 /* ACT_NONE, then acts.def's activations in its order (act= choices' indices) */
 enum {
     ACT_NONE,
@@ -186,7 +210,6 @@ typedef struct ActInfo {
 extern const ActInfo act_info[ACT_COUNT];
 /* The activation an op computes, or ACT_NONE for an op that is none. */
 int op_act(OpKind op);
-enum { INIT_HE, INIT_XAVIER, INIT_ZEROS };
 
 typedef struct Node {
     OpKind op;
@@ -236,9 +259,7 @@ typedef struct TrainCfg {
     bool flip;                      /* augment: random horizontal flips */
 } TrainCfg;
 
-enum { SCHED_NONE, SCHED_STEP, SCHED_MULTISTEP, SCHED_COSINE };   /* settings.def's order */
 
-enum { LOSS_CROSS_ENTROPY, LOSS_MSE };
 
 /* One step of the backward graph (autodiff.c): what it computes. Per input
  * edge k: whether it computes d input k, and whether it adds it to what

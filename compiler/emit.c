@@ -26,6 +26,12 @@
 #include "cnnc.h"
 #include "../runtime/cnnrt.h"
 
+/* the runtime's copies of choices.def's enums */
+_Static_assert((int)LOSS_CROSS_ENTROPY == CNN_LOSS_CROSS_ENTROPY && (int)LOSS_MSE == CNN_LOSS_MSE, "loss words");
+_Static_assert((int)SCHED_NONE == CNN_SCHED_NONE && (int)SCHED_STEP == CNN_SCHED_STEP &&
+               (int)SCHED_MULTISTEP == CNN_SCHED_MULTISTEP && (int)SCHED_COSINE == CNN_SCHED_COSINE,
+               "schedule words");
+
 static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
                        LLVMModuleRef mod, const char *lname, const Plan *plan);
 

@@ -103,6 +103,53 @@ static const char *const type_words[] = {
 
 static bool check_value(Diag *d, const ParamSpec *p, const Value *v, Arg *out, bool report);
 
+/* The spec types that are word lists of their own: acts.def's and choices.def's. */
+static const char *const padmode_words[] = {
+#define PADMODE(id, word) #word,
+#include "choices.def"
+#undef PADMODE
+};
+static const char *const init_words[] = {
+#define INIT(id, word) #word,
+#include "choices.def"
+#undef INIT
+};
+static const char *const loss_words[] = {
+#define LOSS(id, word) #word,
+#include "choices.def"
+#undef LOSS
+};
+static const char *const schedule_words[] = {
+#define SCHEDULE(id, word) #word,
+#include "choices.def"
+#undef SCHEDULE
+};
+static const char *const act_words[] = {
+    "none",
+#define ACT(id, word, from_y, spec, param, summary) #word,
+#include "acts.def"
+#undef ACT
+};
+
+typedef struct ChoiceList {
+    const char *type;
+    const char *const *words;
+    int n;
+} ChoiceList;
+
+static const ChoiceList *choice_list(const char *type)
+{
+    static const ChoiceList lists[] = {
+        {"act", act_words, ACT_COUNT}, {"padmode", padmode_words, PAD_COUNT},
+        {"init", init_words, INIT_COUNT}, {"loss", loss_words, LOSS_COUNT},
+        {"schedule", schedule_words, SCHED_COUNT},
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++)
+        if (!strcmp(lists[i].type, type))
+            return &lists[i];
+    return NULL;
+}
+
 /* Parses one `*key:type=default!` word of a spec string. */
 static void parse_param(ParamSpec *p, const char *w, size_t n)
 {
@@ -127,10 +174,11 @@ static void parse_param(ParamSpec *p, const char *w, size_t n)
     char *eq = strchr(type, '=');
     if (eq)
         *eq = '\0';
-    if (!strcmp(type, "act")) {
+    const ChoiceList *list = choice_list(type);
+    if (list) {
         p->type = PT_CHOICE;
-        for (int a = 0; a < ACT_COUNT; a++)
-            p->choices[p->nchoices++] = strdup(act_info[a].word);
+        for (int a = 0; a < list->n; a++)
+            p->choices[p->nchoices++] = strdup(list->words[a]);
     } else if (*type == '{') {
         p->type = PT_CHOICE;
         char *end = strchr(type, '}');

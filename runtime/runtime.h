@@ -97,6 +97,11 @@ void augment_image(const float *src, float *dst, int h, int w, int c, int pad, b
 typedef struct Stepper Stepper;
 Stepper *stepper_new(const CnnModel *m, int threads);
 void stepper_free(Stepper *s);
+/* The step's reduce hook: called with the step's summed gradient (n floats,
+ * the layout of params) and its mean loss before the optimizer applies them;
+ * it may replace both (with, say, their mean over processes). */
+typedef void StepReduceFn(void *ctx, float *dparams, int64_t n, float *loss);
+void stepper_set_reduce(Stepper *s, StepReduceFn *fn, void *ctx);
 float stepper_step(Stepper *s, float *params, float *opt, const float *x, const void *y, int n,
                    const CnnHyper *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),

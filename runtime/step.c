@@ -11,6 +11,10 @@
  * in order, so the result depends on the thread count only, never on timing.
  * One share is the generated train_step itself. y is the images' labels, or
  * with hp->float_targets their float targets, outputs floats an image.
+ *
+ * The summed gradient then passes the step's reduce hook, if one is set
+ * (stepper_set_reduce): the seam where other processes' gradients (MPI) or
+ * statistics that must cover the whole batch join before the update.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,15 @@ struct Stepper {
     size_t y_stride;                /* bytes of y per image */
     const CnnHyper *hp;
     int n, shares;
+    StepReduceFn *reduce;           /* after the workers' sums are added, or NULL */
+    void *reduce_ctx;
 };
+
+void stepper_set_reduce(Stepper *s, StepReduceFn *fn, void *ctx)
+{
+    s->reduce = fn;
+    s->reduce_ctx = ctx;
+}
 
 Stepper *stepper_new(const CnnModel *m, int threads)
 {
@@ -86,8 +98,9 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     int spread = n / 8 < threads ? n / 8 : threads;
     if (shares < spread)
         shares = spread;
-    if (shares <= 1)
+    if (shares <= 1 && !s->reduce)
         return m->train_step(params, opt, x, y, n, s->ws[0], hp);
+    shares = shares < 1 ? 1 : shares;
     size_t stride = hp->float_targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
     if (shares > s->nloss) {
         s->loss = realloc(s->loss, (size_t)shares * sizeof *s->loss);
@@ -97,7 +110,8 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     for (int t = 0; t < used; t++)
         if (!s->sum[t])
             s->sum[t] = malloc(((size_t)m->params_size + 1) * sizeof(float));
-    *s = (Stepper){s->m, s->pool, s->ws, s->sum, s->loss, s->nloss, params, opt, x, y, stride, hp, n, shares};
+    *s = (Stepper){s->m, s->pool, s->ws, s->sum, s->loss, s->nloss, params, opt, x, y, stride, hp, n, shares,
+                   s->reduce, s->reduce_ctx};
     rt_pool_run(s->pool, shares, run_share, s);
     float *sum = s->sum[0], loss = 0;
     for (int t = 1; t < used; t++)
@@ -105,6 +119,8 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
             sum[i] += s->sum[t][i];
     for (int k = 0; k < shares; k++)
         loss += (float)(share_first(s, k + 1) - share_first(s, k)) / (float)n * s->loss[k];
+    if (s->reduce)
+        s->reduce(s->reduce_ctx, sum, m->params_size, &loss);
     m->apply(params, opt, sum, hp);
     return loss;
 }
