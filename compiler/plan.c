@@ -3,8 +3,8 @@
  * caller's one workspace, at compile time: a compile-time ggml-alloc.
  *
  * A tensor is live from the step that writes it to the last step that reads
- * it; a liveness allocator (best fit over a free list, in step order) gives
- * tensors whose lives do not overlap the same bytes. Inference: each node's
+ * it; a liveness allocator (greedy by size) gives tensors whose lives do not
+ * overlap the same bytes. Inference: each node's
  * output, live until its last reader, and each conv's scratch for its own
  * step. Training keeps every activation for backward; the gradients are
  * allocated over the backward steps (from the loss or the first reader's
@@ -41,6 +41,7 @@ typedef struct Life {
     int64_t bytes;
     int start, end;
     int64_t *where;
+    int order;                      /* as listed */
 } Life;
 
 typedef struct Lives {
@@ -52,105 +53,103 @@ static void live(Lives *l, int64_t bytes, int start, int end, int64_t *where)
 {
     if (l->n == l->cap)
         l->v = realloc(l->v, (size_t)(l->cap = l->cap ? 2 * l->cap : 64) * sizeof *l->v);
-    l->v[l->n++] = (Life){bytes, start, end, where};
+    l->v[l->n] = (Life){bytes, start, end, where, l->n};
+    l->n++;
 }
 
+/* A placed tensor's bytes, [at, at + bytes). */
 typedef struct Span {
     int64_t at, bytes;
 } Span;
 
-/* The free list, sorted by offset, below the high-water mark `top`. */
-typedef struct Heap {
-    Span *free;
-    int n, cap;
-    int64_t top;
-} Heap;
-
-static int64_t heap_take(Heap *h, int64_t bytes)
+/* Largest first; then the earliest, the longest lived, the first listed. */
+static int by_size(const void *a, const void *b)
 {
-    int best = -1;
-    for (int i = 0; i < h->n; i++)
-        if (h->free[i].bytes >= bytes && (best < 0 || h->free[i].bytes < h->free[best].bytes))
-            best = i;
-    if (best >= 0) {
-        int64_t at = h->free[best].at;
-        h->free[best].at += bytes;
-        h->free[best].bytes -= bytes;
-        if (!h->free[best].bytes)
-            memmove(&h->free[best], &h->free[best + 1], (size_t)(--h->n - best) * sizeof *h->free);
-        return at;
-    }
-    /* grow the top, starting inside a free block that ends there */
-    if (h->n && h->free[h->n - 1].at + h->free[h->n - 1].bytes == h->top) {
-        int64_t at = h->free[--h->n].at;
-        h->top = at + bytes;
-        return at;
-    }
-    int64_t at = h->top;
-    h->top += bytes;
-    return at;
+    const Life *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes < y->bytes ? 1 : -1;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->end != y->end)
+        return x->end > y->end ? -1 : 1;
+    return (x->order > y->order) - (x->order < y->order);
 }
 
-static void heap_give(Heap *h, int64_t at, int64_t bytes)
-{
-    if (h->n == h->cap)
-        h->free = realloc(h->free, (size_t)(h->cap = h->cap ? 2 * h->cap : 16) * sizeof *h->free);
-    int i = 0;
-    while (i < h->n && h->free[i].at < at)
-        i++;
-    memmove(&h->free[i + 1], &h->free[i], (size_t)(h->n - i) * sizeof *h->free);
-    h->free[i] = (Span){at, bytes};
-    h->n++;
-    /* merge with the neighbours */
-    if (i + 1 < h->n && h->free[i].at + h->free[i].bytes == h->free[i + 1].at) {
-        h->free[i].bytes += h->free[i + 1].bytes;
-        memmove(&h->free[i + 1], &h->free[i + 2], (size_t)(h->n - i - 2) * sizeof *h->free);
-        h->n--;
-    }
-    if (i > 0 && h->free[i - 1].at + h->free[i - 1].bytes == h->free[i].at) {
-        h->free[i - 1].bytes += h->free[i].bytes;
-        memmove(&h->free[i], &h->free[i + 1], (size_t)(h->n - i - 1) * sizeof *h->free);
-        h->n--;
-    }
-}
-
+/* In step order; then as by_size. */
 static int by_start(const void *a, const void *b)
 {
     const Life *x = a, *y = b;
-    return x->start != y->start ? (x->start > y->start) - (x->start < y->start)
-                                : (x->end > y->end) - (x->end < y->end);
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return by_size(a, b);
 }
 
-static int by_end(const void *a, const void *b)
+static int by_offset(const void *a, const void *b)
 {
-    const Life *x = *(Life *const *)a, *y = *(Life *const *)b;
-    return (x->end > y->end) - (x->end < y->end);
+    const Span *x = a, *y = b;
+    return (x->at > y->at) - (x->at < y->at);
 }
 
-/* Places every tensor from `base` on, in step order: before a step's tensors
- * are taken, those whose last step is over are given back. Returns the end. */
+/* Places the tensors from `base` on, in the order of l, each at the lowest
+ * offset where it overlaps no tensor placed before that is live at one of
+ * its steps (each step keeps the tensors placed live in it). Returns the end. */
+static int64_t place(Lives *l, int64_t base)
+{
+    int steps = 0;
+    for (int i = 0; i < l->n; i++)
+        steps = l->v[i].end + 1 > steps ? l->v[i].end + 1 : steps;
+    Lives *at_step = calloc((size_t)steps + 1, sizeof *at_step);
+    Span *near = NULL;
+    int cap = 0;
+    int64_t top = base;
+    for (int i = 0; i < l->n; i++) {
+        Life *t = &l->v[i];
+        int n = 0;
+        for (int s = t->start; s <= t->end; s++)
+            for (int k = 0; k < at_step[s].n; k++) {
+                if (n == cap)
+                    near = realloc(near, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *near);
+                near[n++] = (Span){*at_step[s].v[k].where, at_step[s].v[k].bytes};
+            }
+        qsort(near, (size_t)n, sizeof *near, by_offset);
+        int64_t off = base;
+        for (int k = 0; k < n && off + t->bytes > near[k].at; k++)
+            off = near[k].at + near[k].bytes > off ? near[k].at + near[k].bytes : off;
+        *t->where = off;
+        top = off + t->bytes > top ? off + t->bytes : top;
+        for (int s = t->start; s <= t->end; s++)
+            live(&at_step[s], t->bytes, t->start, t->end, t->where);
+    }
+    for (int s = 0; s <= steps; s++)
+        free(at_step[s].v);
+    free(at_step);
+    free(near);
+    return top;
+}
+
+/* Places every tensor twice, largest first (greedy by size, as TFLite's arena
+ * planner: a chain whose tensors grow towards the image reuses the small
+ * ones' bytes) and in step order (as a run-time allocator would), and keeps
+ * the smaller plan. Returns its end. */
 static int64_t allocate(Lives *l, int64_t base)
 {
     qsort(l->v, (size_t)l->n, sizeof *l->v, by_start);
-    Life **placed = malloc((size_t)(l->n + 1) * sizeof *placed);
-    int nplaced = 0, done = 0;
-    Heap h = {.top = base};
-    for (int i = 0; i < l->n; i++) {
-        Life *t = &l->v[i];
-        /* give back what died before this step (placed is sorted by end from `done` on) */
-        qsort(placed + done, (size_t)(nplaced - done), sizeof *placed, by_end);
-        while (done < nplaced && placed[done]->end < t->start) {
-            heap_give(&h, *placed[done]->where, placed[done]->bytes);
-            done++;
-        }
-        *t->where = heap_take(&h, t->bytes);
-        placed[nplaced++] = t;
+    int64_t by_time = place(l, base);
+    int64_t *at = malloc(((size_t)l->n + 1) * sizeof *at);
+    for (int i = 0; i < l->n; i++)
+        at[i] = *l->v[i].where;
+    qsort(l->v, (size_t)l->n, sizeof *l->v, by_size);
+    int64_t top = place(l, base);
+    if (by_time < top) {
+        qsort(l->v, (size_t)l->n, sizeof *l->v, by_start);
+        for (int i = 0; i < l->n; i++)
+            *l->v[i].where = at[i];
+        top = by_time;
     }
-    free(placed);
-    free(h.free);
+    free(at);
     free(l->v);
     *l = (Lives){0};
-    return h.top;
+    return top;
 }
 
 /* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
@@ -206,19 +205,25 @@ static int store_of(const Graph *g, int i)
     return i;
 }
 
-/* Inference: the outputs and the convs' scratch, each for its life. */
+/* Inference: the outputs and the convs' scratch, each for its life. The pass
+ * of node i may stand for the nodes after it up to pass_end: a fused
+ * activation, and a max pool the conv's kernel applies (emit_infer decides
+ * that with the target in hand, so the plan allows for it): its inputs and
+ * scratch live until then. */
 static void plan_inference(Plan *p, const Graph *g, int64_t batch)
 {
     int n = g->n;
-    int *end = malloc((size_t)n * sizeof *end);
-    for (int i = 0; i < n; i++)
+    int *end = malloc((size_t)n * sizeof *end), *pass_end = malloc((size_t)n * sizeof *pass_end);
+    for (int i = 0; i < n; i++) {
         end[i] = i;
+        pass_end[i] = i + (i + 1 < n && g->nodes[i + 1].fused);
+        if (op_has(g->nodes[i].op, OPF_TAKES_POOL) && pass_end[i] + 1 < n)
+            pass_end[i]++;
+    }
     for (int i = 0; i < n; i++)
         for (int k = 0; k < g->nodes[i].ninputs; k++) {
             int j = store_of(g, g->nodes[i].inputs[k]);
-            /* a conv whose kernel applies the pool after it reads on in the pool's step */
-            int last = op_has(g->nodes[i].op, OPF_TAKES_POOL) ? i + 1 + (i + 1 < n && g->nodes[i + 1].fused) : i;
-            end[j] = last > end[j] ? last : end[j];
+            end[j] = pass_end[i] > end[j] ? pass_end[i] : end[j];
         }
     Lives l = {0};
     int output = store_of(g, n - 1);
@@ -227,12 +232,13 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     for (int i = 1; i < n; i++)
         if (!g->nodes[i].fused && i != output)
             live(&l, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
-    /* each conv's scratch, for its step: laid out from 0, then moved where it was put */
+    /* each conv's scratch, for its pass: laid out from 0, then moved where it was put */
     int64_t *at = calloc((size_t)n, sizeof *at), unused = 0;
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            live(&l, conv_scratch(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused), i, i, &at[i]);
+            live(&l, conv_scratch(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
+                 i, pass_end[i], &at[i]);
     p->infer_bytes = allocate(&l, 0);
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
@@ -242,6 +248,7 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
             p->out[i] = p->out[store_of(g, i)];
     free(at);
     free(end);
+    free(pass_end);
 }
 
 /* Training: activations, the parameters' gradients and the padded inputs kept

@@ -110,6 +110,11 @@ CASES = [
     ("resnet_block", (8, 8, 4), 3, RESNET_BLOCK),
     ("inception_block", (7, 7, 3), 2, INCEPTION_BLOCK),
     ("fanout3", (6, 6, 2), 3, FANOUT3),
+    # LeNet's shape: the row kernels' conv + pool passes write a pool that is
+    # not the model's output, in a workspace whose bytes the plan reuses
+    ("lenet_like", (12, 12, 1), 8, [
+        ("conv", "6 size=5 pad=2 act=relu"), ("maxpool", "2"), ("conv", "8 size=3 pad=1"), ("relu", ""),
+        ("maxpool", "2"), ("flatten", ""), ("fc", "10"), ("softmax", "")]),
 ]
 
 
