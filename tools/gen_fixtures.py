@@ -50,6 +50,10 @@ FANOUT3 = [
     ("s: add", "[a,b] from=x"), ("t: add", "x from=x"), ("u: concat", "t from=s"), ("flatten", ""),
     ("v: fc", "5 act=tanh"), ("w: fc", "4 from=v"), ("concat", "w from=v"), ("fc", "3"), ("softmax", "")]
 
+PRELU_NET = [
+    ("conv", "4 size=3 pad=1"), ("prelu", ""), ("conv", "4 size=1"), ("prelu", ""), ("flatten", ""),
+    ("fc", "5"), ("prelu", ""), ("fc", "3"), ("softmax", "")]
+
 CASES = [
     ("conv_basic", (7, 6, 2), 3, [
         ("conv", "3 size=3"), ("relu", ""), ("flatten", ""), ("fc", "4"), ("softmax", "")]),
@@ -115,6 +119,8 @@ CASES = [
     ("lenet_like", (12, 12, 1), 8, [
         ("conv", "6 size=5 pad=2 act=relu"), ("maxpool", "2"), ("conv", "8 size=3 pad=1"), ("relu", ""),
         ("maxpool", "2"), ("flatten", ""), ("fc", "10"), ("softmax", "")]),
+    # PReLU's slopes: per channel of maps, per element of a vector
+    ("prelu", (6, 5, 3), 3, PRELU_NET[:-1]),
 ]
 
 
@@ -216,6 +222,10 @@ def build(layers, in_shape, rng):
             steps.append(lambda x, f=ACTS[op], kw=kw: f(x, **kw))
         elif op in ACTS:
             steps.append(ACTS[op])
+        elif op == "prelu":
+            wt = param(rng, 0.3, (shape[0],))      # a slope per channel (vector element)
+            weights.append((name + ".weight", wt))
+            steps.append(lambda x, wt=wt: F.prelu(x, wt))
         elif op == "flatten":
             steps.append(lambda x: x.flatten(1))
             shape = (shape[0] * shape[1] * shape[2],)
@@ -379,6 +389,8 @@ TRAIN_CASES = [
     # v.weight turns float32 rounding into 5e-4 relative after 5 steps (torch's
     # float32 run is as far from a float64 one as cnnc's), past the tolerance
     ("fanout_adam", (6, 6, 1), 4, FANOUT3, "loss cross_entropy; optimizer adam lr=0.01 eps=1e-3"),
+    ("prelu_sgd", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
+    ("prelu_adam", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer adam lr=0.01"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.
