@@ -111,7 +111,8 @@ static int64_t place(Lives *l, int64_t base)
                     near = realloc(near, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *near);
                 near[n++] = (Span){*at_step[s].v[k].where, at_step[s].v[k].bytes};
             }
-        qsort(near, (size_t)n, sizeof *near, by_offset);
+        if (n > 1)
+            qsort(near, (size_t)n, sizeof *near, by_offset);
         int64_t off = base;
         for (int k = 0; k < n && off + t->bytes > near[k].at; k++)
             off = near[k].at + near[k].bytes > off ? near[k].at + near[k].bytes : off;
@@ -133,6 +134,8 @@ static int64_t place(Lives *l, int64_t base)
  * the smaller plan. Returns its end. */
 static int64_t allocate(Lives *l, int64_t base)
 {
+    if (!l->n)
+        return base;
     qsort(l->v, (size_t)l->n, sizeof *l->v, by_start);
     int64_t by_time = place(l, base);
     int64_t *at = malloc(((size_t)l->n + 1) * sizeof *at);
