@@ -391,10 +391,17 @@ void emit_tensors(FILE *f, const Graph *g);
 void emit_ir(FILE *f, Graph *g, const Options *opts);
 
 uint64_t emit_shape_hash(const Graph *g);
+
+/* ---- lower.c: nodes to code ---- */
+
+void cg_target_attrs(Cg *c, LLVMValueRef fn);     /* the target's CPU and features, nounwind */
 void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out);
+void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
 /* The values of n's inputs, one per edge, from every node's value (malloc'd) */
 LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val);
-void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
+typedef enum { FWD_INFER, FWD_TRAIN, FWD_KEEP } FwdPolicy;
+void emit_forward(Cg *c, const struct Plan *plan, FwdPolicy policy, LLVMValueRef input, LLVMValueRef output,
+                  LLVMValueRef *val);
 
 /* ---- header.c: NAME.h beside NAME.o ---- */
 

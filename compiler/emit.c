@@ -35,157 +35,6 @@ _Static_assert((int)SCHED_NONE == CNN_SCHED_NONE && (int)SCHED_STEP == CNN_SCHED
 static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
                        LLVMModuleRef mod, const char *lname, const Plan *plan);
 
-typedef void EmitFwdFn(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out);
-typedef void EmitBwdFn(Cg *c, const Node *n, const Bwd *a);
-
-static EmitFwdFn *const emit_fwd_fn[OP_COUNT] = {
-#define OP(id, word, family, in, flags, spec, summary) [OP_##id] = emit_##family##_fwd,
-#include "ops.def"
-#undef OP
-};
-
-static EmitBwdFn *const emit_bwd_fn[OP_COUNT] = {
-#define OP(id, word, family, in, flags, spec, summary) [OP_##id] = emit_##family##_bwd,
-#include "ops.def"
-#undef OP
-};
-
-static void set_target_attrs(Cg *c, LLVMValueRef fn)
-{
-    if (c->small)
-        cg_for_size(c, fn);
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, c->cpu, (unsigned)strlen(c->cpu)));
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateStringAttribute(c->ctx, "target-features", 15, c->features,
-                                  (unsigned)strlen(c->features)));
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
-}
-
-/* Every op's code is a function of its own, CALLER.NODE (.bwd for the
- * backward), internal and never inlined: a profile names the layer, and LLVM
- * optimizes each kernel alone. Its arguments are the caller's values the
- * emitter may use, constants excepted (they stay constants). The tensors of
- * one call never overlap (the plan gives each its own bytes), so every
- * pointer is noalias. */
-typedef struct Outline {
-    LLVMValueRef **slot;            /* where each value lives in Cg, Bwd or an input array */
-    LLVMValueRef *saved;
-    int n;
-    LLVMValueRef fn, caller;
-    LLVMBasicBlockRef block;
-} Outline;
-
-static void outline_init(Outline *o, int cap)
-{
-    *o = (Outline){.slot = calloc((size_t)cap + 8, sizeof *o->slot), .saved = calloc((size_t)cap + 8, sizeof *o->saved)};
-}
-
-static void outline_add(Outline *o, LLVMValueRef *slot)
-{
-    if (*slot && !LLVMIsConstant(*slot))
-        o->slot[o->n++] = slot;
-}
-
-static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
-{
-    outline_add(o, &c->params);
-    outline_add(o, &c->batch);
-    outline_add(o, &c->ws);
-    outline_add(o, &c->drop_key);
-    outline_add(o, &c->drop_first);
-    LLVMTypeRef *types = calloc((size_t)o->n + 1, sizeof *types);
-    for (int i = 0; i < o->n; i++)
-        types[i] = LLVMTypeOf(*o->slot[i]);
-    size_t len;
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s%s", LLVMGetValueName2(c->fn, &len), n->name, suffix);
-    o->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->voidt, types, (unsigned)o->n, false));
-    LLVMSetLinkage(o->fn, LLVMInternalLinkage);
-    set_target_attrs(c, o->fn);
-    LLVMAddAttributeAtIndex(o->fn, LLVMAttributeFunctionIndex,
-        LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
-    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
-    for (int i = 0; i < o->n; i++) {
-        o->saved[i] = *o->slot[i];
-        /* the same tensor may come twice (add [x x]): noalias only on distinct ones */
-        bool twice = false;
-        for (int j = 0; j < o->n; j++)
-            twice = twice || (j != i && *o->slot[j] == *o->slot[i]);
-        if (types[i] == c->ptr && !twice)
-            LLVMAddAttributeAtIndex(o->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
-    }
-    free(types);
-    o->block = LLVMGetInsertBlock(c->b);
-    o->caller = c->fn;
-    c->fn = o->fn;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, o->fn, "entry"));
-    for (int i = 0; i < o->n; i++)
-        *o->slot[i] = LLVMGetParam(o->fn, (unsigned)i);
-}
-
-static void outline_end(Cg *c, Outline *o)
-{
-    LLVMBuildRetVoid(c->b);
-    c->fn = o->caller;
-    LLVMPositionBuilderAtEnd(c->b, o->block);
-    for (int i = 0; i < o->n; i++)
-        *o->slot[i] = o->saved[i];
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(o->fn), o->fn, o->saved, (unsigned)o->n, "");
-    free(o->slot);
-    free(o->saved);
-}
-
-/* Node n's forward pass from its inputs (ins, one per edge) into out. */
-void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out)
-{
-    int k = n->ninputs;
-    LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in);
-    for (int i = 0; i < k; i++)
-        in[i] = ins[i];
-    Outline o;
-    outline_init(&o, k + 1);
-    for (int i = 0; i < k; i++)
-        outline_add(&o, &in[i]);
-    outline_add(&o, &out);
-    outline_begin(c, &o, n, "");
-    c->ins = in;
-    emit_fwd_fn[n->op](c, n, k ? in[0] : NULL, out);
-    c->ins = NULL;
-    outline_end(c, &o);
-    free(in);
-}
-
-void emit_node_bwd(Cg *c, const Node *n, const Bwd *a)
-{
-    Bwd b = *a;
-    int k = n->ninputs;
-    LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in), *din = calloc((size_t)k + 1, sizeof *din);
-    for (int i = 0; i < k; i++) {
-        in[i] = a->ins[i];
-        din[i] = a->dins[i];
-    }
-    Outline o;
-    outline_init(&o, 2 * k + 3);
-    for (int i = 0; i < k; i++) {
-        outline_add(&o, &in[i]);
-        outline_add(&o, &din[i]);
-    }
-    outline_add(&o, &b.out);
-    outline_add(&o, &b.dout);
-    outline_add(&o, &b.dparams);
-    outline_begin(c, &o, n, ".bwd");
-    b.ins = in;
-    b.dins = din;
-    b.inp = in[0];
-    b.dinp = din[0];
-    emit_bwd_fn[n->op](c, n, &b);
-    outline_end(c, &o);
-    free(in);
-    free(din);
-}
-
 const char *emit_llvm_version(void)
 {
     static char buf[32];
@@ -219,16 +68,6 @@ static void name_params(LLVMValueRef fn, const char *const *names)
         LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
 }
 
-/* The values of n's inputs, one per edge, from the values of the nodes (a
- * malloc'd array). */
-LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
-{
-    LLVMValueRef *ins = calloc((size_t)n->ninputs + 1, sizeof *ins);
-    for (int k = 0; k < n->ninputs; k++)
-        ins[k] = val[n->inputs[k]];
-    return ins;
-}
-
 /* void NAME_infer(const float *params, const float *input, float *output,
  *                 int n, void *workspace) */
 static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
@@ -244,40 +83,15 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
     c->ws = LLVMGetParam(fn, 4);
-    c->scratch = plan->conv_infer;
-    /* each node's output where the plan put it; a fused activation is its
-     * conv's or fc's pass, and so is a max pool the conv's kernel can take
-     * (conv_takes_pool) when the pool is the conv's only reader */
     LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
-    val[0] = LLVMGetParam(fn, 1);
-    for (int i = 1; i < g->n; i++) {
-        Node tmp;
-        const Node *n = node_with_fused(g, i, &tmp);
-        int end = n == &tmp ? i + 1 : i;            /* the last node this pass stands for */
-        const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
-        if (op_has(n->op, OPF_TAKES_POOL) && next && g->nodes[end].nreaders == 1 && next->inputs[0] == end &&
-            conv_takes_pool(c, n, next)) {
-            if (n != &tmp)
-                tmp = *n;
-            tmp.pool_fused = true;
-            n = &tmp;
-            end++;
-        }
-        LLVMValueRef dst = end == g->n - 1 ? LLVMGetParam(fn, 2) : cg_ws(c, plan->out[end]);
-        LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
-        emit_node_fwd(c, n, ins, dst);
-        free(ins);
-        for (int j = i; j <= end; j++)
-            val[j] = dst;
-        i = end;
-    }
+    emit_forward(c, plan, FWD_INFER, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), val);
+    free(val);
     if (g->n == 1) {
         /* a model of only `input`: copy it through */
         LLVMBuildMemCpy(c->b, LLVMGetParam(fn, 2), 4, LLVMGetParam(fn, 1), 4,
                         cg_mul(c, c->batch, cg_i64(c, 4 * shape_elems(g->nodes[0].out))));
     }
     LLVMBuildRetVoid(c->b);
-    free(val);
     return fn;
 }
 
@@ -593,15 +407,8 @@ static LLVMValueRef emit_activations(Cg *c, const char *lname, const Plan *plan,
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = cg_i64(c, 1);
     c->ws = LLVMGetParam(fn, 2);
-    c->scratch = plan->conv;
     LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
-    val[0] = LLVMGetParam(fn, 1);
-    for (int i = 1; i < g->n; i++) {
-        val[i] = cg_ws(c, plan->act[i]);
-        LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
-        emit_node_fwd(c, &g->nodes[i], ins, val[i]);
-        free(ins);
-    }
+    emit_forward(c, plan, FWD_KEEP, LLVMGetParam(fn, 1), NULL, val);
     free(val);
     LLVMBuildRetVoid(c->b);
     return fn;
@@ -907,15 +714,15 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
     if (ok) {
         LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);
         LLVMValueRef init = emit_init(&c, lname);
-        set_target_attrs(&c, infer);
-        set_target_attrs(&c, init);
+        cg_target_attrs(&c, infer);
+        cg_target_attrs(&c, init);
         TrainFns train = {0};
         if (training && !baked) {
             c.params = NULL;
             emit_train(&c, lname, &plan, &train);
             LLVMValueRef fns[] = {train.grad, train.apply, train.step_hp, train.step};
             for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
-                set_target_attrs(&c, fns[i]);
+                cg_target_attrs(&c, fns[i]);
         }
         LLVMValueRef acts = NULL;
         if (opts->mode == MODE_EXE && training) {
@@ -923,7 +730,7 @@ bool emit_output(Graph *g, const Options *opts, Diag *d)
             c.small = true;
             c.winograd = false;
             acts = emit_activations(&c, lname, &plan, baked);
-            set_target_attrs(&c, acts);
+            cg_target_attrs(&c, acts);
             c.small = false;
             c.winograd = !opts->no_winograd;
         }

@@ -244,14 +244,9 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
     LLVMValueRef state = LLVMGetParam(fn, 1), hp = LLVMGetParam(fn, 6);
     c->ws = LLVMGetParam(fn, 5);
-    c->scratch = plan->conv;
     LLVMValueRef *act = calloc((size_t)g->n, sizeof *act), *grad = calloc((size_t)g->n, sizeof *grad);
-    act[0] = LLVMGetParam(fn, 2);
-    for (int i = 1; i < g->n; i++) {
-        /* a fused activation's output is its conv's or fc's */
-        act[i] = g->nodes[i].fused ? act[i - 1] : cg_ws(c, plan->act[i]);
+    for (int i = 1; i < g->n; i++)
         grad[i] = plan->grad[i] >= 0 ? cg_ws(c, plan->grad[i]) : NULL;
-    }
     LLVMValueRef dparams = cg_ws(c, plan->dparams);
     LLVMValueRef step = load_step(c, state);
     LLVMValueRef seed = load_seed(c, hp);
@@ -263,14 +258,7 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
                                step, "drop_key");
     c->drop_first = first;
 
-    for (int i = 1; i < g->n; i++) {
-        Node tmp;
-        if (g->nodes[i].fused)
-            continue;
-        LLVMValueRef *ins = node_input_values(&g->nodes[i], act);
-        emit_node_fwd(c, node_with_fused(g, i, &tmp), ins, act[i]);
-        free(ins);
-    }
+    emit_forward(c, plan, FWD_TRAIN, LLVMGetParam(fn, 2), NULL, act);
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     /* the parameters' gradients are summed into; each d out is written whole
      * by the step after it (or the loss) */
