@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
 #include "../grammar/ast.h"
 
 #define CNNC_VERSION "0.1.0"
@@ -381,9 +382,20 @@ bool target_list_cpus(FILE *out, const char *triple);
 /* ---- emit.c: the back end ---- */
 
 const char *emit_llvm_version(void);
-/* Writes what opts asks for; false after reporting an error, with no output
- * file left behind. */
-bool emit_output(Graph *g, const Options *opts, Diag *d);
+/* The back end's state between its passes, which main.c runs in order:
+ * check (the outputs, before any work), plan, target (the machine and an
+ * empty module), weights (the fixed and built-in tensors), lower (every
+ * function and the descriptor), optimize, write (every output file whole or
+ * none). A pass that returns false has reported why. */
+typedef struct Backend Backend;
+bool backend_check(Backend *be, Graph *g, const Options *opts, Diag *d);
+void backend_plan(Backend *be);
+bool backend_target(Backend *be);
+bool backend_weights(Backend *be);
+void backend_lower(Backend *be);
+void backend_optimize(Backend *be);
+bool backend_write(Backend *be);
+void backend_free(Backend *be);
 /* --emit-tensors: each trainable tensor's name and PyTorch shape, a line
  * each, in .cnnw order (what tools/cnnw.py checks arrays against) */
 void emit_tensors(FILE *f, const Graph *g);
@@ -527,6 +539,19 @@ typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMV
                         LLVMValueRef kw);
 void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
                bool replicate, WindowBody *body, void *ctx);
+
+struct Backend {
+    Graph *g;
+    const Options *opts;
+    Diag *d;
+    Plan plan;
+    bool training, planned;
+    LLVMTargetMachineRef tm;
+    char *triple, *lname, *cpu, *features;
+    Cg c;
+    float *weights;                 /* --weights */
+    LLVMValueRef baked;             /* ... as a constant */
+};
 
 /* ---- ops/conv.c and ops/winograd.c: the conv kernels ---- */
 

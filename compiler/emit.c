@@ -639,134 +639,164 @@ void emit_ir(FILE *f, Graph *g, const Options *opts)
     plan_free(&plan, g);
 }
 
-bool emit_output(Graph *g, const Options *opts, Diag *d)
-{
-    if (!check_outputs(g, opts, d) || !check_link_target(opts, d))
-        return false;
-    int64_t batch = opts->batch ? opts->batch : g->train.batch;
-    bool training = !opts->inference_only && g->n >= 2;
-    Plan plan;
-    plan_build(&plan, g, batch, training);
-    char *triple = NULL;
-    LLVMTargetMachineRef tm = make_target(opts, d, &triple);
-    if (!tm) {
-        plan_free(&plan, g);
-        return false;
-    }
+/* ---- the back end's passes, which main.c calls in order ---- */
 
-    Cg c = {.g = g};
-    c.ctx = LLVMContextCreate();
-    c.mod = LLVMModuleCreateWithNameInContext(g->name, c.ctx);
-    c.b = LLVMCreateBuilderInContext(c.ctx);
-    c.f32 = LLVMFloatTypeInContext(c.ctx);
-    c.i64 = LLVMInt64TypeInContext(c.ctx);
-    c.i32 = LLVMInt32TypeInContext(c.ctx);
-    c.ptr = LLVMPointerTypeInContext(c.ctx, 0);
-    c.voidt = LLVMVoidTypeInContext(c.ctx);
-    LLVMSetTarget(c.mod, triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+bool backend_check(Backend *be, Graph *g, const Options *opts, Diag *d)
+{
+    *be = (Backend){.g = g, .opts = opts, .d = d};
+    return check_outputs(g, opts, d) && check_link_target(opts, d);
+}
+
+void backend_plan(Backend *be)
+{
+    const Graph *g = be->g;
+    be->training = !be->opts->inference_only && g->n >= 2;
+    plan_build(&be->plan, g, be->opts->batch ? be->opts->batch : g->train.batch, be->training);
+    be->planned = true;
+}
+
+bool backend_target(Backend *be)
+{
+    const Options *opts = be->opts;
+    be->tm = make_target(opts, be->d, &be->triple);
+    if (!be->tm)
+        return false;
+    Cg *c = &be->c;
+    *c = (Cg){.g = be->g, .plan = &be->plan, .winograd = !opts->no_winograd};
+    c->ctx = LLVMContextCreate();
+    c->mod = LLVMModuleCreateWithNameInContext(be->g->name, c->ctx);
+    c->b = LLVMCreateBuilderInContext(c->ctx);
+    c->f32 = LLVMFloatTypeInContext(c->ctx);
+    c->i64 = LLVMInt64TypeInContext(c->ctx);
+    c->i32 = LLVMInt32TypeInContext(c->ctx);
+    c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
+    c->voidt = LLVMVoidTypeInContext(c->ctx);
+    LLVMSetTarget(c->mod, be->triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(be->tm);
     char *layout_str = LLVMCopyStringRepOfTargetData(layout);
-    LLVMSetDataLayout(c.mod, layout_str);
+    LLVMSetDataLayout(c->mod, layout_str);
     LLVMDisposeMessage(layout_str);
     LLVMDisposeTargetData(layout);
+    be->lname = lower(opts->prefix ? opts->prefix : be->g->name);
+    be->cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
+    be->features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
+    vector_shape(c, be->triple, be->cpu, be->features);
+    c->cpu = be->cpu;
+    c->features = be->features;
+    return true;
+}
 
-    bool ok = true;
-    c.fixed = calloc((size_t)g->nparams + 1, sizeof *c.fixed);
+/* The fixed tensors as constants (given, or by their init rule at compile
+ * time from the train block's seed), and --weights read to be built in. */
+bool backend_weights(Backend *be)
+{
+    const Graph *g = be->g;
+    Cg *c = &be->c;
+    c->fixed = calloc((size_t)g->nparams + 1, sizeof *c->fixed);
     for (int i = 0; i < g->nparams; i++) {
         const Param *p = g->params[i];
-        if (p->fixed && p->values)
-            c.fixed[i] = const_floats(&c, p->name, p->values, NULL, p->size);
-        else if (p->fixed) {
-            /* no values given: the init rule, at compile time, from the train block's seed */
+        if (p->fixed && p->values) {
+            c->fixed[i] = const_floats(c, p->name, p->values, NULL, p->size);
+        } else if (p->fixed) {
             double *v = malloc((size_t)p->size * sizeof *v);
             for (int64_t k = 0; k < p->size; k++)
                 v[k] = init_value(p, i, g->train.seed, k);
-            c.fixed[i] = const_floats(&c, p->name, v, NULL, p->size);
+            c->fixed[i] = const_floats(c, p->name, v, NULL, p->size);
             free(v);
         }
     }
-    LLVMValueRef baked = NULL;
-    float *weights = NULL;
-    if (opts->weights) {
-        int nt;
-        CnnTensor *tensors = graph_tensors(g, &nt);
-        CnnModel m = {.name = g->name, .params_size = g->params_size, .ntensors = nt,
-                      .tensors = tensors, .shape_hash = emit_shape_hash(g)};
-        weights = malloc((size_t)(g->params_size ? g->params_size : 1) * sizeof *weights);
-        char err[512];
-        bool loaded = cnnw_load(opts->weights, &m, weights, err, sizeof err);
-        free(tensors);
-        if (!loaded) {
-            diag_fatal(d, "%s", err);
-            ok = false;
-        } else {
-            baked = const_floats(&c, "weights", NULL, weights, g->params_size);
-        }
+    if (!be->opts->weights)
+        return true;
+    int nt;
+    CnnTensor *tensors = graph_tensors(g, &nt);
+    CnnModel m = {.name = g->name, .params_size = g->params_size, .ntensors = nt,
+                  .tensors = tensors, .shape_hash = emit_shape_hash(g)};
+    be->weights = malloc((size_t)(g->params_size ? g->params_size : 1) * sizeof *be->weights);
+    char err[512];
+    bool loaded = cnnw_load(be->opts->weights, &m, be->weights, err, sizeof err);
+    free(tensors);
+    if (!loaded) {
+        diag_fatal(be->d, "%s", err);
+        return false;
     }
-    char *lname = lower(opts->prefix ? opts->prefix : g->name);
-    char *cpu = opts->cpu ? strdup(opts->cpu) : opts->target ? strdup("generic") : LLVMGetHostCPUName();
-    char *features = opts->cpu || opts->target ? strdup("") : LLVMGetHostCPUFeatures();
-    vector_shape(&c, triple, cpu, features);
-    c.cpu = cpu;
-    c.features = features;
-    c.winograd = !opts->no_winograd;
-    c.plan = &plan;
-    if (ok) {
-        LLVMValueRef infer = emit_infer(&c, lname, &plan, baked);
-        LLVMValueRef init = emit_init(&c, lname);
-        cg_target_attrs(&c, infer);
-        cg_target_attrs(&c, init);
-        TrainFns train = {0};
-        if (training && !baked) {
-            c.params = NULL;
-            emit_train(&c, lname, &plan, &train);
-            LLVMValueRef fns[] = {train.grad, train.apply, train.step_hp, train.step};
-            for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
-                cg_target_attrs(&c, fns[i]);
-        }
-        LLVMValueRef acts = NULL;
-        if (opts->mode == MODE_EXE && training) {
-            /* one image at a time for `show`: direct convs, compiled for size */
-            c.small = true;
-            c.winograd = false;
-            acts = emit_activations(&c, lname, &plan, baked);
-            cg_target_attrs(&c, acts);
-            c.small = false;
-            c.winograd = !opts->no_winograd;
-        }
-        if (opts->mode == MODE_EXE)
-            emit_descriptor(&c, &plan, infer, init, &train, acts, baked);
-        hide_internals(&c, opts, lname);
-        char *verr = NULL;
-        if (LLVMVerifyModule(c.mod, LLVMReturnStatusAction, &verr)) {
-            fprintf(stderr, "%s", verr);
-            CNNC_ASSERT(!"the generated module is valid");
-        }
-        LLVMDisposeMessage(verr);
-        char passes[32];
-        snprintf(passes, sizeof passes, "default<O%d>", opts->opt_level);
-        LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-        LLVMPassBuilderOptionsSetLoopVectorization(po, opts->opt_level >= 2);
-        LLVMPassBuilderOptionsSetSLPVectorization(po, opts->opt_level >= 2);
-        LLVMErrorRef perr = LLVMRunPasses(c.mod, passes, tm, po);
-        CNNC_ASSERT(!perr);
-        LLVMDisposePassBuilderOptions(po);
-    }
-    if (ok)
-        ok = emit_files(g, opts, d, tm, c.mod, lname, &plan);
-    plan_free(&plan, g);
+    be->baked = const_floats(c, "weights", NULL, be->weights, g->params_size);
+    return true;
+}
 
-    free(cpu);
-    free(features);
-    free(lname);
-    free(weights);
-    free(c.fixed);
-    LLVMDisposeBuilder(c.b);
-    LLVMDisposeModule(c.mod);
-    LLVMContextDispose(c.ctx);
-    LLVMDisposeTargetMachine(tm);
-    LLVMDisposeMessage(triple);
-    return ok;
+/* The module's functions and the descriptor, verified. */
+void backend_lower(Backend *be)
+{
+    Cg *c = &be->c;
+    const Options *opts = be->opts;
+    const char *lname = be->lname;
+    LLVMValueRef infer = emit_infer(c, lname, &be->plan, be->baked);
+    LLVMValueRef init = emit_init(c, lname);
+    cg_target_attrs(c, infer);
+    cg_target_attrs(c, init);
+    TrainFns train = {0};
+    if (be->training && !be->baked) {
+        c->params = NULL;
+        emit_train(c, lname, &be->plan, &train);
+        LLVMValueRef fns[] = {train.grad, train.apply, train.step_hp, train.step};
+        for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+            cg_target_attrs(c, fns[i]);
+    }
+    LLVMValueRef acts = NULL;
+    if (opts->mode == MODE_EXE && be->training) {
+        /* one image at a time for `show`: direct convs, compiled for size */
+        c->small = true;
+        c->winograd = false;
+        acts = emit_activations(c, lname, &be->plan, be->baked);
+        cg_target_attrs(c, acts);
+        c->small = false;
+        c->winograd = !opts->no_winograd;
+    }
+    if (opts->mode == MODE_EXE)
+        emit_descriptor(c, &be->plan, infer, init, &train, acts, be->baked);
+    hide_internals(c, opts, lname);
+    char *verr = NULL;
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &verr)) {
+        fprintf(stderr, "%s", verr);
+        CNNC_ASSERT(!"the generated module is valid");
+    }
+    LLVMDisposeMessage(verr);
+}
+
+/* LLVM's default<O-level> pipeline, vectorizers on from -O2 */
+void backend_optimize(Backend *be)
+{
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", be->opts->opt_level);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, be->opts->opt_level >= 2);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, be->opts->opt_level >= 2);
+    LLVMErrorRef perr = LLVMRunPasses(be->c.mod, passes, be->tm, po);
+    CNNC_ASSERT(!perr);
+    LLVMDisposePassBuilderOptions(po);
+}
+
+bool backend_write(Backend *be)
+{
+    return emit_files(be->g, be->opts, be->d, be->tm, be->c.mod, be->lname, &be->plan);
+}
+
+void backend_free(Backend *be)
+{
+    if (be->planned)
+        plan_free(&be->plan, be->g);
+    free(be->cpu);
+    free(be->features);
+    free(be->lname);
+    free(be->weights);
+    free(be->c.fixed);
+    if (be->c.ctx) {
+        LLVMDisposeBuilder(be->c.b);
+        LLVMDisposeModule(be->c.mod);
+        LLVMContextDispose(be->c.ctx);
+    }
+    if (be->tm)
+        LLVMDisposeTargetMachine(be->tm);
+    LLVMDisposeMessage(be->triple);
 }
 
 /* Writes what the mode asks for, each file whole or not at all: every file

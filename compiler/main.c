@@ -269,8 +269,21 @@ int main(int argc, char **argv)
 
     if (ok && (opts.mode == MODE_SHAPES || opts.mode == MODE_IR || opts.mode == MODE_TENSORS))
         ok = write_text(&g, &opts, &diag);
-    else if (ok)
-        ok = emit_output(&g, &opts, &diag);
+    else if (ok) {
+        /* the back end: emit.c, lower.c, train.c and plan.c */
+        Backend be;
+        ok = backend_check(&be, &g, &opts, &diag);
+        if (ok) {
+            backend_plan(&be);
+            ok = backend_target(&be) && backend_weights(&be);
+        }
+        if (ok) {
+            backend_lower(&be);
+            backend_optimize(&be);
+            ok = backend_write(&be);
+        }
+        backend_free(&be);
+    }
 
     diag_finish(&diag);
     if (diag_too_many(&diag))
