@@ -34,10 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ir_build(&g, blocks, &arena, &d);
     if (syntax_ok && g.n > 0 && !diag_too_many(&d) && shape_check(&g) && d.errors == 0 && g.n >= 2) {
         autodiff_build(&g);
+        fuse_activations(&g);
         Plan p;
         plan_build(&p, &g, 4, true);
         ir_print(devnull, &g, true, &p);
-        plan_free(&p);
+        plan_free(&p, &g);
     }
     diag_finish(&d);
     arena_free(&arena);
