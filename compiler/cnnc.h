@@ -145,6 +145,7 @@ extern const char *const optim_words[OPT_COUNT];
  * entries), reporting unknown, duplicate, missing and ill-typed ones. A flag
  * may stand first only if it is no positional value: see ir.c. */
 bool bind_args(Diag *d, const OpSpec *spec, const Stmt *s, const Item *skip, Arg *args);
+void optable_list_ops(FILE *out);          /* --list-ops */
 
 /* ---- ir.c: the graph ---- */
 

@@ -34,6 +34,7 @@ static void usage(FILE *out)
           "  -O0 .. -O3         optimization level (default -O2)\n"
           "  --target TRIPLE    cross-compile for TRIPLE (e.g. aarch64-linux-gnu)\n"
           "  -mcpu=CPU          the CPU to tune and select features for (default: this host's)\n"
+          "  --list-ops         every op with its parameters and what it computes\n"
           "  --version, --help\n", out);
 }
 
@@ -116,6 +117,9 @@ static bool parse_args(int argc, char **argv, Options *o)
         } else if (!strcmp(a, "--version")) {
             printf("cnnc %s (LLVM %s)\n", CNNC_VERSION, emit_llvm_version());
             exit(0);
+        } else if (!strcmp(a, "--list-ops")) {
+            optable_list_ops(stdout);
+            exit(fflush(stdout) != 0);
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);

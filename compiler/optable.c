@@ -535,3 +535,20 @@ bool bind_args(Diag *d, const OpSpec *spec, const Stmt *s, const Item *skip, Arg
     }
     return d->errors == errors;
 }
+
+/* --list-ops: each op, a line: its word, its parameters as a spec writes
+ * them (the positional first with `*`, `!` on the required), `#` and its
+ * summary. */
+void optable_list_ops(FILE *out)
+{
+    for (int i = 0; i < OP_COUNT; i++) {
+        const OpSpec *o = op_spec((OpKind)i);
+        fprintf(out, "%-14s", o->word);
+        int len = 0;
+        for (int k = 0; k < o->nparams; k++) {
+            const ParamSpec *p = &o->params[k];
+            len += fprintf(out, " %s%s%s", p->positional ? "*" : "", p->key, p->required ? "!" : "");
+        }
+        fprintf(out, "%*s  # %s\n", len < 40 ? 40 - len : 0, "", o->summary);
+    }
+}
