@@ -212,6 +212,7 @@ typedef struct ActInfo {
 extern const ActInfo act_info[ACT_COUNT];
 /* The activation an op computes, or ACT_NONE for an op that is none. */
 int op_act(OpKind op);
+OpKind act_op(int act);                 /* the op of an activation */
 
 typedef struct Node {
     OpKind op;
@@ -237,6 +238,8 @@ typedef struct Node {
     int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
     bool rf_global;                 /* every output sees the whole image */
     bool fused;                     /* an activation the conv or fc before it applies */
+    bool act_split;                 /* its act= runs as the node after it (see ir.c) */
+    int output;                     /* the node a label of it names: itself, or that one */
     bool pool_fused;                /* (in emit.c's copy) the 2x2 max pool after it, in its kernel */
 } Node;
 

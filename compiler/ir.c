@@ -78,7 +78,7 @@ static int resolve(Graph *g, const NameSet *names, const Node *n, const char *la
     Diag *d = g->diag;
     const Node *m = names_find(names, label);
     if (m && m->index < n->index)
-        return m->index;
+        return m->output;
     if (m == n) {
         diag_error(d, at, "'%s' cannot read its own output", n->name);
     } else if (m) {
@@ -134,6 +134,10 @@ static void build_edges(Graph *g, const NameSet *names)
     Diag *d = g->diag;
     for (int i = 0; i < g->n && !diag_too_many(d); i++) {
         Node *n = &g->nodes[i];
+        if (i > 0 && g->nodes[i - 1].act_split && g->nodes[i - 1].output == i) {
+            add_input(g, n, i - 1, n->loc, 1);      /* a conv's or fc's act=, split off */
+            continue;
+        }
         const Item *from = from_item(d, n->stmt);
         if (n->op < OP_COUNT && op_has(n->op, OPF_SOURCE)) {
             if (from)
@@ -170,6 +174,30 @@ static void build_edges(Graph *g, const NameSet *names)
 
 /* ---- the model block ---- */
 
+/* A conv's or fc's act= whose gradient needs its input (gelu, silu,
+ * hardswish) is a graph rewrite: a node of that activation after it, named
+ * NAME.act, which a label of the statement names. The kernel keeps only its
+ * own output, which is that node's input. */
+static void split_act(Graph *g, NameSet *names, Node *n)
+{
+    if (!op_has(n->op, OPF_TAKES_ACT))
+        return;
+    const Arg *a = node_arg(n, "act");
+    if (!a->given || act_info[a->v.i].from_y)
+        return;
+    n->act_split = true;
+    Node *m = &g->nodes[g->n];
+    *m = (Node){.index = g->n, .output = g->n, .stmt = n->stmt, .loc = a->loc, .op = act_op((int)a->v.i)};
+    char buf[300];
+    snprintf(buf, sizeof buf, "%s.%s", n->name, act_info[a->v.i].word);
+    m->name = arena_strdup(g->arena, buf, strlen(buf));
+    const OpSpec *spec = op_spec(m->op);
+    for (int k = 0; k < spec->nparams; k++)
+        m->args[k] = (Arg){.present = spec->params[k].has_default, .v = spec->params[k].def, .loc = a->loc};
+    names_add(names, m);
+    n->output = g->n++;
+}
+
 static bool lookup_op(Diag *d, const Stmt *s, OpKind *op)
 {
     int i = spec_lookup(op_words, OP_COUNT, s->word);
@@ -191,7 +219,8 @@ static void build_model(Graph *g, const Block *b)
 {
     Diag *d = g->diag;
     int nstmts = b->nstmts < MAX_STMTS ? b->nstmts : MAX_STMTS;
-    g->nodes = arena_alloc(g->arena, (size_t)(nstmts > 0 ? nstmts : 1) * sizeof(Node));
+    /* room for a node per statement, and one more for each act= split off */
+    g->nodes = arena_alloc(g->arena, (size_t)(nstmts > 0 ? 2 * nstmts : 1) * sizeof(Node));
     size_t cap = 16;
     while (cap < 2 * (size_t)nstmts)
         cap *= 2;
@@ -201,7 +230,7 @@ static void build_model(Graph *g, const Block *b)
 
     for (const Stmt *s = b->stmts; s && !diag_too_many(d); s = s->next) {
         Node *n = &g->nodes[g->n];
-        *n = (Node){.index = g->n, .stmt = s, .loc = s->loc, .op = OP_COUNT};
+        *n = (Node){.index = g->n, .output = g->n, .stmt = s, .loc = s->loc, .op = OP_COUNT};
         g->n++;
         if (!lookup_op(d, s, &n->op)) {
             n->name = s->label ? s->label : s->word;
@@ -228,6 +257,8 @@ static void build_model(Graph *g, const Block *b)
         }
         if (!bind_args(d, op_spec(n->op), s, NULL, n->args))
             n->bad = true;
+        else
+            split_act(g, &names, n);
         if (op_has(n->op, OPF_SOURCE)) {
             if (input) {
                 diag_error(d, s->loc, "'input' may appear only once");

@@ -32,6 +32,14 @@ int op_act(OpKind op)
     }
 }
 
+OpKind act_op(int act)
+{
+    for (int i = 0; i < OP_COUNT; i++)
+        if (op_act((OpKind)i) == act)
+            return (OpKind)i;
+    unreachable();
+}
+
 const char *const op_words[OP_COUNT] = {
 #define OP(id, word, family, in, flags, spec, summary) #word,
 #include "ops.def"

@@ -54,6 +54,12 @@ PRELU_NET = [
     ("conv", "4 size=3 pad=1"), ("prelu", ""), ("conv", "4 size=1"), ("prelu", ""), ("flatten", ""),
     ("fc", "5"), ("prelu", ""), ("fc", "3"), ("softmax", "")]
 
+# act= of the activations whose gradient needs their input: each runs as a
+# node of its own after its conv or fc (NAME.gelu), which the label names
+SPLIT_NET = [
+    ("x: conv", "4 size=3 act=gelu"), ("conv", "4 size=1 act=silu"), ("add", "x"), ("flatten", ""),
+    ("fc", "5 act=hardswish"), ("fc", "3"), ("softmax", "")]
+
 CASES = [
     ("conv_basic", (7, 6, 2), 3, [
         ("conv", "3 size=3"), ("relu", ""), ("flatten", ""), ("fc", "4"), ("softmax", "")]),
@@ -121,6 +127,7 @@ CASES = [
         ("maxpool", "2"), ("flatten", ""), ("fc", "10"), ("softmax", "")]),
     # PReLU's slopes: per channel of maps, per element of a vector
     ("prelu", (6, 5, 3), 3, PRELU_NET[:-1]),
+    ("acts_split", (6, 6, 2), 3, SPLIT_NET[:-1]),
 ]
 
 
@@ -391,6 +398,7 @@ TRAIN_CASES = [
     ("fanout_adam", (6, 6, 1), 4, FANOUT3, "loss cross_entropy; optimizer adam lr=0.01 eps=1e-3"),
     ("prelu_sgd", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("prelu_adam", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer adam lr=0.01"),
+    ("acts_split_sgd", (6, 6, 2), 4, SPLIT_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

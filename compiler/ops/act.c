@@ -282,19 +282,15 @@ LLVMValueRef cg_act_grad(Cg *c, int act, double param, LLVMValueRef x, LLVMValue
     return act_grad[act](c, x, y, param, dy);
 }
 
-/* The act= of a conv or fc: its parameter's default, and it must be one that
- * the layer's kernel can apply (its gradient through y). */
+/* The act= of a conv or fc, with its parameter's default. One the kernel
+ * cannot apply (its gradient needs its input, which the kernel does not
+ * keep) ir.c has made a node of its own after this one (act_split). */
 void shape_layer_act(Graph *g, Node *n)
 {
-    const Arg *a = node_arg(n, "act");
-    n->act = (int)a->v.i;
+    (void)g;
+    n->act = n->act_split ? ACT_NONE : (int)node_arg(n, "act")->v.i;
     n->act_param = act_info[n->act].param;
-    if (!act_info[n->act].from_y) {
-        diag_error(g->diag, a->loc, "act=%s cannot be applied by the kernel of '%s': its gradient "
-                   "needs its input, which the kernel does not keep", act_info[n->act].word, n->name);
-        diag_note_plain(g->diag, "write '%s' as a statement of its own after '%s'",
-                        act_info[n->act].word, n->name);
-    }
+    CNNC_ASSERT(act_info[n->act].from_y);
 }
 
 void shape_act(Graph *g, Node *n)
