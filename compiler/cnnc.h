@@ -344,6 +344,12 @@ typedef struct Plan {
 } Plan;
 
 void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
+int64_t plan_floats(int64_t floats);        /* bytes of that many floats, 64-byte aligned */
+/* The hook of ops.def's SCRATCH flag (ops/conv.c): n's scratch laid out from
+ * `at` (the padded input kept for backward at *keep, which moves on), its end
+ * returned; and the bytes it keeps. */
+int64_t scratch_conv(ConvScratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep);
+int64_t conv_kept_bytes(const Node *n, int64_t batch);
 void plan_free(Plan *p, const Graph *g);
 void plan_print(FILE *out, const Graph *g, const Plan *p, bool training);
 

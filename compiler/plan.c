@@ -21,17 +21,14 @@ static int64_t align64(int64_t bytes)
     return (bytes + 63) & ~(int64_t)63;
 }
 
-static int64_t buffer_bytes(const Node *n, int64_t batch)
+int64_t plan_floats(int64_t floats)
 {
-    return align64(shape_elems(n->out) * batch * (int64_t)sizeof(float));
+    return align64(floats * (int64_t)sizeof(float));
 }
 
-static int64_t pad_bytes(const Node *n, int64_t batch)
+static int64_t buffer_bytes(const Node *n, int64_t batch)
 {
-    if (!n->ph && !n->pw)
-        return 0;
-    return align64(batch * (n->in.d[0] + 2 * n->ph) * (n->in.d[1] + 2 * n->pw) * n->in.d[2] *
-                   (int64_t)sizeof(float));
+    return plan_floats(shape_elems(n->out) * batch);
 }
 
 /* ---- the liveness allocator ---- */
@@ -155,51 +152,6 @@ static int64_t allocate(Lives *l, int64_t base)
     return top;
 }
 
-/* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
- * input is kept for backward, so it gets a place of its own (at *keep). */
-static int64_t conv_scratch(ConvScratch *s, const Node *n, int64_t batch, bool training,
-                            int64_t at, int64_t *keep)
-{
-    int64_t pack = align64(conv_pack_bound(n) * (int64_t)sizeof(float));
-    int64_t pad = pad_bytes(n, batch);
-    *s = (ConvScratch){-1, -1, -1, -1, -1, -1, -1};
-    if (pad && training) {
-        s->pad = *keep;
-        *keep += pad;
-    } else if (pad) {
-        s->pad = at;
-        at += pad;
-    }
-    s->wpack = at;
-    at += pack;
-    int64_t wino = conv_wino_bytes(n, training);
-    if (wino) {
-        s->wino = at;
-        at += wino;
-    }
-    if (!training)
-        return at;
-    s->tpack = at;
-    at += pack;
-    if (n->act != ACT_NONE) {
-        s->dpre = at;
-        at += buffer_bytes(n, batch);
-    }
-    /* d inp: a conv of the padded output gradient, or scattered (stride > 1) */
-    int qh, qw;
-    bool transposed = conv_dinp_transposed(n, &qh, &qw);
-    if (transposed && (qh || qw)) {
-        s->gpad = at;
-        at += align64(batch * (n->out.d[0] + 2 * qh) * (n->out.d[1] + 2 * qw) * n->out.d[2] *
-                      (int64_t)sizeof(float));
-    }
-    if (pad && (!transposed || n->padmode == PAD_REPLICATE)) {
-        s->dpad = at;
-        at += pad;
-    }
-    return at;
-}
-
 /* The node whose buffer holds n's output: a fused activation's is its producer's. */
 static int store_of(const Graph *g, int i)
 {
@@ -240,12 +192,12 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            live(&l, conv_scratch(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
+            live(&l, scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
                  i, pass_end[i], &at[i]);
     p->infer_bytes = allocate(&l, 0);
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            conv_scratch(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, at[i], &unused);
+            scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, at[i], &unused);
     for (int i = 1; i < n; i++)
         if (g->nodes[i].fused)
             p->out[i] = p->out[store_of(g, i)];
@@ -271,7 +223,7 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     int64_t keep = off;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            keep += pad_bytes(&g->nodes[i], batch);
+            keep += conv_kept_bytes(&g->nodes[i], batch);
     /* each gradient's first and last step, by the node that stores it */
     int *first = malloc((size_t)n * sizeof *first), *last = malloc((size_t)n * sizeof *last);
     for (int i = 0; i < n; i++)
@@ -313,7 +265,7 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH)) {
-            int64_t e = conv_scratch(&p->conv[i], node_with_fused(g, i, &tmp), batch, true, grads_end, &keep);
+            int64_t e = scratch_conv(&p->conv[i], node_with_fused(g, i, &tmp), batch, true, grads_end, &keep);
             train_end = e > train_end ? e : train_end;
         }
     p->train_bytes = train_end;

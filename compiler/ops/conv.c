@@ -370,6 +370,60 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
            !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && (rows_fits(c, &k) || wino);
 }
 
+/* ---- the plan's hook (ops.def flag SCRATCH): what a conv needs of the workspace ---- */
+
+/* the padded input, which training keeps from forward to backward */
+int64_t conv_kept_bytes(const Node *n, int64_t batch)
+{
+    if (!n->ph && !n->pw)
+        return 0;
+    return plan_floats(batch * (n->in.d[0] + 2 * n->ph) * (n->in.d[1] + 2 * n->pw) * n->in.d[2]);
+}
+
+/* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
+ * input is kept for backward, so it gets a place of its own (at *keep). */
+int64_t scratch_conv(ConvScratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep)
+{
+    int64_t pack = plan_floats(conv_pack_bound(n));
+    int64_t pad = conv_kept_bytes(n, batch);
+    *s = (ConvScratch){-1, -1, -1, -1, -1, -1, -1};
+    if (pad && training) {
+        s->pad = *keep;
+        *keep += pad;
+    } else if (pad) {
+        s->pad = at;
+        at += pad;
+    }
+    s->wpack = at;
+    at += pack;
+    int64_t wino = conv_wino_bytes(n, training);
+    if (wino) {
+        s->wino = at;
+        at += wino;
+    }
+    if (!training)
+        return at;
+    s->tpack = at;
+    at += pack;
+    if (n->act != ACT_NONE) {
+        s->dpre = at;
+        at += plan_floats(shape_elems(n->out) * batch);
+    }
+    /* d inp: a conv of the padded output gradient, or scattered (stride > 1) */
+    int qh, qw;
+    bool transposed = conv_dinp_transposed(n, &qh, &qw);
+    if (transposed && (qh || qw)) {
+        s->gpad = at;
+        at += plan_floats(batch * (n->out.d[0] + 2 * qh) * (n->out.d[1] + 2 * qw) * n->out.d[2]);
+    }
+    if (pad && (!transposed || n->padmode == PAD_REPLICATE)) {
+        s->dpad = at;
+        at += pad;
+    }
+    return at;
+}
+
+
 /* out (N,OH,OW,M) = act(bias + conv(inp (N,H,W,C), weight (M,C,Kh,Kw))),
  * or with n->pool_fused its 2x2 max pool (N,OH/2,OW/2,M) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
