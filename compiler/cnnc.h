@@ -230,6 +230,8 @@ typedef struct Node {
     Shape in, out;
     /* Filled by the op family's shape rule: */
     int kh, kw, sh, sw, ph, pw;     /* window, stride, padding */
+    bool ceil_mode;                 /* the shape rule rounds up (a pool's ceil) */
+    bool count_pad;                 /* avgpool: padded cells count in the divisor */
     int padmode, act;
     double act_param;               /* the activation's parameter (leaky_relu's, elu's alpha) */
     double rate;                    /* dropout */

@@ -238,19 +238,22 @@ void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValue
                bool replicate, WindowBody *body, void *ctx)
 {
     int64_t H = n->in.d[0], W = n->in.d[1];
+    /* windows that reach past the input: padding, or ceil mode's last ones */
+    int64_t OH = n->out.rank == 3 ? n->out.d[0] : 1, OW = n->out.rank == 3 ? n->out.d[1] : 1;
+    bool past_h = n->ph || (OH - 1) * n->sh + n->kh > H, past_w = n->pw || (OW - 1) * n->sw + n->kw > W;
     Loop lkh, lkw;
     LLVMValueRef kh = cg_loopn(c, &lkh, n->kh, "kh");
     LLVMValueRef ih = cg_add(c, cg_muladd(c, oh, n->sh, kh), cg_i64(c, -n->ph));
     LLVMBasicBlockRef hjoin = NULL, wjoin = NULL;
     if (replicate)
         ih = cg_clamp(c, ih, H);
-    else if (n->ph)
+    else if (past_h)
         hjoin = cg_if(c, cg_inside(c, ih, H), "ih.inside");
     LLVMValueRef kw = cg_loopn(c, &lkw, n->kw, "kw");
     LLVMValueRef iw = cg_add(c, cg_muladd(c, ow, n->sw, kw), cg_i64(c, -n->pw));
     if (replicate)
         iw = cg_clamp(c, iw, W);
-    else if (n->pw)
+    else if (past_w)
         wjoin = cg_if(c, cg_inside(c, iw, W), "iw.inside");
     LLVMValueRef pix = cg_add(c, cg_mul(c, cg_add(c, cg_mul(c, bn, cg_i64(c, H)), ih), cg_i64(c, W)), iw);
     body(c, n, ctx, pix, kh, kw);

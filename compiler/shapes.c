@@ -56,7 +56,10 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
     int64_t in[2] = {n->in.d[0], n->in.d[1]}, span[2], out[2];
     for (int i = 0; i < 2; i++) {
         span[i] = in[i] + 2 * (int64_t)p[i] - k[i];
-        out[i] = (span[i] >= 0 ? span[i] / s[i] : -((-span[i] + s[i] - 1) / s[i])) + 1;
+        out[i] = (span[i] >= 0 ? (span[i] + (n->ceil_mode ? s[i] - 1 : 0)) / s[i] : -((-span[i] + s[i] - 1) / s[i])) + 1;
+        /* PyTorch's ceil_mode rule: the last window starts inside the input or its left padding */
+        if (n->ceil_mode && span[i] >= 0 && (out[i] - 1) * s[i] >= in[i] + p[i])
+            out[i]--;
     }
     if (span[0] < 0 || span[1] < 0) {
         diag_error(d, node_arg(n, "size")->loc, "the %dx%d window of '%s' is larger than its "
@@ -69,7 +72,7 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
                                 (long long)out[i]);
         return false;
     }
-    int64_t rem[2] = {span[0] % s[0], span[1] % s[1]};
+    int64_t rem[2] = {n->ceil_mode ? 0 : span[0] % s[0], n->ceil_mode ? 0 : span[1] % s[1]};
     if (rem[0] || rem[1]) {
         const Arg *stride = node_arg(n, "stride");
         char what[96];

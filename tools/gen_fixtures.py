@@ -60,6 +60,11 @@ SPLIT_NET = [
     ("x: conv", "4 size=3 act=gelu"), ("conv", "4 size=1 act=silu"), ("add", "x"), ("flatten", ""),
     ("fc", "5 act=hardswish"), ("fc", "3"), ("softmax", "")]
 
+POOLS_CEIL = [
+    ("conv", "4 size=3 pad=1 act=tanh"), ("maxpool", "2 ceil"), ("avgpool", "3 stride=2 pad=1 count_pad"),
+    ("conv", "4 size=1"), ("avgpool", "2 ceil count_pad"), ("maxpool", "3 stride=2 pad=1 ceil"),
+    ("flatten", ""), ("fc", "3"), ("softmax", "")]
+
 CASES = [
     ("conv_basic", (7, 6, 2), 3, [
         ("conv", "3 size=3"), ("relu", ""), ("flatten", ""), ("fc", "4"), ("softmax", "")]),
@@ -128,6 +133,8 @@ CASES = [
     # PReLU's slopes: per channel of maps, per element of a vector
     ("prelu", (6, 5, 3), 3, PRELU_NET[:-1]),
     ("acts_split", (6, 6, 2), 3, SPLIT_NET[:-1]),
+    # ceil_mode's last windows past the input, count_include_pad's divisor
+    ("pools_ceil", (9, 8, 3), 2, POOLS_CEIL[:-1]),
 ]
 
 
@@ -139,7 +146,17 @@ def parse_attrs(s):
             attrs[k] = v
         elif pos is None:
             pos = w
+        else:
+            attrs[w] = True         # a flag (ceil, count_pad)
     return pos, attrs
+
+
+def pool_out(n, k, s, p, ceil):
+    """PyTorch's pool output size, with ceil_mode's rule for the last window."""
+    if not ceil:
+        return (n + 2 * p - k) // s + 1
+    o = -(-(n + 2 * p - k) // s) + 1
+    return o - 1 if (o - 1) * s >= n + p else o
 
 
 def pair(v, default):
@@ -215,12 +232,14 @@ def build(layers, in_shape, rng):
             kh, kw = pair(pos, None)
             sh, sw = pair(a.get("stride"), (kh, kw))
             ph, pw = pair(a.get("pad"), (0, 0))
+            ceil, cpad = "ceil" in a, "count_pad" in a
             if op == "maxpool":
-                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw): F.max_pool2d(x, k, s, p))
+                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw), cm=ceil:
+                             F.max_pool2d(x, k, s, p, ceil_mode=cm))
             else:
-                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw):
-                             F.avg_pool2d(x, k, s, p, count_include_pad=False))
-            shape = (shape[0], (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1)
+                steps.append(lambda x, k=(kh, kw), s=(sh, sw), p=(ph, pw), cm=ceil, cp=cpad:
+                             F.avg_pool2d(x, k, s, p, ceil_mode=cm, count_include_pad=cp))
+            shape = (shape[0], pool_out(shape[1], kh, sh, ph, ceil), pool_out(shape[2], kw, sw, pw, ceil))
         elif op in ("globalavgpool", "globalmaxpool"):
             steps.append((lambda x: x.mean((2, 3))) if op == "globalavgpool" else (lambda x: x.amax((2, 3))))
             shape = (shape[0],)
@@ -399,6 +418,7 @@ TRAIN_CASES = [
     ("prelu_sgd", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("prelu_adam", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer adam lr=0.01"),
     ("acts_split_sgd", (6, 6, 2), 4, SPLIT_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
+    ("pools_ceil_sgd", (9, 8, 2), 4, POOLS_CEIL, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

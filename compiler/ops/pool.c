@@ -3,8 +3,10 @@
  *
  * out (N,H',W',C) = max, or mean over the cells inside the image, of
  *                   inp (N, oh*S-P+kh, ow*S-P+kw, C) for kh < Kh, kw < Kw.
- * Padding is never a maximum and never counted in a mean (PyTorch's
- * count_include_pad=False). globalavgpool and globalmaxpool are the window
+ * Padding is never a maximum, and counted in a mean only with count_pad
+ * (PyTorch's count_include_pad; the language's default is False). With ceil
+ * (ceil_mode) the last windows may reach past the padded input; those cells
+ * are never counted. globalavgpool and globalmaxpool are the window
  * of the whole HxW input: out (N,C), laid out as the (N,1,1,C) grid the walk
  * produces.
  */
@@ -47,6 +49,8 @@ void shape_pool(Graph *g, Node *n)
         return;
     }
     int ph = (int)pad->v.dims[0], pw = (int)pad->v.dims[1];
+    n->ceil_mode = node_arg(n, "ceil")->present;
+    n->count_pad = spec_param(op_spec(n->op), "count_pad") >= 0 && node_arg(n, "count_pad")->present;
     /* PyTorch's rule: a window must always hold a cell of the image. */
     if (2 * (int64_t)ph > kh || 2 * (int64_t)pw > kw) {
         diag_error(g->diag, pad->loc, "pad %dx%d of '%s' is more than half its %dx%d window",
@@ -99,6 +103,28 @@ static void pool_fwd_tap(Cg *c, const Node *n, void *vctx, LLVMValueRef pix, LLV
     }
 }
 
+/* One side of count_pad's window: the cells of [o*s - p, o*s - p + k) inside
+ * the padded input, [-p, n + p). */
+static LLVMValueRef padded_span(Cg *c, LLVMValueRef o, int s, int p, int k, int64_t n)
+{
+    LLVMValueRef start = cg_add(c, cg_mul(c, o, cg_i64(c, s)), cg_i64(c, -p));
+    LLVMValueRef end = cg_add(c, start, cg_i64(c, k)), limit = cg_i64(c, n + p);
+    end = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, end, limit, ""), end, limit, "end");
+    return LLVMBuildSub(c->b, end, start, "span");
+}
+
+/* An average's divisor: the window's cells inside the image (counted by the
+ * taps), or with count_pad those inside the padded input. */
+static LLVMValueRef divisor(Cg *c, PoolCtx *x)
+{
+    const Node *n = x->n;
+    if (!n->count_pad)
+        return cg_get(c, x->count);
+    LLVMValueRef cells = cg_mul(c, padded_span(c, x->oh, n->sh, n->ph, n->kh, n->in.d[0]),
+                                padded_span(c, x->ow, n->sw, n->pw, n->kw, n->in.d[1]));
+    return LLVMBuildSIToFP(c->b, cells, c->f32, "cells");
+}
+
 static void pool_fwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
 {
     PoolCtx *x = vctx;
@@ -111,7 +137,7 @@ static void pool_fwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     cg_window(c, n, x->bn, x->oh, x->ow, false, pool_fwd_tap, x);
     LLVMValueRef o = cg_vget(c, x->acc, width);
     if (!is_max(n))
-        o = LLVMBuildFDiv(c->b, o, cg_splat(c, cg_get(c, x->count), width), "mean");
+        o = LLVMBuildFDiv(c->b, o, cg_splat(c, divisor(c, x), width), "mean");
     cg_vstore(c, o, x->out, out_at(c, x), width);
 }
 
@@ -200,7 +226,7 @@ static void pool_bwd_block(Cg *c, void *vctx, LLVMValueRef c0, int width)
     } else {
         LLVMBuildStore(c->b, cg_f32(c, 0), x->count);
         cg_window(c, n, x->bn, x->oh, x->ow, false, avgpool_count_tap, x);
-        x->share = LLVMBuildFDiv(c->b, x->dy, cg_splat(c, cg_get(c, x->count), width), "share");
+        x->share = LLVMBuildFDiv(c->b, x->dy, cg_splat(c, divisor(c, x), width), "share");
         cg_window(c, n, x->bn, x->oh, x->ow, false, avgpool_share_tap, x);
     }
 }
