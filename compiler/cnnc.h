@@ -232,6 +232,7 @@ typedef struct Node {
     int kh, kw, sh, sw, ph, pw;     /* window, stride, padding */
     bool ceil_mode;                 /* the shape rule rounds up (a pool's ceil) */
     bool count_pad;                 /* avgpool: padded cells count in the divisor */
+    bool normalizes;                /* input: mean= std= given, so it writes its output */
     int padmode, act;
     double act_param;               /* the activation's parameter (leaky_relu's, elu's alpha) */
     double rate;                    /* dropout */

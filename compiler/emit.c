@@ -86,7 +86,7 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
     emit_forward(c, plan, FWD_INFER, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), val);
     free(val);
-    if (g->n == 1) {
+    if (g->n == 1 && !g->nodes[0].normalizes) {
         /* a model of only `input`: copy it through */
         LLVMBuildMemCpy(c->b, LLVMGetParam(fn, 2), 4, LLVMGetParam(fn, 1), 4,
                         cg_mul(c, c->batch, cg_i64(c, 4 * shape_elems(g->nodes[0].out))));

@@ -113,7 +113,7 @@ static void outline_end(Cg *c, Outline *o)
 /* Node n's forward pass from its inputs (ins, one per edge) into out. */
 void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out)
 {
-    int k = n->ninputs;
+    int k = n->ninputs ? n->ninputs : ins != NULL;     /* a source reads the caller's input */
     LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in);
     for (int i = 0; i < k; i++)
         in[i] = ins[i];
@@ -182,6 +182,11 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
     const Graph *g = c->g;
     c->scratch = policy == FWD_INFER ? plan->conv_infer : plan->conv;
     val[0] = input;
+    if (g->nodes[0].normalizes) {
+        /* the input's own pass: the caller's pixels, normalized */
+        val[0] = policy != FWD_INFER ? cg_ws(c, plan->act[0]) : g->n == 1 ? output : cg_ws(c, plan->out[0]);
+        emit_node_fwd(c, &g->nodes[0], &input, val[0]);
+    }
     for (int i = 1; i < g->n; i++) {
         Node tmp;
         const Node *n = policy == FWD_KEEP ? &g->nodes[i] : node_with_fused(g, i, &tmp);

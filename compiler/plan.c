@@ -184,7 +184,8 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     int output = store_of(g, n - 1);
     for (int i = 0; i < n; i++)
         p->out[i] = -1;
-    for (int i = 1; i < n; i++)
+    /* the image is the caller's, unless the input normalizes it into a tensor of its own */
+    for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++)
         if (!g->nodes[i].fused && i != output)
             live(&l, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
     /* each conv's scratch, for its pass: laid out from 0, then moved where it was put */
@@ -213,7 +214,8 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
 {
     int n = g->n;
     int64_t off = 0;
-    for (int i = 1; i < n; i++) {
+    p->act[0] = -1;
+    for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++) {
         p->act[i] = off;
         off += buffer_bytes(&g->nodes[i], batch);
     }
@@ -311,8 +313,9 @@ static void print_offset(FILE *out, int64_t at)
 void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
 {
     fprintf(out, "  plan (batch %lld): workspace %lld bytes\n", (long long)p->batch, (long long)p->bytes);
+    int first = g->nodes[0].normalizes ? 0 : 1;        /* else the image is the caller's */
     fprintf(out, "    inference (%lld bytes):", (long long)p->infer_bytes);
-    for (int i = 1; i < g->n; i++) {
+    for (int i = first; i < g->n; i++) {
         fprintf(out, " %%%s ", g->nodes[i].name);
         if (store_of(g, i) == store_of(g, g->n - 1))
             fprintf(out, "out");
@@ -323,7 +326,7 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
     if (!training)
         return;
     fprintf(out, "    training (%lld bytes):\n", (long long)p->train_bytes);
-    for (int i = 1; i < g->n; i++) {
+    for (int i = first; i < g->n; i++) {
         fprintf(out, "      %%%s at %lld, %%d.%s at ", g->nodes[i].name, (long long)p->act[i], g->nodes[i].name);
         print_offset(out, p->grad[i]);
         fprintf(out, " (%lld bytes each)", (long long)buffer_bytes(&g->nodes[i], p->batch));

@@ -65,6 +65,14 @@ POOLS_CEIL = [
     ("conv", "4 size=1"), ("avgpool", "2 ceil count_pad"), ("maxpool", "3 stride=2 pad=1 ceil"),
     ("flatten", ""), ("fc", "3"), ("softmax", "")]
 
+# mean= std= on the input (ImageNet's means), then a conv that pads: the
+# padding is zero after normalizing, as torchvision's Normalize before the
+# model. (ImageNet's stds, near 0.23, make outputs near 10 whose float32
+# rounding, torch's as ours, is past the fixtures' tolerance near zero.)
+NORM_NET = [
+    ("input", "mean=[0.485,0.456,0.406] std=[0.45,0.5,0.55]"), ("conv", "4 size=3 pad=1 act=relu"),
+    ("maxpool", "2"), ("flatten", ""), ("fc", "3"), ("softmax", "")]
+
 CASES = [
     ("conv_basic", (7, 6, 2), 3, [
         ("conv", "3 size=3"), ("relu", ""), ("flatten", ""), ("fc", "4"), ("softmax", "")]),
@@ -135,6 +143,7 @@ CASES = [
     ("acts_split", (6, 6, 2), 3, SPLIT_NET[:-1]),
     # ceil_mode's last windows past the input, count_include_pad's divisor
     ("pools_ceil", (9, 8, 3), 2, POOLS_CEIL[:-1]),
+    ("input_norm", (6, 6, 3), 3, NORM_NET[:-1]),
 ]
 
 
@@ -185,6 +194,15 @@ def build(layers, in_shape, rng):
     lines = ["model m {", "    input %dx%dx%d" % in_shape]
     counts, weights, steps = {"input": 1}, [], []
     shapes, prev = {"input1": (c, h, w)}, "input1"
+    if layers and layers[0][0] == "input":
+        # mean= std= on the input: torchvision's Normalize, the model's first step
+        _, a = parse_attrs(layers[0][1])
+        lines[-1] += " " + layers[0][1]
+        mean = torch.tensor([float(v) for v in a.get("mean", "[%s]" % ",".join(["0"] * c)).strip("[]").split(",")])
+        std = torch.tensor([float(v) for v in a.get("std", "[%s]" % ",".join(["1"] * c)).strip("[]").split(",")])
+        steps.append(("input1", ["input1"], lambda x, m=mean.view(1, -1, 1, 1), s_=std.view(1, -1, 1, 1):
+                      (x - m) / s_))
+        layers = layers[1:]
     for op_s, attr_s in layers:
         label, op = op_s.split(":") if ":" in op_s else (None, op_s)
         op = op.strip()
@@ -419,6 +437,7 @@ TRAIN_CASES = [
     ("prelu_adam", (6, 5, 2), 4, PRELU_NET, "loss cross_entropy; optimizer adam lr=0.01"),
     ("acts_split_sgd", (6, 6, 2), 4, SPLIT_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("pools_ceil_sgd", (9, 8, 2), 4, POOLS_CEIL, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
+    ("input_norm_adam", (6, 6, 3), 4, NORM_NET, "loss cross_entropy; optimizer adam lr=0.01"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

@@ -4,15 +4,42 @@
  * Activations are stored channels last (N,H,W,C). flatten gives PyTorch's
  * order (N, C*H*W), so an fc's weights are those of torch.nn.Linear.
  */
+#include <string.h>
 #include "../cnnc.h"
+
+/* input's mean= or std=: one number per channel, a std never 0 */
+static bool check_norm(Graph *g, const Node *n, const char *key)
+{
+    const Arg *a = node_arg(n, key);
+    if (!a->present)
+        return true;
+    int64_t C = n->out.d[2];
+    if (a->v.nlist != C) {
+        diag_error(g->diag, a->loc, "'%s' needs one number per channel: %lld, not %lld", key, (long long)C,
+                   (long long)a->v.nlist);
+        return false;
+    }
+    for (int64_t k = 0; k < C && !strcmp(key, "std"); k++)
+        if (!(a->v.list[k] != 0)) {
+            diag_error(g->diag, a->loc, "'std' of channel %lld is %g; it divides, so it cannot be 0",
+                       (long long)k, a->v.list[k]);
+            return false;
+        }
+    return true;
+}
 
 void shape_input(Graph *g, Node *n)
 {
-    (void)g;
     const Arg *shape = node_arg(n, "shape");
     n->out = (Shape){3, {shape->v.dims[0], shape->v.dims[1], shape->v.dims[2]}};
     n->rf[0] = n->rf[1] = 1;
     n->jump[0] = n->jump[1] = 1;
+    bool mean = check_norm(g, n, "mean"), std = check_norm(g, n, "std");
+    n->normalizes = node_arg(n, "mean")->present || node_arg(n, "std")->present;
+    if (!mean || !std)
+        n->out.rank = 0;
+    else if (n->normalizes)
+        shape_count(g, n, 2);
 }
 
 void shape_flatten(Graph *g, Node *n)
@@ -22,10 +49,27 @@ void shape_flatten(Graph *g, Node *n)
     n->rf_global = n->rf_global || n->in.rank == 3;
 }
 
-/* The input is read where the caller put it: nothing to emit. */
+/* The input is read where the caller put it: nothing to emit, unless it
+ * normalizes: out = (inp - mean) / std per channel (mean 0, std 1 when not
+ * given), as torchvision's Normalize. */
 void emit_input_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    (void)c, (void)n, (void)inp, (void)out;
+    if (!n->normalizes)
+        return;
+    const Arg *mean = node_arg(n, "mean"), *std = node_arg(n, "std");
+    int64_t C = n->out.d[2];
+    Loop lp;
+    LLVMValueRef p = cg_loop(c, &lp, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / C)), "pixel");
+    for (int64_t k = 0; k < C; k++) {
+        LLVMValueRef at = cg_muladd(c, p, C, cg_i64(c, k));
+        LLVMValueRef x = cg_load(c, inp, at, "x");
+        if (mean->present)
+            x = LLVMBuildFSub(c->b, x, cg_f32(c, mean->v.list[k]), "");
+        if (std->present)
+            x = LLVMBuildFDiv(c->b, x, cg_f32(c, std->v.list[k]), "");
+        cg_store(c, x, out, at);
+    }
+    cg_loop_end(c, &lp);
 }
 
 /* Forward: flat (N, C*H*W) in (c, h, w) order = image (N,H,W,C). Backward:
