@@ -198,6 +198,16 @@ static void split_act(Graph *g, NameSet *names, Node *n)
     n->output = g->n++;
 }
 
+/* "unknown op 'x'; did you mean 'y'?", or without the suggestion */
+static void unknown_word(Diag *d, Loc at, const char *what, const char *word, const char *const *words, int n)
+{
+    const char *near = diag_suggest(word, words, n);
+    if (near)
+        diag_error(d, at, "unknown %s '%s'; did you mean '%s'?", what, word, near);
+    else
+        diag_error(d, at, "unknown %s '%s'", what, word);
+}
+
 static bool lookup_op(Diag *d, const Stmt *s, OpKind *op)
 {
     int i = spec_lookup(op_words, OP_COUNT, s->word);
@@ -205,11 +215,7 @@ static bool lookup_op(Diag *d, const Stmt *s, OpKind *op)
         *op = (OpKind)i;
         return true;
     }
-    const char *near = diag_suggest(s->word, op_words, OP_COUNT);
-    if (near)
-        diag_error(d, s->loc, "unknown op '%s'; did you mean '%s'?", s->word, near);
-    else
-        diag_error(d, s->loc, "unknown op '%s'", s->word);
+    unknown_word(d, s->loc, "op", s->word, op_words, OP_COUNT);
     if (spec_lookup(setting_words, SET_COUNT, s->word) >= 0)
         diag_note(d, s->loc, "'%s' is a setting of the train block", s->word);
     return false;
@@ -404,11 +410,7 @@ static void build_train(Graph *g, const Block *b)
     for (const Stmt *s = b ? b->stmts : NULL; s && !diag_too_many(d); s = s->next) {
         int k = spec_lookup(setting_words, SET_COUNT, s->word);
         if (k < 0) {
-            const char *near = diag_suggest(s->word, setting_words, SET_COUNT);
-            if (near)
-                diag_error(d, s->loc, "unknown setting '%s'; did you mean '%s'?", s->word, near);
-            else
-                diag_error(d, s->loc, "unknown setting '%s'", s->word);
+            unknown_word(d, s->loc, "setting", s->word, setting_words, SET_COUNT);
             if (spec_lookup(op_words, OP_COUNT, s->word) >= 0)
                 diag_note(d, s->loc, "'%s' is an op: ops belong in the model block", s->word);
             continue;

@@ -103,6 +103,8 @@ typedef struct CnnOut {
 
 bool cnn_out_begin(CnnOut *o, const char *path, char *err, size_t errsize);
 FILE *cnn_out_fopen(CnnOut *o, const char *mode, char *err, size_t errsize);
+/* cnn_out_begin and cnn_out_fopen at once; NULL (nothing left behind) on failure */
+FILE *cnn_out_open(CnnOut *o, const char *path, const char *mode, char *err, size_t errsize);
 /* fclose, with write errors (a full disk) as a message */
 bool cnn_out_close(CnnOut *o, FILE *f, char *err, size_t errsize);
 bool cnn_out_commit(CnnOut *o, char *err, size_t errsize);

@@ -112,13 +112,9 @@ void canvas_tile(Canvas *c, int x, int y, const float *v, int h, int w, int chan
 bool canvas_write_png(const Canvas *c, const char *path, char *err, size_t es)
 {
     CnnOut out;
-    if (!cnn_out_begin(&out, path, err, es))
+    FILE *f = cnn_out_open(&out, path, "wb", err, es);
+    if (!f)
         return false;
-    FILE *f = cnn_out_fopen(&out, "wb", err, es);
-    if (!f) {
-        cnn_out_abort(&out);
-        return false;
-    }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     bool ok = png && info;

@@ -161,6 +161,14 @@ static bool copy_in_place(CnnOut *o)
     return ok;
 }
 
+FILE *cnn_out_open(CnnOut *o, const char *path, const char *mode, char *err, size_t es)
+{
+    FILE *f = cnn_out_begin(o, path, err, es) ? cnn_out_fopen(o, mode, err, es) : NULL;
+    if (!f)
+        cnn_out_abort(o);
+    return f;
+}
+
 /* fsync the file and, after the rename, its directory */
 static void sync_path(const char *path, bool dir)
 {
@@ -215,7 +223,7 @@ bool cnn_write_all(const char *path, const void *data, size_t len, char *err, si
         return ok;
     }
     CnnOut out;
-    FILE *f = cnn_out_begin(&out, path, err, es) ? cnn_out_fopen(&out, "wb", err, es) : NULL;
+    FILE *f = cnn_out_open(&out, path, "wb", err, es);
     bool ok = f != NULL;
     if (f) {
         bool wrote = fwrite(data, 1, len, f) == len;

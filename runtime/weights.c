@@ -235,13 +235,9 @@ static void put_u32(Writer *w, uint32_t v)
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t es)
 {
     CnnOut out;
-    if (!cnn_out_begin(&out, path, err, es))
+    FILE *f = cnn_out_open(&out, path, "wb", err, es);
+    if (!f)
         return false;
-    FILE *f = cnn_out_fopen(&out, "wb", err, es);
-    if (!f) {
-        cnn_out_abort(&out);
-        return false;
-    }
     Writer w = {f, crc32(0L, Z_NULL, 0), true};
     put(&w, MAGIC, 4);
     put_u32(&w, CNNW_VERSION);
