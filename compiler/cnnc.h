@@ -315,6 +315,12 @@ void autodiff_print(FILE *out, const Graph *g);
 
 /* ---- plan.c: the workspace, planned at compile time ---- */
 
+/* What the plan's tensors are: in the workspace, activations, gradients and
+ * scratch; in params, the parameters (trainable), fixed ones (constants of
+ * the model) and non-trainable state. Each has a dtype: float32 today. */
+typedef enum { TK_ACTIVATION, TK_GRADIENT, TK_PARAMETER, TK_FIXED, TK_STATE, TK_SCRATCH } TensorKind;
+typedef enum { DT_F32 } DType;
+
 /* Scratch of one conv (byte offsets into the workspace, -1 when unused). */
 typedef struct ConvScratch {
     int64_t pad;                    /* the input, padded: (N, H+2P, W+2P, C) */

@@ -33,8 +33,12 @@ static int64_t buffer_bytes(const Node *n, int64_t batch)
 
 /* ---- the liveness allocator ---- */
 
-/* A tensor to place: live at steps [start, end]; its offset goes to *where. */
+/* A tensor to place: what it is, who writes it, its bytes, the steps
+ * [start, end] from its writer to its last reader; its offset goes to *where. */
 typedef struct Life {
+    TensorKind kind;
+    DType dtype;
+    int producer;                   /* the node whose step writes it */
     int64_t bytes;
     int start, end;
     int64_t *where;
@@ -46,11 +50,11 @@ typedef struct Lives {
     int n, cap;
 } Lives;
 
-static void live(Lives *l, int64_t bytes, int start, int end, int64_t *where)
+static void live(Lives *l, TensorKind kind, int producer, int64_t bytes, int start, int end, int64_t *where)
 {
     if (l->n == l->cap)
         l->v = realloc(l->v, (size_t)(l->cap = l->cap ? 2 * l->cap : 64) * sizeof *l->v);
-    l->v[l->n] = (Life){bytes, start, end, where, l->n};
+    l->v[l->n] = (Life){kind, DT_F32, producer, bytes, start, end, where, l->n};
     l->n++;
 }
 
@@ -116,7 +120,7 @@ static int64_t place(Lives *l, int64_t base)
         *t->where = off;
         top = off + t->bytes > top ? off + t->bytes : top;
         for (int s = t->start; s <= t->end; s++)
-            live(&at_step[s], t->bytes, t->start, t->end, t->where);
+            live(&at_step[s], t->kind, t->producer, t->bytes, t->start, t->end, t->where);
     }
     for (int s = 0; s <= steps; s++)
         free(at_step[s].v);
@@ -187,13 +191,13 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     /* the image is the caller's, unless the input normalizes it into a tensor of its own */
     for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++)
         if (!g->nodes[i].fused && i != output)
-            live(&l, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
+            live(&l, TK_ACTIVATION, i, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
     /* each conv's scratch, for its pass: laid out from 0, then moved where it was put */
     int64_t *at = calloc((size_t)n, sizeof *at), unused = 0;
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            live(&l, scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
+            live(&l, TK_SCRATCH, i, scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
                  i, pass_end[i], &at[i]);
     p->infer_bytes = allocate(&l, 0);
     for (int i = 1; i < n; i++)
@@ -249,12 +253,13 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
                 first[j] = t;
             last[j] = t > last[j] ? t : last[j];
             if (st->accumulate[k])
-                live(&l, buffer_bytes(&g->nodes[nd->inputs[k]], batch), t, t, &p->edge[nd->index][k]);
+                live(&l, TK_SCRATCH, nd->index, buffer_bytes(&g->nodes[nd->inputs[k]], batch), t, t,
+                     &p->edge[nd->index][k]);
         }
     }
     for (int i = 1; i < n; i++)
         if (first[i] >= 0 && store_of(g, i) == i)
-            live(&l, buffer_bytes(&g->nodes[i], batch), first[i], last[i], &p->grad[i]);
+            live(&l, TK_GRADIENT, i, buffer_bytes(&g->nodes[i], batch), first[i], last[i], &p->grad[i]);
     int64_t grads_end = allocate(&l, keep);
     for (int i = 1; i < n; i++)
         p->grad[i] = first[store_of(g, i)] >= 0 ? p->grad[store_of(g, i)] : -1;
