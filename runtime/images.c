@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <jpeglib.h>
 #include <png.h>
@@ -250,10 +251,8 @@ static int list_dir(const char *dir, bool want_dirs, char ***names, char *err, s
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        char path[8192];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) != 0 || (want_dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image(e->d_name))))
+        struct stat st;         /* by the directory's descriptor: no path to build */
+        if (fstatat(dirfd(d), e->d_name, &st, 0) != 0 || (want_dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image(e->d_name))))
             continue;
         if (n == cap)
             *names = realloc(*names, (size_t)(cap *= 2) * sizeof **names);
