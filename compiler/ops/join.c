@@ -66,8 +66,8 @@ static Slice slice_of(const Graph *g, const Node *n, int k)
     return (Slice){rows, row, at, s.d[s.rank - 1]};
 }
 
-/* dst[slice] = src (into_slice) or dst = src[slice], add'ing when `accumulate` */
-static void copy_slice(Cg *c, Slice s, LLVMValueRef whole, LLVMValueRef part, bool into_slice, bool accumulate)
+/* whole[slice] = part (into_slice), or part = whole[slice] */
+static void copy_slice(Cg *c, Slice s, LLVMValueRef whole, LLVMValueRef part, bool into_slice)
 {
     Loop lr, lw;
     LLVMValueRef r = cg_loop(c, &lr, cg_mul(c, c->batch, cg_i64(c, s.rows)), "row");
@@ -76,20 +76,27 @@ static void copy_slice(Cg *c, Slice s, LLVMValueRef whole, LLVMValueRef part, bo
     LLVMValueRef pi = cg_muladd(c, r, s.width, w);
     LLVMValueRef src = into_slice ? part : whole, dst = into_slice ? whole : part;
     LLVMValueRef si = into_slice ? pi : wi, di = into_slice ? wi : pi;
-    LLVMValueRef v = cg_load(c, src, si, "x");
-    if (accumulate)
-        cg_accum(c, dst, di, v);
-    else
-        cg_store(c, v, dst, di);
+    cg_store(c, cg_load(c, src, si, "x"), dst, di);
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lr);
 }
 
+/* add: one pass, out[i] = ((in0[i] + in1[i]) + in2[i]) ...; concat: each
+ * input copied into its slice */
 void emit_join_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    (void)inp;
-    for (int k = 0; k < n->ninputs; k++)
-        copy_slice(c, slice_of(c->g, n, k), out, c->ins[k], true, n->op != OP_CONCAT && k > 0);
+    if (n->op == OP_CONCAT) {
+        for (int k = 0; k < n->ninputs; k++)
+            copy_slice(c, slice_of(c->g, n, k), out, c->ins[k], true);
+        return;
+    }
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+    LLVMValueRef sum = cg_load(c, inp, i, "x");
+    for (int k = 1; k < n->ninputs; k++)
+        sum = cg_fadd(c, sum, cg_load(c, c->ins[k], i, "x"));
+    cg_store(c, sum, out, i);
+    cg_loop_end(c, &l);
 }
 
 /* d input k = its slice of d out (the whole of it for add) */
@@ -97,5 +104,5 @@ void emit_join_bwd(Cg *c, const Node *n, const Bwd *a)
 {
     for (int k = 0; k < n->ninputs; k++)
         if (a->dins[k])
-            copy_slice(c, slice_of(c->g, n, k), a->dout, a->dins[k], false, false);
+            copy_slice(c, slice_of(c->g, n, k), a->dout, a->dins[k], false);
 }
