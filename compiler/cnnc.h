@@ -98,8 +98,9 @@ enum {
     OPF_PROBS = 1 << 3,             /* its output is probabilities */
     OPF_TAKES_ACT = 1 << 4,         /* applies an activation in its own kernel */
     OPF_TAKES_POOL = 1 << 5,        /* its kernel may apply the max pool after it */
-    OPF_SCRATCH = 1 << 6,           /* workspace of its own (plan.c's conv_scratch) */
+    OPF_SCRATCH = 1 << 6,           /* workspace of its own (scratch.def's hooks) */
     OPF_STOCHASTIC = 1 << 7,        /* random in training: needs the step counter */
+    OPF_WHOLE_BATCH = 1 << 8,       /* training reads the whole batch's statistics (a CnnSync) */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
@@ -164,6 +165,7 @@ typedef struct Param {
     int64_t size;                   /* elements */
     int64_t offset;                 /* in floats, into params (trainable ones) */
     bool fixed;                     /* part of the model, not of params */
+    bool state;                     /* in params, but not trained: a running statistic */
     const double *values;           /* given in the file (weights=[...]), or NULL */
     int init;                       /* INIT_* */
     int64_t fan_in, fan_out;
@@ -236,7 +238,10 @@ typedef struct Node {
     int padmode, act;
     double act_param;               /* the activation's parameter (leaky_relu's, elu's alpha) */
     double rate;                    /* dropout */
-    Param *weight, *bias;           /* NULL when the op has none */
+    Param *weight, *bias;           /* NULL when the op has none (batchnorm: gamma, beta) */
+    Param *stat[2];                 /* batchnorm's running mean and variance */
+    double eps, momentum;           /* batchnorm */
+    bool folded;                    /* inference: a batch norm its producer's kernel applies */
     int64_t nparams, flops;
     int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
     bool rf_global;                 /* every output sees the whole image */
@@ -321,8 +326,9 @@ void autodiff_print(FILE *out, const Graph *g);
 typedef enum { TK_ACTIVATION, TK_GRADIENT, TK_PARAMETER, TK_FIXED, TK_STATE, TK_SCRATCH } TensorKind;
 typedef enum { DT_F32 } DType;
 
-/* Scratch of one conv (byte offsets into the workspace, -1 when unused). */
-typedef struct ConvScratch {
+/* Scratch of one node whose op has the SCRATCH flag (byte offsets into the
+ * workspace, -1 when unused): a conv's, then a batch norm's. */
+typedef struct Scratch {
     int64_t pad;                    /* the input, padded: (N, H+2P, W+2P, C) */
     int64_t wpack;                  /* weights as (Kh, Kw, C, M) */
     int64_t tpack;                  /* weights as (Kh, Kw, M, C), for d inp */
@@ -330,7 +336,12 @@ typedef struct ConvScratch {
     int64_t dpad;                   /* d loss / d padded input */
     int64_t gpad;                   /* d pre-activation, padded for the transposed conv */
     int64_t wino;                   /* Winograd's transformed tiles */
-} ConvScratch;
+    int64_t stats;                  /* batchnorm: per channel, the batch's mean and 1/std
+                                     * (kept for backward), or in inference scale and shift */
+    int64_t sums;                   /* batchnorm: per channel sums, exchanged across shares */
+    int64_t fold;                   /* a conv or fc: the batch norm after it, folded (inference) */
+} Scratch;
+#define SCRATCH_NONE ((Scratch){-1, -1, -1, -1, -1, -1, -1, -1, -1, -1})
 
 /* The workspace of every call: byte offsets, 64-byte aligned, -1 when unused.
  * Inference: each node's output where a liveness allocator put it (the
@@ -341,8 +352,8 @@ typedef struct ConvScratch {
  * shared scratch. */
 typedef struct Plan {
     int64_t batch;
-    ConvScratch *conv_infer;        /* per node, inference */
-    ConvScratch *conv;              /* per node, a train step (and `show`'s activations) */
+    Scratch *conv_infer;        /* per node, inference */
+    Scratch *conv;              /* per node, a train step (and `show`'s activations) */
     int64_t *out;                   /* inference: per node */
     int64_t infer_bytes;
     int64_t *act, *grad;            /* training: per node */
@@ -354,11 +365,14 @@ typedef struct Plan {
 
 void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
 int64_t plan_floats(int64_t floats);        /* bytes of that many floats, 64-byte aligned */
-/* The hook of ops.def's SCRATCH flag (ops/conv.c): n's scratch laid out from
- * `at` (the padded input kept for backward at *keep, which moves on), its end
- * returned; and the bytes it keeps. */
-int64_t scratch_conv(ConvScratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep);
-int64_t conv_kept_bytes(const Node *n, int64_t batch);
+/* The hooks of ops.def's SCRATCH flag, per family (scratch.def): n's scratch
+ * laid out from `at` (what training keeps for backward at *keep, which moves
+ * on), its end returned; and the bytes it keeps. */
+#define SCRATCH(id, family) \
+    int64_t scratch_##family(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep); \
+    int64_t kept_##family(const Node *n, int64_t batch);
+#include "scratch.def"
+#undef SCRATCH
 void plan_free(Plan *p, const Graph *g);
 void plan_print(FILE *out, const Graph *g, const Plan *p, bool training);
 
@@ -447,6 +461,9 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
  * at HP_TARGETS_BYTE: nonzero when `labels` points at float targets. */
 enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_COUNT };
 enum { HP_SEED_BYTE = 4 * HP_COUNT, HP_TARGETS_BYTE = HP_SEED_BYTE + 8 };
+/* A step's CnnSync (cnnrt.h): the function that sums floats over the step's
+ * shares at byte 0, the batch's images (int64) at SYNC_IMAGES_BYTE. */
+enum { SYNC_IMAGES_BYTE = 8 };
 int64_t train_opt_state_size(const Graph *g);
 void train_hyper(const Graph *g, float hp[HP_COUNT]);
 /* The train block's hyperparameters as a constant of CnnHyper's type. */
@@ -473,9 +490,10 @@ struct Cg {
     int vw, nregs;                  /* the target's floats per vector, vector registers */
     LLVMValueRef ws;                /* i8 *: the workspace */
     const struct Plan *plan;
-    const ConvScratch *scratch;     /* the plan's conv scratch for this function */
+    const Scratch *scratch;     /* the plan's conv scratch for this function */
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
+    LLVMValueRef sync;              /* training: the CnnSync * that sums across shares, or null */
     const char *cpu, *features;     /* the target's, for every function's attributes */
     bool winograd;                  /* Winograd kernels where they fit */
     bool small;                     /* functions compiled for size (optsize, minsize) */
@@ -608,6 +626,11 @@ int64_t conv_wino_bytes(const Node *n, bool training);     /* 0: no Winograd ker
 int64_t conv_pack_bound(const Node *n);     /* floats of a packed weight, any target */
 /* Whether conv's kernel can apply the max pool after it (inference) */
 bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool);
+
+/* ---- ops/batchnorm.c ---- */
+
+/* n's scale and shift of inference, per channel, at `at` (2 x C floats) */
+void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at);
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

@@ -107,7 +107,7 @@ static double init_value(const Param *p, int t, uint64_t seed, int64_t i)
 {
     double bound = init_bound(p);
     if (bound == 0)
-        return 0;
+        return p->init == INIT_ONES;
     uint64_t z = (seed + ((uint64_t)t << 32) + (uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -146,7 +146,7 @@ static LLVMValueRef emit_init(Cg *c, const char *lname)
         double bound = init_bound(p);
         Loop l;
         LLVMValueRef i = cg_loopn(c, &l, p->size, p->name);
-        LLVMValueRef v = cg_f32(c, 0);
+        LLVMValueRef v = cg_f32(c, p->init == INIT_ONES);
         if (bound > 0) {
             LLVMValueRef key = LLVMBuildAdd(b, seed, LLVMBuildAdd(b, cg_i64(c, (int64_t)t << 32), i, ""), "");
             LLVMValueRef u = cg_hash_uniform(c, key);
@@ -324,6 +324,15 @@ static int32_t layer_flags(const Node *n)
 }
 
 /* The constant `cnn_model` (CnnModel of runtime/cnnrt.h). */
+/* whether a train step's shares must exchange statistics (OPF_WHOLE_BATCH) */
+static bool graph_syncs(const Graph *g)
+{
+    for (int i = 0; i < g->n; i++)
+        if (op_has(g->nodes[i].op, OPF_WHOLE_BATCH))
+            return true;
+    return false;
+}
+
 static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
                             const TrainFns *t, LLVMValueRef acts, LLVMValueRef baked)
 {
@@ -373,7 +382,7 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         [MF_shape_hash] = LLVMConstInt(c->i64, emit_shape_hash(g), false),
         [MF_tensors] = tglob, [MF_baked] = baked ? baked : null, [MF_init_params] = init, [MF_infer] = infer,
         [MF_train_step] = t->step_hp ? t->step_hp : null, [MF_grad] = t->grad ? t->grad : null,
-        [MF_apply] = t->apply ? t->apply : null,
+        [MF_apply] = t->apply ? t->apply : null, [MF_syncs] = i32c(c, graph_syncs(g)),
         [MF_opt_state_size] = cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0),
         [MF_dparams_offset] = cg_i64(c, plan->dparams), [MF_hp] = train_hyper_const(c),
         [MF_epochs] = i32c(c, tc->epochs), [MF_loss] = i32c(c, tc->loss),

@@ -60,6 +60,21 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
         fprintf(f, "]\n");
     }
     fprintf(f, " */\n\n");
+    int nstate = 0;
+    for (int i = 0; i < g->nparams; i++)
+        nstate += g->params[i]->state;
+    if (nstate) {
+        fprintf(f, "/* The running statistics among them: in params and the weights file,\n"
+                   " * updated by train_step, never trained. {offset, floats} each. */\n");
+        fprintf(f, "#define %s_STATE_TENSORS  %d\n#define %s_STATE_RANGES   {", up, nstate, up);
+        const char *sep = "";
+        for (int i = 0; i < g->nparams; i++)
+            if (g->params[i]->state) {
+                fprintf(f, "%s{%lld, %lld}", sep, (long long)g->params[i]->offset, (long long)g->params[i]->size);
+                sep = ", ";
+            }
+        fprintf(f, "}\n\n");
+    }
     fprintf(f, "/* Fills params (%s_PARAMS_SIZE floats) by the model's init rules. */\n", up);
     fprintf(f, "void %s_init_params(float *params, uint64_t seed);\n\n", lname);
     fprintf(f, "/* n images (1 <= n <= %s_BATCH) of input, %s_INPUT_SIZE floats each, to\n"

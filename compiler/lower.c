@@ -68,6 +68,7 @@ static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
     outline_add(o, &c->ws);
     outline_add(o, &c->drop_key);
     outline_add(o, &c->drop_first);
+    outline_add(o, &c->sync);
     LLVMTypeRef *types = calloc((size_t)o->n + 1, sizeof *types);
     for (int i = 0; i < o->n; i++)
         types[i] = LLVMTypeOf(*o->slot[i]);

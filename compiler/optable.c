@@ -67,7 +67,7 @@ typedef struct SpecSource {
 /* ops.def's flags column, as written there */
 enum {
     SOURCE = OPF_SOURCE, JOIN = OPF_JOIN, LAST = OPF_LAST, PROBS = OPF_PROBS, TAKES_ACT = OPF_TAKES_ACT,
-    TAKES_POOL = OPF_TAKES_POOL, SCRATCH = OPF_SCRATCH, STOCHASTIC = OPF_STOCHASTIC,
+    TAKES_POOL = OPF_TAKES_POOL, SCRATCH = OPF_SCRATCH, STOCHASTIC = OPF_STOCHASTIC, WHOLE_BATCH = OPF_WHOLE_BATCH,
 };
 
 static const SpecSource op_src[OP_COUNT] = {

@@ -12,6 +12,7 @@
  * gradient a second reader adds to; the convs share one scratch region.
  * Each buffer is 64-byte aligned. --emit-ir prints the plan.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cnnc.h"
@@ -156,6 +157,21 @@ static int64_t allocate(Lives *l, int64_t base)
     return top;
 }
 
+typedef int64_t ScratchFn(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep);
+typedef int64_t KeptFn(const Node *n, int64_t batch);
+
+static ScratchFn *const scratch_fn[OP_COUNT] = {
+#define SCRATCH(id, family) [OP_##id] = scratch_##family,
+#include "scratch.def"
+#undef SCRATCH
+};
+
+static KeptFn *const kept_fn[OP_COUNT] = {
+#define SCRATCH(id, family) [OP_##id] = kept_##family,
+#include "scratch.def"
+#undef SCRATCH
+};
+
 /* The node whose buffer holds n's output: a fused activation's is its producer's. */
 static int store_of(const Graph *g, int i)
 {
@@ -197,12 +213,13 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            live(&l, TK_SCRATCH, i, scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, 0, &unused),
+            live(&l, TK_SCRATCH, i, scratch_fn[g->nodes[i].op](&p->conv_infer[i], node_with_fused(g, i, &tmp), batch,
+                                                               false, 0, &unused),
                  i, pass_end[i], &at[i]);
     p->infer_bytes = allocate(&l, 0);
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            scratch_conv(&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, at[i], &unused);
+            scratch_fn[g->nodes[i].op](&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, at[i], &unused);
     for (int i = 1; i < n; i++)
         if (g->nodes[i].fused)
             p->out[i] = p->out[store_of(g, i)];
@@ -229,7 +246,7 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     int64_t keep = off;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            keep += conv_kept_bytes(&g->nodes[i], batch);
+            keep += kept_fn[g->nodes[i].op](&g->nodes[i], batch);
     /* each gradient's first and last step, by the node that stores it */
     int *first = malloc((size_t)n * sizeof *first), *last = malloc((size_t)n * sizeof *last);
     for (int i = 0; i < n; i++)
@@ -272,7 +289,8 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     Node tmp;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH)) {
-            int64_t e = scratch_conv(&p->conv[i], node_with_fused(g, i, &tmp), batch, true, grads_end, &keep);
+            int64_t e = scratch_fn[g->nodes[i].op](&p->conv[i], node_with_fused(g, i, &tmp), batch, true, grads_end,
+                                                   &keep);
             train_end = e > train_end ? e : train_end;
         }
     p->train_bytes = train_end;
@@ -343,14 +361,25 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
     }
     fprintf(out, "      @d.params at %lld (%lld bytes)\n", (long long)p->dparams,
             (long long)(p->grad_end - p->dparams));
+    static const struct { const char *what; size_t at; } parts[] = {
+        {"padded input", offsetof(Scratch, pad)}, {"packed weights", offsetof(Scratch, wpack)},
+        {"transposed weights", offsetof(Scratch, tpack)}, {"d pre-activation", offsetof(Scratch, dpre)},
+        {"d padded input", offsetof(Scratch, dpad)}, {"padded d pre-activation", offsetof(Scratch, gpad)},
+        {"Winograd tiles", offsetof(Scratch, wino)}, {"statistics", offsetof(Scratch, stats)},
+        {"sums", offsetof(Scratch, sums)}, {"folded batch norm", offsetof(Scratch, fold)},
+    };
     for (int i = 1; i < g->n; i++) {
-        const ConvScratch *s = &p->conv[i];
         if (!op_has(g->nodes[i].op, OPF_SCRATCH))
             continue;
-        fprintf(out, "      %s scratch: padded input at %lld, packed weights at %lld and %lld, "
-                "d pre-activation at %lld, d padded input at %lld, padded d pre-activation at %lld, "
-                "Winograd tiles at %lld\n", g->nodes[i].name,
-                (long long)s->pad, (long long)s->wpack, (long long)s->tpack, (long long)s->dpre,
-                (long long)s->dpad, (long long)s->gpad, (long long)s->wino);
+        fprintf(out, "      %s scratch:", g->nodes[i].name);
+        const char *sep = " ";
+        for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+            int64_t at = *(const int64_t *)((const char *)&p->conv[i] + parts[k].at);
+            if (at >= 0) {
+                fprintf(out, "%s%s at %lld", sep, parts[k].what, (long long)at);
+                sep = ", ";
+            }
+        }
+        fprintf(out, "\n");
     }
 }

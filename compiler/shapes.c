@@ -300,4 +300,11 @@ void shape_print_table(FILE *out, const Graph *g)
     }
     fprintf(out, "%-*s  %-*s %-14s %12lld %14lld\n", w, "total", ow, "", "", (long long)params,
             (long long)flops);
+    /* batch norms' running statistics: in params and the weights file, not trained */
+    int64_t state = 0;
+    for (int i = 0; i < g->nparams; i++)
+        state += g->params[i]->state ? g->params[i]->size : 0;
+    if (state)
+        fprintf(out, "%-*s  %-*s %-14s %12lld  (running statistics, not trained)\n", w, "state", ow, "", "",
+                (long long)state);
 }

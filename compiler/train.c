@@ -107,36 +107,24 @@ static LLVMValueRef call_f64(Cg *c, const char *name, LLVMValueRef *args, unsign
     return LLVMBuildCall2(c->b, ft, f, args, n, "");
 }
 
-/* params -= update(dparams), for every trainable float at once: they are one
- * contiguous array, so one loop serves every tensor. */
-static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLVMValueRef state,
-                           LLVMValueRef hp, LLVMValueRef step)
+/* What one update needs, computed once a step. */
+typedef struct Update {
+    LLVMValueRef params, dparams, state;
+    LLVMValueRef h[HP_COUNT];
+    LLVMValueRef step_size, bc2_sqrt, decay;    /* Adam's */
+} Update;
+
+/* params[i] -= update(dparams[i]) for i in [lo, hi): one loop over floats of
+ * consecutive tensors */
+static void emit_update(Cg *c, const Update *u, int64_t lo, int64_t hi)
 {
     const Graph *g = c->g;
-    int64_t P = g->params_size;
-    if (P == 0)
-        return;
     LLVMBuilderRef b = c->b;
-    LLVMValueRef h[HP_COUNT];
-    for (int i = 0; i < HP_COUNT; i++)
-        h[i] = cg_load(c, hp, cg_i64(c, i), "hp");
-    LLVMValueRef step_size = NULL, bc2_sqrt = NULL, decay = NULL;
-    if (is_adam(g)) {
-        /* in double, as PyTorch computes these scalars in Python */
-        LLVMTypeRef d = LLVMDoubleTypeInContext(c->ctx);
-        LLVMValueRef t = LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), d, "t");
-        LLVMValueRef b1 = LLVMBuildFPExt(b, h[HP_BETA1], d, ""), b2 = LLVMBuildFPExt(b, h[HP_BETA2], d, "");
-        LLVMValueRef one = LLVMConstReal(d, 1);
-        LLVMValueRef bc1 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b1, t}, 2), "bc1");
-        LLVMValueRef bc2 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b2, t}, 2), "bc2");
-        step_size = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildFPExt(b, h[HP_LR], d, ""), bc1, ""), c->f32, "step_size");
-        bc2_sqrt = LLVMBuildFPTrunc(b, call_f64(c, "llvm.sqrt.f64", &bc2, 1), c->f32, "bc2_sqrt");
-        LLVMValueRef lr_wd = LLVMBuildFMul(b, LLVMBuildFPExt(b, h[HP_LR], d, ""),
-                                           LLVMBuildFPExt(b, h[HP_WEIGHT_DECAY], d, ""), "");
-        decay = LLVMBuildFPTrunc(b, LLVMBuildFSub(b, one, lr_wd, ""), c->f32, "decay");
-    }
+    int64_t P = g->params_size;
+    const LLVMValueRef *h = u->h;
+    LLVMValueRef params = u->params, dparams = u->dparams, state = u->state;
     Loop l;
-    LLVMValueRef i = cg_loopn(c, &l, P, "param");
+    LLVMValueRef i = cg_add(c, cg_loopn(c, &l, hi - lo, "param"), cg_i64(c, lo));
     LLVMValueRef p = cg_load(c, params, i, "p");
     LLVMValueRef gr = cg_load(c, dparams, i, "g");
     LLVMValueRef one = cg_f32(c, 1);
@@ -165,7 +153,7 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
         if (g->train.optim == OPT_ADAM)
             gr = LLVMBuildFAdd(b, gr, LLVMBuildFMul(b, h[HP_WEIGHT_DECAY], p, ""), "");
         else
-            p = LLVMBuildFMul(b, p, decay, "decayed");
+            p = LLVMBuildFMul(b, p, u->decay, "decayed");
         LLVMValueRef vi = cg_add(c, i, cg_i64(c, P));
         LLVMValueRef m = LLVMBuildFAdd(b, LLVMBuildFMul(b, cg_load(c, state, i, "m"), h[HP_BETA1], ""),
                                        LLVMBuildFMul(b, gr, LLVMBuildFSub(b, one, h[HP_BETA1], ""), ""), "m");
@@ -174,14 +162,60 @@ static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLV
                                                      LLVMBuildFSub(b, one, h[HP_BETA2], ""), ""), "v");
         cg_store(c, m, state, i);
         cg_store(c, v, state, vi);
-        LLVMValueRef denom = LLVMBuildFAdd(b, LLVMBuildFDiv(b, cg_call(c, "llvm.sqrt.f32", v), bc2_sqrt, ""),
+        LLVMValueRef denom = LLVMBuildFAdd(b, LLVMBuildFDiv(b, cg_call(c, "llvm.sqrt.f32", v), u->bc2_sqrt, ""),
                                            h[HP_EPS], "denom");
-        p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, step_size, LLVMBuildFDiv(b, m, denom, ""), ""), "");
+        p = LLVMBuildFSub(b, p, LLVMBuildFMul(b, u->step_size, LLVMBuildFDiv(b, m, denom, ""), ""), "");
         break;
     }
     }
     cg_store(c, p, params, i);
     cg_loop_end(c, &l);
+}
+
+/* params -= update(dparams) for every trainable float: the tensors are one
+ * array, so one loop serves each run of trainable tensors between the
+ * running statistics, which no optimizer touches. */
+static void emit_optimizer(Cg *c, LLVMValueRef params, LLVMValueRef dparams, LLVMValueRef state,
+                           LLVMValueRef hp, LLVMValueRef step)
+{
+    const Graph *g = c->g;
+    if (g->params_size == 0)
+        return;
+    LLVMBuilderRef b = c->b;
+    Update u = {params, dparams, state, {0}, NULL, NULL, NULL};
+    LLVMValueRef *h = u.h;
+    for (int i = 0; i < HP_COUNT; i++)
+        h[i] = cg_load(c, hp, cg_i64(c, i), "hp");
+    if (is_adam(g)) {
+        /* in double, as PyTorch computes these scalars in Python */
+        LLVMTypeRef d = LLVMDoubleTypeInContext(c->ctx);
+        LLVMValueRef t = LLVMBuildUIToFP(b, LLVMBuildAdd(b, step, cg_i64(c, 1), ""), d, "t");
+        LLVMValueRef b1 = LLVMBuildFPExt(b, h[HP_BETA1], d, ""), b2 = LLVMBuildFPExt(b, h[HP_BETA2], d, "");
+        LLVMValueRef one = LLVMConstReal(d, 1);
+        LLVMValueRef bc1 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b1, t}, 2), "bc1");
+        LLVMValueRef bc2 = LLVMBuildFSub(b, one, call_f64(c, "llvm.pow.f64", (LLVMValueRef[]){b2, t}, 2), "bc2");
+        u.step_size = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMBuildFPExt(b, h[HP_LR], d, ""), bc1, ""), c->f32, "step_size");
+        u.bc2_sqrt = LLVMBuildFPTrunc(b, call_f64(c, "llvm.sqrt.f64", &bc2, 1), c->f32, "bc2_sqrt");
+        LLVMValueRef lr_wd = LLVMBuildFMul(b, LLVMBuildFPExt(b, h[HP_LR], d, ""),
+                                           LLVMBuildFPExt(b, h[HP_WEIGHT_DECAY], d, ""), "");
+        u.decay = LLVMBuildFPTrunc(b, LLVMBuildFSub(b, one, lr_wd, ""), c->f32, "decay");
+    }
+    int64_t lo = -1, hi = -1;
+    for (int t = 0; t <= g->nparams; t++) {
+        const Param *p = t < g->nparams ? g->params[t] : NULL;
+        if (p && (p->fixed || p->state))
+            continue;
+        if (p && p->offset == hi) {
+            hi += p->size;
+            continue;
+        }
+        if (hi > lo)
+            emit_update(c, &u, lo, hi);
+        if (p) {
+            lo = p->offset;
+            hi = lo + p->size;
+        }
+    }
 }
 
 static LLVMValueRef add_fn(Cg *c, const char *lname, const char *suffix, LLVMTypeRef ret,
@@ -230,15 +264,18 @@ static void emit_accumulate(Cg *c, const Node *n, LLVMValueRef grad, LLVMValueRe
  * forward, loss and backward of n images, the gradients (of their mean loss)
  * left in the workspace at the plan's d.params. first is the images' place in
  * the whole batch, so that a batch split across threads drops what it would
- * have dropped whole. opt_state is only read (the step counter). */
+ * have dropped whole. opt_state is only read (the step counter). sync, a
+ * CnnSync or null, sums the batch norms' statistics over the step's shares;
+ * the share with first 0 moves the running statistics in params. */
 static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTypeRef *ft)
 {
     const Graph *g = c->g;
     LLVMBuilderRef b = c->b;
-    static const char *const names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp", "first"};
+    static const char *const names[] = {"params", "opt_state", "input", "labels", "n", "workspace", "hp", "first",
+                                        "sync"};
     LLVMValueRef fn = add_fn(c, lname, "grad_hp", c->f32,
-                             (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr, c->i32},
-                             8, names, ft);
+                             (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr, c->i32, c->ptr},
+                             9, names, ft);
     c->training = true;
     c->params = LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(b, LLVMGetParam(fn, 4), c->i64, "batch");
@@ -257,6 +294,7 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     c->drop_key = LLVMBuildAdd(b, LLVMBuildMul(b, seed, cg_i64(c, (int64_t)0xD1B54A32D192ED03ull), ""),
                                step, "drop_key");
     c->drop_first = first;
+    c->sync = LLVMGetParam(fn, 8);
 
     emit_forward(c, plan, FWD_TRAIN, LLVMGetParam(fn, 2), NULL, act);
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
@@ -294,6 +332,7 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
     c->training = false;
     c->drop_first = NULL;
     c->drop_key = NULL;
+    c->sync = NULL;
     free(act);
     free(grad);
     return fn;
@@ -331,11 +370,12 @@ void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out)
     LLVMValueRef fn = add_fn(c, lname, "train_step_hp", c->f32,
                              (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->ptr, c->i32, c->ptr, c->ptr},
                              7, names, &hp_t);
-    LLVMValueRef a[8];
+    LLVMValueRef a[9];
     for (unsigned i = 0; i < 7; i++)
         a[i] = LLVMGetParam(fn, i);
     a[7] = LLVMConstInt(c->i32, 0, false);
-    LLVMValueRef loss = LLVMBuildCall2(b, grad_t, out->grad, a, 8, "loss");
+    a[8] = LLVMConstNull(c->ptr);
+    LLVMValueRef loss = LLVMBuildCall2(b, grad_t, out->grad, a, 9, "loss");
     c->ws = a[5];
     LLVMBuildCall2(b, apply_t, out->apply, (LLVMValueRef[]){a[0], a[1], cg_ws(c, plan->dparams), a[6]}, 4, "");
     LLVMBuildRet(b, loss);

@@ -50,13 +50,26 @@ typedef struct CnnHyper {
 
 enum { CNN_LOSS_CROSS_ENTROPY, CNN_LOSS_MSE };   /* CnnModel.loss: settings.def's order */
 
+/* What the shares of one train step (threads; processes) share. sum replaces
+ * count floats at data with their sum over every share, added in share
+ * order, so that all of them get the same numbers; every share calls it at
+ * the same points (the batch norms' statistics). images is the step's whole
+ * batch. The generated grad reads these fields at their places (compiler/cnnc.h's
+ * SYNC_*); the runtime's struct may carry more after them. */
+typedef struct CnnSync CnnSync;
+struct CnnSync {
+    void (*sum)(const CnnSync *sync, float *data, int64_t count);
+    int64_t images;
+};
+
 /* The generated functions the descriptor points at. */
 typedef void CnnInitFn(float *params, uint64_t seed);
 typedef void CnnInferFn(const float *params, const float *input, float *output, int n, void *ws);
 typedef float CnnStepFn(float *params, float *opt_state, const float *input, const void *labels, int n,
                         void *ws, const CnnHyper *hp);
 typedef float CnnGradFn(const float *params, const float *opt_state, const float *input,
-                        const int32_t *labels, int n, void *ws, const CnnHyper *hp, int first);
+                        const int32_t *labels, int n, void *ws, const CnnHyper *hp, int first,
+                        const CnnSync *sync);
 typedef void CnnApplyFn(float *params, float *opt_state, const float *dparams, const CnnHyper *hp);
 typedef void CnnActivationsFn(const float *params, const float *input, void *ws);
 

@@ -97,6 +97,9 @@ void augment_image(const float *src, float *dst, int h, int w, int c, int pad, b
 typedef struct Stepper Stepper;
 Stepper *stepper_new(const CnnModel *m, int threads);
 void stepper_free(Stepper *s);
+/* The most images one step may take on that many threads: a model whose
+ * shares exchange statistics (CnnModel.syncs) runs at most one a thread. */
+int stepper_most_images(const CnnModel *m, int threads);
 /* The step's reduce hook: called with the step's summed gradient (n floats,
  * the layout of params) and its mean loss before the optimizer applies them;
  * it may replace both (with, say, their mean over processes). */

@@ -12,13 +12,30 @@
  * One share is the generated train_step itself. y is the images' labels, or
  * with hp->float_targets their float targets, outputs floats an image.
  *
+ * A model whose training needs the whole batch's statistics (batch norm,
+ * CnnModel.syncs) runs its shares at once, one a worker, and they exchange
+ * sums through a CnnSync: each share publishes its floats, waits for the
+ * others, adds all of them in share order (every share gets the same
+ * numbers, whatever the timing) and waits again before going on.
+ *
  * The summed gradient then passes the step's reduce hook, if one is set
  * (stepper_set_reduce): the seam where other processes' gradients (MPI) or
  * statistics that must cover the whole batch join before the update.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
+
+/* One share's view of the step's exchange: the CnnSync the generated code
+ * gets, and whose share it is. */
+typedef struct ShareSync {
+    CnnSync base;
+    struct Stepper *s;
+    int share;
+    float *sum;                     /* this share's sums, while adding */
+    int64_t cap;
+} ShareSync;
 
 struct Stepper {
     const CnnModel *m;
@@ -34,7 +51,37 @@ struct Stepper {
     int n, shares;
     StepReduceFn *reduce;           /* after the workers' sums are added, or NULL */
     void *reduce_ctx;
+    /* m->syncs: the exchange between the shares of a step */
+    ShareSync *sync;                /* per worker */
+    float **published;              /* per share, during an exchange */
+    pthread_barrier_t barrier;
+    int barrier_count;              /* the shares it was made for, 0: none yet */
 };
+
+static void share_sum(const CnnSync *base, float *data, int64_t count)
+{
+    ShareSync *me = (ShareSync *)base;
+    struct Stepper *s = me->s;
+    if (count > me->cap) {
+        me->sum = realloc(me->sum, (size_t)count * sizeof *me->sum);
+        me->cap = count;
+    }
+    s->published[me->share] = data;
+    pthread_barrier_wait(&s->barrier);
+    for (int64_t i = 0; i < count; i++) {
+        float v = 0;
+        for (int k = 0; k < s->barrier_count; k++)
+            v += s->published[k][i];
+        me->sum[i] = v;
+    }
+    pthread_barrier_wait(&s->barrier);
+    memcpy(data, me->sum, (size_t)count * sizeof *data);
+}
+
+int stepper_most_images(const CnnModel *m, int threads)
+{
+    return m->syncs ? m->batch * threads : INT32_MAX;
+}
 
 void stepper_set_reduce(Stepper *s, StepReduceFn *fn, void *ctx)
 {
@@ -52,6 +99,10 @@ Stepper *stepper_new(const CnnModel *m, int threads)
     s->sum = calloc((size_t)t, sizeof *s->sum);
     for (int i = 0; i < t; i++)
         s->ws[i] = ws_alloc(m);
+    if (m->syncs) {
+        s->sync = calloc((size_t)t, sizeof *s->sync);
+        s->published = calloc((size_t)t, sizeof *s->published);
+    }
     return s;
 }
 
@@ -63,6 +114,12 @@ void stepper_free(Stepper *s)
     }
     free(s->ws);
     free(s->sum);
+    for (int i = 0; s->sync && i < rt_pool_threads(s->pool); i++)
+        free(s->sync[i].sum);
+    free(s->sync);
+    free(s->published);
+    if (s->barrier_count)
+        pthread_barrier_destroy(&s->barrier);
     free(s->loss);
     rt_pool_free(s->pool);
     free(s);
@@ -79,9 +136,17 @@ static void run_share(void *ctx, int64_t k, int thread)
     const CnnModel *m = s->m;
     int first = share_first(s, k), n = share_first(s, k + 1) - first;
     int64_t in = (int64_t)m->height * m->width * m->channels;
+    const CnnSync *sync = NULL;
+    if (s->sync) {
+        ShareSync *me = &s->sync[thread];
+        me->base = (CnnSync){share_sum, s->n};
+        me->s = s;
+        me->share = (int)k;
+        sync = &me->base;
+    }
     s->loss[k] = m->grad(s->params, s->opt, s->x + first * in,
                          (const int32_t *)(s->y + (size_t)first * s->y_stride), n, s->ws[thread],
-                         s->hp, first);
+                         s->hp, first, sync);
     const float *d = (const float *)((char *)s->ws[thread] + m->dparams_offset);
     float w = (float)n / (float)s->n, *sum = s->sum[thread];
     bool fresh = k == thread;       /* this worker's first share of the step */
@@ -101,6 +166,17 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     if (shares <= 1 && !s->reduce)
         return m->train_step(params, opt, x, y, n, s->ws[0], hp);
     shares = shares < 1 ? 1 : shares;
+    if (m->syncs && shares > threads) {
+        /* the callers keep to stepper_most_images */
+        fprintf(stderr, "cnn: internal error: %d shares on %d threads\n", shares, threads);
+        abort();
+    }
+    if (m->syncs && shares != s->barrier_count) {
+        if (s->barrier_count)
+            pthread_barrier_destroy(&s->barrier);
+        pthread_barrier_init(&s->barrier, NULL, (unsigned)shares);
+        s->barrier_count = shares;
+    }
     size_t stride = hp->float_targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
     if (shares > s->nloss) {
         s->loss = realloc(s->loss, (size_t)shares * sizeof *s->loss);
@@ -110,8 +186,14 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     for (int t = 0; t < used; t++)
         if (!s->sum[t])
             s->sum[t] = malloc(((size_t)m->params_size + 1) * sizeof(float));
-    *s = (Stepper){s->m, s->pool, s->ws, s->sum, s->loss, s->nloss, params, opt, x, y, stride, hp, n, shares,
-                   s->reduce, s->reduce_ctx};
+    s->params = params;
+    s->opt = opt;
+    s->x = x;
+    s->y = y;
+    s->y_stride = stride;
+    s->hp = hp;
+    s->n = n;
+    s->shares = shares;
     rt_pool_run(s->pool, shares, run_share, s);
     float *sum = s->sum[0], loss = 0;
     for (int t = 1; t < used; t++)

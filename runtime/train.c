@@ -280,6 +280,14 @@ static bool check_train(const CnnModel *m, const Args *a)
                  : "this program was built with --inference-only: it has no training code", m->name);
         return fail(err) == 0;
     }
+    int batch = a->batch ? a->batch : m->train_batch, threads = a->threads < 64 ? a->threads : 64;
+    if (batch > stepper_most_images(m, threads)) {
+        snprintf(err, sizeof err, "batch norm normalizes over a whole step's %d images, but this program "
+                 "takes at most %d per thread (built with --batch %d) on %d thread%s; use --threads %d, or "
+                 "build with cnnc --batch %d", batch, m->batch, m->batch, threads, threads == 1 ? "" : "s",
+                 (batch + m->batch - 1) / m->batch, batch);
+        return fail(err) == 0;
+    }
     if (!data_paths(a, "train", img, lbl, sizeof img))
         return fail("train needs --data DIR (or --images F --labels F, or --images F --targets F)") == 0;
     data_paths(a, "t10k", timg, tlbl, sizeof timg);

@@ -69,6 +69,15 @@ POOLS_CEIL = [
 # padding is zero after normalizing, as torchvision's Normalize before the
 # model. (ImageNet's stds, near 0.23, make outputs near 10 whose float32
 # rounding, torch's as ours, is past the fixtures' tolerance near zero.)
+# batch norm after a conv (folded into it in inference), without affine,
+# and over a vector (BatchNorm1d). No bias feeds a batch norm directly: its
+# gradient would be zero but for rounding, which Adam's update magnifies.
+BN_NET = [
+    ("conv", "4 size=3 pad=1 bias=false"), ("batchnorm", ""), ("relu", ""), ("conv", "4 size=3 bias=false"),
+    ("batchnorm", "affine=false momentum=0.3"), ("x: relu", ""), ("conv", "4 size=1 bias=false"), ("add", "x"),
+    ("batchnorm", "eps=1e-3"), ("tanh", ""), ("flatten", ""), ("fc", "5 bias=false"), ("batchnorm", ""),
+    ("relu", ""), ("fc", "3"), ("softmax", "")]
+
 NORM_NET = [
     ("input", "mean=[0.485,0.456,0.406] std=[0.45,0.5,0.55]"), ("conv", "4 size=3 pad=1 act=relu"),
     ("maxpool", "2"), ("flatten", ""), ("fc", "3"), ("softmax", "")]
@@ -144,7 +153,12 @@ CASES = [
     # ceil_mode's last windows past the input, count_include_pad's divisor
     ("pools_ceil", (9, 8, 3), 2, POOLS_CEIL[:-1]),
     ("input_norm", (6, 6, 3), 3, NORM_NET[:-1]),
+    ("batchnorm", (6, 6, 3), 3, BN_NET[:-1]),
 ]
+
+# batch norm's mode: running statistics (the forward fixtures), or the
+# batch's, moving the running ones (training)
+BN_TRAINING = [False]
 
 
 def parse_attrs(s):
@@ -270,6 +284,21 @@ def build(layers, in_shape, rng):
             wt = param(rng, 0.3, (shape[0],))      # a slope per channel (vector element)
             weights.append((name + ".weight", wt))
             steps.append(lambda x, wt=wt: F.prelu(x, wt))
+        elif op == "batchnorm":
+            C = shape[0]
+            wt = bt = None
+            if a.get("affine", "true") == "true":
+                wt = param(rng, 0.3, (C,))
+                with torch.no_grad():
+                    wt += 1
+                bt = param(rng, 0.3, (C,))
+                weights += [(name + ".weight", wt), (name + ".bias", bt)]
+            rm = torch.tensor(rng.normal(0, 0.3, (C,)), dtype=torch.float32)
+            rv = torch.tensor(rng.uniform(0.5, 1.5, (C,)), dtype=torch.float32)
+            weights += [(name + ".running_mean", rm), (name + ".running_var", rv)]
+            steps.append(lambda x, rm=rm, rv=rv, wt=wt, bt=bt, mom=float(a.get("momentum", 0.1)),
+                         eps=float(a.get("eps", 1e-5)):
+                         F.batch_norm(x, rm, rv, wt, bt, training=BN_TRAINING[0], momentum=mom, eps=eps))
         elif op == "flatten":
             steps.append(lambda x: x.flatten(1))
             shape = (shape[0] * shape[1] * shape[2],)
@@ -438,6 +467,11 @@ TRAIN_CASES = [
     ("acts_split_sgd", (6, 6, 2), 4, SPLIT_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("pools_ceil_sgd", (9, 8, 2), 4, POOLS_CEIL, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("input_norm_adam", (6, 6, 3), 4, NORM_NET, "loss cross_entropy; optimizer adam lr=0.01"),
+    # batch norm in training: the batch's statistics, the running ones moved;
+    # weight decay on gamma and beta, never on the running statistics. A
+    # batch of 16 runs as two shares with --threads 2.
+    ("bn_sgd", (6, 6, 2), 16, BN_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9 weight_decay=5e-4"),
+    ("bn_adam", (6, 6, 2), 16, BN_NET, "loss cross_entropy; optimizer adam lr=0.01 weight_decay=5e-4"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.
@@ -498,7 +532,8 @@ def train_main(out, only=None):
             targets = rng.normal(0, 1, (5 * batch, out_units)).astype("<f4")
             targets.tofile(base + ".targets")
         settings = dict(s.strip().split(None, 1) for s in train.split(";"))
-        opt = make_optimizer(settings["optimizer"], [t for _, t in weights])
+        opt = make_optimizer(settings["optimizer"], [t for _, t in weights if t.requires_grad])
+        BN_TRAINING[0] = True
         for step in range(5):
             x = torch.tensor(images[step * batch:(step + 1) * batch], dtype=torch.float32) / 255
             x = x.permute(0, 3, 1, 2)
@@ -517,6 +552,7 @@ def train_main(out, only=None):
             if step in (0, 4):
                 cnnw.write_cnnw(base + ".step%d.cnnw" % (step + 1),
                                 [(n, t.detach().numpy()) for n, t in weights])
+        BN_TRAINING[0] = False
         print("%s: %d tensors, loss after 5 steps %.4f" % (name, len(weights), loss.item()))
 
 
@@ -552,7 +588,8 @@ def sched_main(out, only=None):
         cnnw.write_cnnw(base + ".init.cnnw", [(n, t.detach().numpy()) for n, t in weights])
         write_idx(base, images, labels)
         settings = dict(s.strip().split(None, 1) for s in train.split(";"))
-        opt = make_optimizer(settings["optimizer"], [t for _, t in weights])
+        opt = make_optimizer(settings["optimizer"], [t for _, t in weights if t.requires_grad])
+        BN_TRAINING[0] = True
         words = settings["schedule"].split()
         kind, attrs = words[0], dict(w.split("=") for w in words[1:])
         lr, warmup = opt.param_groups[0]["lr"], int(attrs.get("warmup", 0))

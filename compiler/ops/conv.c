@@ -373,7 +373,7 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 /* ---- the plan's hook (ops.def flag SCRATCH): what a conv needs of the workspace ---- */
 
 /* the padded input, which training keeps from forward to backward */
-int64_t conv_kept_bytes(const Node *n, int64_t batch)
+int64_t kept_conv(const Node *n, int64_t batch)
 {
     if (!n->ph && !n->pw)
         return 0;
@@ -382,11 +382,11 @@ int64_t conv_kept_bytes(const Node *n, int64_t batch)
 
 /* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
  * input is kept for backward, so it gets a place of its own (at *keep). */
-int64_t scratch_conv(ConvScratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep)
+int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep)
 {
     int64_t pack = plan_floats(conv_pack_bound(n));
-    int64_t pad = conv_kept_bytes(n, batch);
-    *s = (ConvScratch){-1, -1, -1, -1, -1, -1, -1};
+    int64_t pad = kept_conv(n, batch);
+    *s = SCRATCH_NONE;
     if (pad && training) {
         s->pad = *keep;
         *keep += pad;
@@ -428,7 +428,7 @@ int64_t scratch_conv(ConvScratch *s, const Node *n, int64_t batch, bool training
  * or with n->pool_fused its 2x2 max pool (N,OH/2,OW/2,M) */
 void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
-    const ConvScratch *s = &c->scratch[n->index];
+    const Scratch *s = &c->scratch[n->index];
     ConvKernel k = fwd_kernel(n);
     k.in = inp;
     k.out = out;
@@ -492,7 +492,7 @@ static ConvKernel dinp_kernel(const Node *n)
 
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
 {
-    const ConvScratch *s = &c->scratch[n->index];
+    const Scratch *s = &c->scratch[n->index];
     ConvGeom G = geom(n);
     int qh, qw;
     conv_dinp_transposed(n, &qh, &qw);
@@ -740,7 +740,7 @@ static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, 
 /* From dout (N,OH,OW,M): dbias (M) and dweight (M,C,Kh,Kw) +=, dinp (N,H,W,C) = */
 void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
 {
-    const ConvScratch *s = &c->scratch[n->index];
+    const Scratch *s = &c->scratch[n->index];
     ConvGeom G = geom(n);
     LLVMValueRef dw = cg_dparam(c, a->dparams, n->weight), db = cg_dparam(c, a->dparams, n->bias);
     if (!dw && !db && !a->dinp)

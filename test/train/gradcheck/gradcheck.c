@@ -8,9 +8,12 @@
  * Checks up to 40 coordinates of every tensor; prints the worst and exits 1 on
  * a mismatch. The batch is the model's (M_BATCH images); with -DCONST_PREFIX=K
  * the first K floats of every image are 0.5, so that the regions they make
- * are constant (max-pool windows there tie exactly).
+ * are constant (max-pool windows there tie exactly). The running statistics
+ * (M_STATE_RANGES) are not trained: train_step moves them, and the loss of a
+ * training step does not read them.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +57,14 @@ int main(void)
     double worst = 0;
     int stride = M_PARAMS_SIZE / 400 + 1;
     for (int i = 0; i < M_PARAMS_SIZE; i += stride) {
+#ifdef M_STATE_RANGES
+        static const int64_t state[][2] = M_STATE_RANGES;
+        bool is_state = false;
+        for (int k = 0; k < M_STATE_TENSORS; k++)
+            is_state = is_state || (i >= state[k][0] && i < state[k][0] + state[k][1]);
+        if (is_state)
+            continue;
+#endif
         float keep = params[i];
         params[i] = keep + eps;
         double up = loss_at(params, x, y, N, ws);
