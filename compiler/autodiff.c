@@ -71,6 +71,43 @@ const Node *node_with_fused(const Graph *g, int i, Node *tmp)
     return tmp;
 }
 
+void fold_affines(Graph *g)
+{
+    for (int i = 2; i < g->n; i++) {
+        Node *n = &g->nodes[i], *prev = &g->nodes[i - 1];
+        n->folded = op_has(n->op, OPF_AFFINE) && n->ninputs == 1 && n->inputs[0] == i - 1 && prev->nreaders == 1 &&
+                    op_has(prev->op, OPF_TAKES_AFFINE) && prev->act == ACT_NONE && !prev->act_split;
+    }
+}
+
+int infer_pass(const Graph *g, int i, Node *tmp, const Node **run)
+{
+    const Node *n = &g->nodes[i];
+    *run = n;
+    if (n->fused || n->folded)
+        return -1;
+    if (i + 1 < g->n && g->nodes[i + 1].fused) {
+        *run = node_with_fused(g, i, tmp);
+        return i + 1;
+    }
+    if (i + 1 >= g->n || !g->nodes[i + 1].folded)
+        return i;
+    *tmp = *n;
+    tmp->fold = &g->nodes[i + 1];
+    *run = tmp;
+    if (i + 2 >= g->n)
+        return i + 1;
+    /* the activation after the batch norm, as the kernel's own */
+    const Node *a = &g->nodes[i + 2];
+    int act = op_act(a->op);
+    if (act == ACT_NONE || !act_info[act].from_y || a->ninputs != 1 || a->inputs[0] != i + 1 ||
+        g->nodes[i + 1].nreaders != 1)
+        return i + 1;
+    tmp->act = act;
+    tmp->act_param = a->act_param;
+    return i + 2;
+}
+
 void autodiff_print(FILE *out, const Graph *g)
 {
     const Node *last = &g->nodes[g->n - 1];

@@ -101,6 +101,8 @@ enum {
     OPF_SCRATCH = 1 << 6,           /* workspace of its own (scratch.def's hooks) */
     OPF_STOCHASTIC = 1 << 7,        /* random in training: needs the step counter */
     OPF_WHOLE_BATCH = 1 << 8,       /* training reads the whole batch's statistics (a CnnSync) */
+    OPF_AFFINE = 1 << 9,            /* inference: a scale and shift per channel */
+    OPF_TAKES_AFFINE = 1 << 10,     /* its inference kernel folds an AFFINE op after it */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
@@ -249,6 +251,7 @@ typedef struct Node {
     bool act_split;                 /* its act= runs as the node after it (see ir.c) */
     int output;                     /* the node a label of it names: itself, or that one */
     bool pool_fused;                /* (in emit.c's copy) the 2x2 max pool after it, in its kernel */
+    const struct Node *fold;        /* (in a copy, inference) the batch norm its kernel folds in */
 } Node;
 
 typedef struct TrainCfg {
@@ -316,6 +319,14 @@ void fuse_activations(Graph *g);
 /* Node i as the fast paths emit it: with the activation of a fused node
  * after it (in *tmp), or itself. */
 const struct Node *node_with_fused(const Graph *g, int i, struct Node *tmp);
+/* Marks each OPF_AFFINE node right after its OPF_TAKES_AFFINE producer (no
+ * act, one reader) as folded: in inference that kernel applies it. */
+void fold_affines(Graph *g);
+/* Inference: node i as its kernel runs it (*run, possibly tmp): with a fused
+ * activation after it, or a folded batch norm and the from_y activation that
+ * reads it. Returns the last node the pass stands for (a fused or folded node
+ * returns -1); the next pass starts after it. */
+int infer_pass(const Graph *g, int i, struct Node *tmp, const struct Node **run);
 void autodiff_print(FILE *out, const Graph *g);
 
 /* ---- plan.c: the workspace, planned at compile time ---- */

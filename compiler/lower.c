@@ -173,7 +173,8 @@ LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
 /* The forward pass of every node after the input, which is read at `input`;
  * val[i] gets node i's output. FWD_INFER: activations and max pools applied
  * by their producer's kernel where it can (a pool only when it is the conv's
- * only reader), outputs where plan->out puts them, the model's into `output`.
+ * only reader), batch norms folded into the conv before them (infer_pass),
+ * outputs where plan->out puts them, the model's into `output`.
  * FWD_TRAIN: activations applied by their producer's kernel, every output
  * kept at plan->act for backward. FWD_KEEP: every node on its own at
  * plan->act (`show` draws each). */
@@ -192,6 +193,8 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
         Node tmp;
         const Node *n = policy == FWD_KEEP ? &g->nodes[i] : node_with_fused(g, i, &tmp);
         int end = n == &tmp ? i + 1 : i;            /* the last node this pass stands for */
+        if (policy == FWD_INFER)
+            end = infer_pass(g, i, &tmp, &n);
         const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
         if (policy == FWD_INFER && op_has(n->op, OPF_TAKES_POOL) && next && g->nodes[end].nreaders == 1 &&
             next->inputs[0] == end && conv_takes_pool(c, n, next)) {

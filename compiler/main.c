@@ -268,6 +268,7 @@ int main(int argc, char **argv)
     if (ok && g.n >= 2) {
         autodiff_build(&g);
         fuse_activations(&g);
+        fold_affines(&g);
     }
     diag_flush(&diag);
 

@@ -181,51 +181,64 @@ static int store_of(const Graph *g, int i)
 }
 
 /* Inference: the outputs and the convs' scratch, each for its life. The pass
- * of node i may stand for the nodes after it up to pass_end: a fused
- * activation, and a max pool the conv's kernel applies (emit_infer decides
- * that with the target in hand, so the plan allows for it): its inputs and
- * scratch live until then. */
+ * of node i may stand for the nodes after it (infer_pass: a fused
+ * activation, a folded batch norm and its activation) and then a max pool the
+ * conv's kernel applies (emit_forward decides that with the target in hand,
+ * so the plan allows for it): its inputs and scratch live until then, and
+ * the nodes it stands for share its output. */
 static void plan_inference(Plan *p, const Graph *g, int64_t batch)
 {
     int n = g->n;
     int *end = malloc((size_t)n * sizeof *end), *pass_end = malloc((size_t)n * sizeof *pass_end);
-    for (int i = 0; i < n; i++) {
+    int *head = malloc((size_t)n * sizeof *head);
+    Node tmp;
+    const Node *run;
+    for (int i = 0, covered = -1; i < n; i++) {
         end[i] = i;
-        pass_end[i] = i + (i + 1 < n && g->nodes[i + 1].fused);
+        int last = i > covered ? infer_pass(g, i, &tmp, &run) : -1;
+        if (last < 0)
+            continue;
+        covered = last;
+        for (int j = i; j <= last; j++)
+            head[j] = i;
+        pass_end[i] = last;
         if (op_has(g->nodes[i].op, OPF_TAKES_POOL) && pass_end[i] + 1 < n)
             pass_end[i]++;
     }
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < g->nodes[i].ninputs; k++) {
-            int j = store_of(g, g->nodes[i].inputs[k]);
+        for (int k = 0; head[i] == i && k < g->nodes[i].ninputs; k++) {
+            int j = head[g->nodes[i].inputs[k]];
             end[j] = pass_end[i] > end[j] ? pass_end[i] : end[j];
         }
     Lives l = {0};
-    int output = store_of(g, n - 1);
+    int output = head[n - 1];
     for (int i = 0; i < n; i++)
         p->out[i] = -1;
     /* the image is the caller's, unless the input normalizes it into a tensor of its own */
     for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++)
-        if (!g->nodes[i].fused && i != output)
+        if (head[i] == i && i != output)
             live(&l, TK_ACTIVATION, i, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
-    /* each conv's scratch, for its pass: laid out from 0, then moved where it was put */
+    /* each pass's scratch: laid out from 0, then moved where it was put */
     int64_t *at = calloc((size_t)n, sizeof *at), unused = 0;
-    Node tmp;
     for (int i = 1; i < n; i++)
-        if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            live(&l, TK_SCRATCH, i, scratch_fn[g->nodes[i].op](&p->conv_infer[i], node_with_fused(g, i, &tmp), batch,
-                                                               false, 0, &unused),
-                 i, pass_end[i], &at[i]);
+        if (head[i] == i && op_has(g->nodes[i].op, OPF_SCRATCH)) {
+            infer_pass(g, i, &tmp, &run);
+            live(&l, TK_SCRATCH, i, scratch_fn[run->op](&p->conv_infer[i], run, batch, false, 0, &unused), i,
+                 pass_end[i], &at[i]);
+        }
     p->infer_bytes = allocate(&l, 0);
     for (int i = 1; i < n; i++)
-        if (op_has(g->nodes[i].op, OPF_SCRATCH))
-            scratch_fn[g->nodes[i].op](&p->conv_infer[i], node_with_fused(g, i, &tmp), batch, false, at[i], &unused);
+        if (head[i] == i && op_has(g->nodes[i].op, OPF_SCRATCH)) {
+            infer_pass(g, i, &tmp, &run);
+            scratch_fn[run->op](&p->conv_infer[i], run, batch, false, at[i], &unused);
+        }
     for (int i = 1; i < n; i++)
-        if (g->nodes[i].fused)
-            p->out[i] = p->out[store_of(g, i)];
+        if (head[i] != i)
+            p->out[i] = p->out[head[i]];
     free(at);
     free(end);
     free(pass_end);
+    free(head);
 }
 
 /* Training: activations, the parameters' gradients and the padded inputs kept
@@ -340,7 +353,7 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
     fprintf(out, "    inference (%lld bytes):", (long long)p->infer_bytes);
     for (int i = first; i < g->n; i++) {
         fprintf(out, " %%%s ", g->nodes[i].name);
-        if (store_of(g, i) == store_of(g, g->n - 1))
+        if (p->out[i] < 0)          /* the model's output, the caller's */
             fprintf(out, "out");
         else
             print_offset(out, p->out[i]);

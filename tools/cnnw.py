@@ -4,7 +4,9 @@
   python3 tools/cnnw.py from-npz W.npz model.cnn -o W.cnnw
   python3 tools/cnnw.py to-npz W.cnnw -o W.npz
 
-The npz keys are `<name>.weight` and `<name>.bias`, the keys of a PyTorch
+The npz keys are `<name>.weight` and `<name>.bias` (a batch norm's also
+`<name>.running_mean`, `<name>.running_var` and, written by to-npz and ignored
+by from-npz, `<name>.num_batches_tracked`), the keys of a PyTorch
 state_dict whose modules carry the model's statement names; the arrays have
 PyTorch's layouts (conv [out][in][kh][kw], fc [out][in]). from-npz checks every
 key and shape against the model's tensors, which it asks cnnc for
@@ -156,8 +158,15 @@ def main():
         if os.path.realpath(a.o) == os.path.realpath(a.cnnw):
             sys.exit("cnnw.py: the output '%s' is also an input" % a.o)
         tensors = read_cnnw(a.cnnw)
+        arrays = {}
+        for name, arr in tensors:
+            arrays[name] = arr
+            # a batch norm's step count, which PyTorch's state_dict holds: cnnc
+            # does not count steps (with a momentum, PyTorch does not read it)
+            if name.endswith(".running_var"):
+                arrays[name[:-len("running_var")] + "num_batches_tracked"] = np.array(0, dtype=np.int64)
         tmp = io.BytesIO()
-        np.savez(tmp, **dict(tensors))
+        np.savez(tmp, **arrays)
         write_atomically(a.o, tmp.getvalue())
 
 

@@ -333,19 +333,23 @@ static void apply_running(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0
     cg_vstore(c, y, b->y, at, w);
 }
 
-static Norm norm_of(Cg *c, const Node *n)
+static Norm norm_with(const Node *n, Cg *c, LLVMValueRef stats, LLVMValueRef sums)
 {
-    const Scratch *s = &c->scratch[n->index];
-    return (Norm){.n = n, .C = channels(n), .stats = cg_ws(c, s->stats), .sums = cg_ws(c, s->sums),
+    return (Norm){.n = n, .C = channels(n), .stats = stats, .sums = sums,
                   .gamma = n->weight ? cg_param(c, n->weight) : NULL, .beta = n->bias ? cg_param(c, n->bias) : NULL};
 }
 
+static Norm norm_of(Cg *c, const Node *n)
+{
+    const Scratch *s = &c->scratch[n->index];
+    return norm_with(n, c, cg_ws(c, s->stats), cg_ws(c, s->sums));
+}
+
 /* The per-channel scale and shift of inference (the running statistics with
- * gamma and beta), at `at`: what a conv or fc folds into its weights. */
+ * gamma and beta), at `at`: what a conv folds into its weights. */
 void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at)
 {
-    Norm b = norm_of(c, n);
-    b.stats = at;
+    Norm b = norm_with(n, c, at, NULL);
     per_channel(c, &b, set_affine);
 }
 

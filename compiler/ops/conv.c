@@ -225,10 +225,11 @@ int64_t conv_pack_bound(const Node *n)
  * (Kh,M,Kw*C). */
 enum { PACK_FORWARD, PACK_TRANSPOSED, PACK_SCATTER };
 
-/* pack = weight (how's layout, rows of stride floats), or with unpack
- * weight += pack: one walk over the weight's (m, c, kh, kw) */
+/* pack = weight (how's layout, rows of stride floats), each kernel m times
+ * scale[m] when scale is given, or with unpack weight += pack: one walk over
+ * the weight's (m, c, kh, kw) */
 static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
-                      bool unpack)
+                      bool unpack, LLVMValueRef scale)
 {
     ConvGeom g = geom(n);
     Loop lm, lc, lh, lw;
@@ -247,17 +248,22 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     } else {
         dst = cg_muladd(c, cg_muladd(c, kh, g.M, m), stride, cg_muladd(c, kw, g.C, ch));
     }
-    if (unpack)
+    LLVMValueRef v;
+    if (unpack) {
         cg_accum(c, w, src, cg_load(c, pack, dst, "p"));
-    else
-        cg_store(c, cg_load(c, w, src, "w"), pack, dst);
+    } else {
+        v = cg_load(c, w, src, "w");
+        if (scale)
+            v = cg_fmul(c, v, cg_load(c, scale, m, "scale"));
+        cg_store(c, v, pack, dst);
+    }
     cg_loop_end(c, &lw);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &lc);
     cg_loop_end(c, &lm);
 }
 
-static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how)
+static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, LLVMValueRef scale)
 {
     ConvGeom g = geom(n);
     int64_t rows = how == PACK_FORWARD ? n->kh * n->kw * g.C : how == PACK_TRANSPOSED ? n->kh * n->kw * g.M
@@ -266,7 +272,7 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     int64_t stride = packed(c, width);
     if (stride != width)
         cg_zero(c, pack, cg_i64(c, rows * stride));
-    pack_walk(c, n, w, pack, how, stride, false);
+    pack_walk(c, n, w, pack, how, stride, false, scale);
 }
 
 /* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
@@ -401,6 +407,10 @@ int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, in
         s->wino = at;
         at += wino;
     }
+    if (n->fold && !training) {
+        s->fold = at;           /* the batch norm's scale and shift, then the folded bias */
+        at += plan_floats(3 * n->out.d[2]);
+    }
     if (!training)
         return at;
     s->tpack = at;
@@ -441,7 +451,21 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     }
     k.wpack = cg_ws(c, s->wpack);
     k.Mp = packed(c, k.M);
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD);
+    LLVMValueRef scale = NULL;
+    if (n->fold) {
+        /* the batch norm after it: weights times its scale, bias times it plus its shift */
+        scale = cg_ws(c, s->fold);
+        batchnorm_affine(c, n->fold, scale);
+        LLVMValueRef bias = cg_at(c, scale, cg_i64(c, 2 * k.M));
+        Loop lm;
+        LLVMValueRef m = cg_loopn(c, &lm, k.M, "m");
+        LLVMValueRef shift = cg_load(c, scale, cg_add(c, m, cg_i64(c, k.M)), "shift");
+        cg_store(c, k.bias ? cg_fadd(c, cg_fmul(c, cg_load(c, k.bias, m, "b"), cg_load(c, scale, m, "s")), shift) : shift,
+                 bias, m);
+        cg_loop_end(c, &lm);
+        k.bias = bias;
+    }
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale);
     emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
         emit_act_inplace(c, n->act, n->act_param, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
@@ -506,7 +530,7 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     }
     k.wpack = cg_ws(c, s->tpack);
     k.Mp = packed(c, k.M);
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED);
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL);
     emit_conv_kernel(c, &k);
     if (dinp_folds(n))
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
@@ -650,7 +674,7 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     x.bn = cg_loop(c, &ln, c->batch, "n");
     for_tap_blocks(c, n->kh, rkh, T, rt, G.M, bm, dweight_body, &x);
     cg_loop_end(c, &ln);
-    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.M, true);
+    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.M, true, NULL);
 }
 
 /* d padded input, scatter form: for output pixels gpix .. gpix+np of a row,
@@ -778,7 +802,7 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         conv_dinp_as_conv(c, n, g, a->dinp);
     } else if (a->dinp) {
         LLVMValueRef tpack = cg_ws(c, s->tpack);
-        emit_pack(c, n, cg_param(c, n->weight), tpack, PACK_SCATTER);
+        emit_pack(c, n, cg_param(c, n->weight), tpack, PACK_SCATTER, NULL);
         LLVMValueRef dpad = a->dinp;
         if (s->dpad >= 0) {
             dpad = cg_ws(c, s->dpad);
