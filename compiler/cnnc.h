@@ -234,6 +234,8 @@ typedef struct Node {
     Shape in, out;
     /* Filled by the op family's shape rule: */
     int kh, kw, sh, sw, ph, pw;     /* window, stride, padding */
+    int dh, dw;                     /* a conv's dilation (0 or 1: none) */
+    int64_t groups;                 /* a conv's groups (0 or 1: none) */
     bool ceil_mode;                 /* the shape rule rounds up (a pool's ceil) */
     bool count_pad;                 /* avgpool: padded cells count in the divisor */
     bool normalizes;                /* input: mean= std= given, so it writes its output */
@@ -610,14 +612,33 @@ struct Backend {
  * conv is one; d inp of a stride-1 conv is another (the output gradient,
  * padded, convolved with the flipped weights). */
 typedef struct ConvKernel {
-    int64_t Hp, Wp, C, OH, OW, M;
+    int64_t Hp, Wp, C, OH, OW, M;   /* C and M: per group */
     int kh, kw, sh, sw, act;
     LLVMValueRef in, wpack, bias, out;
     LLVMValueRef bn, oh;            /* the loop's, while emitting */
     LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */
     int64_t Mp;                     /* wpack's row: M padded to whole vectors */
     bool pool;                      /* out is the 2x2 stride-2 max pool of the conv */
+    /* grouped and dilated convs (0 for none): G groups of C inputs and M
+     * outputs each, in pixels of Cs and Ms channels; taps dh, dw apart;
+     * wpack holds a (Kh,Kw,C,Mp) block per group */
+    int64_t G, Cs, Ms;
+    int dh, dw;
+    LLVMValueRef gi;                /* the group's loop, while emitting */
 } ConvKernel;
+
+/* whether k is one dense conv: no groups, no dilation */
+bool conv_kernel_plain(const ConvKernel *k);
+/* register blocks: a block of output channels (two vectors, or all), and how
+ * many pixels of such blocks the registers hold, dividing limit if it can */
+int conv_block_width(Cg *c, int64_t channels);
+int conv_block_count(Cg *c, int width, int64_t limit);
+bool conv_depthwise(const Node *n);         /* groups = C = M */
+/* depthwise.c: the forward kernel (weights packed (Kh, Kw, C)), d weight
+ * into dwpack (Kh, Kw, C), and d padded input by scatter (stride > 1) */
+void emit_depthwise(Cg *c, const ConvKernel *k);
+void emit_depthwise_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dwpack);
+void emit_depthwise_scatter(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef wpack, LLVMValueRef dpad);
 
 void emit_conv_kernel(Cg *c, ConvKernel *k);
 /* the row-vector kernel (conv_rows.c) for one input channel, few kernels */

@@ -570,7 +570,7 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
         for (int a = 0; a < spec->nparams; a++) {
             const ParamSpec *p = &spec->params[a];
             bool window = !strcmp(p->key, "size") || !strcmp(p->key, "stride") ||
-                          !strcmp(p->key, "pad");
+                          !strcmp(p->key, "pad") || !strcmp(p->key, "dilation") || !strcmp(p->key, "groups");
             if (!n->args[a].present || p->type == PT_LIST || p->type == PT_LABELS || p->type == PT_SHAPE || window)
                 continue;
             print_arg(out, p, &n->args[a]);
@@ -578,9 +578,15 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
         if (n->kh)
             fprintf(out, " size=%dx%d stride=%dx%d pad=%dx%d", n->kh, n->kw, n->sh, n->sw,
                     n->ph, n->pw);
+        if (n->dh > 1 || n->dw > 1)
+            fprintf(out, " dilation=%dx%d", n->dh, n->dw);
+        if (n->groups > 1)
+            fprintf(out, " groups=%lld", (long long)n->groups);
         fprintf(out, " : %s", shape_str(n->out, buf, sizeof buf));
         if (n->fused)
             fprintf(out, "    # applied by %%%s's kernel", g->nodes[i - 1].name);
+        if (n->folded)
+            fprintf(out, "    # in inference, folded into %%%s's weights", g->nodes[i - 1].name);
         fprintf(out, "\n");
     }
     if (backward)

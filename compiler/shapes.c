@@ -50,9 +50,10 @@ static const char *const dim_names[2] = {"height", "width"};
  * the warning for rows or columns a stride leaves unused. */
 bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int pw)
 {
-    Diag *d = g->diag;
     n->kh = kh, n->kw = kw, n->sh = sh, n->sw = sw, n->ph = ph, n->pw = pw;
-    int k[2] = {kh, kw}, s[2] = {sh, sw}, p[2] = {ph, pw};
+    /* a dilated window spans d (k - 1) + 1 */
+    int d[2] = {n->dh > 1 ? n->dh : 1, n->dw > 1 ? n->dw : 1};
+    int k[2] = {d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1}, s[2] = {sh, sw}, p[2] = {ph, pw};
     int64_t in[2] = {n->in.d[0], n->in.d[1]}, span[2], out[2];
     for (int i = 0; i < 2; i++) {
         span[i] = in[i] + 2 * (int64_t)p[i] - k[i];
@@ -62,12 +63,15 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
             out[i]--;
     }
     if (span[0] < 0 || span[1] < 0) {
-        diag_error(d, node_arg(n, "size")->loc, "the %dx%d window of '%s' is larger than its "
-                   "padded input (%lldx%lld)", kh, kw, n->name, (long long)(in[0] + 2 * ph),
-                   (long long)(in[1] + 2 * pw));
+        diag_error(g->diag, node_arg(n, "size")->loc, "the %dx%d window of '%s'%s is larger than its "
+                   "padded input (%lldx%lld)", k[0], k[1], n->name, d[0] * d[1] > 1 ? " (dilated)" : "",
+                   (long long)(in[0] + 2 * ph), (long long)(in[1] + 2 * pw));
         for (int i = 0; i < 2; i++)
-            if (span[i] < 0)
-                diag_note_plain(d, "output %s = floor((%lld + 2*%d - %d) / %d) + 1 = %lld",
+            if (span[i] < 0 && d[i] > 1)
+                diag_note_plain(g->diag, "output %s = floor((%lld + 2*%d - %d*(%d - 1) - 1) / %d) + 1 = %lld",
+                                dim_names[i], (long long)in[i], p[i], d[i], i ? kw : kh, s[i], (long long)out[i]);
+            else if (span[i] < 0)
+                diag_note_plain(g->diag, "output %s = floor((%lld + 2*%d - %d) / %d) + 1 = %lld",
                                 dim_names[i], (long long)in[i], p[i], k[i], s[i],
                                 (long long)out[i]);
         return false;
@@ -82,11 +86,11 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
         else
             snprintf(what, sizeof what, "%lld %s", (long long)(rem[0] ? rem[0] : rem[1]),
                      rem[0] ? "row(s)" : "column(s)");
-        diag_warning(d, stride->given ? stride->loc : n->loc, "stride %dx%d of '%s' leaves the "
+        diag_warning(g->diag, stride->given ? stride->loc : n->loc, "stride %dx%d of '%s' leaves the "
                      "last %s of its padded input unused", sh, sw, n->name, what);
         for (int i = 0; i < 2; i++)
             if (rem[i])
-                diag_note_plain(d, "output %s = floor((%lld + 2*%d - %d) / %d) + 1 = %lld, "
+                diag_note_plain(g->diag, "output %s = floor((%lld + 2*%d - %d) / %d) + 1 = %lld, "
                                 "remainder %lld", dim_names[i], (long long)in[i], p[i], k[i],
                                 s[i], (long long)out[i], (long long)rem[i]);
     }

@@ -78,6 +78,29 @@ BN_NET = [
     ("batchnorm", "eps=1e-3"), ("tanh", ""), ("flatten", ""), ("fc", "5 bias=false"), ("batchnorm", ""),
     ("relu", ""), ("fc", "3"), ("softmax", "")]
 
+# grouped, depthwise (stride 1 and 2, and dilated) and dilated convs, and a
+# grouped conv with stride 2 (whose d inp is scattered)
+GROUPS_NET = [
+    ("conv", "4 size=3 pad=1 act=tanh"), ("conv", "6 size=3 pad=1 groups=2"), ("conv", "6 size=3 pad=1 groups=6 act=tanh"),
+    ("conv", "6 size=3 stride=2 pad=1 groups=6"), ("tanh", ""), ("conv", "6 size=3 dilation=2 pad=2 act=tanh"),
+    ("conv", "4 size=3 groups=2 stride=2 pad=1"), ("relu6", ""), ("conv", "4 size=3 groups=4 dilation=2 pad=same"),
+    ("conv", "4 size=2 dilation=2 pad=same groups=2 padmode=replicate"), ("flatten", ""), ("fc", "3"), ("softmax", "")]
+
+# MobileNetV2's inverted residuals (expand 1x1, depthwise 3x3, project 1x1,
+# batch norm and relu6 between): one with stride 2 and no residual, then one
+# whose input is added. (In that order: a batch norm's bias feeding only a
+# conv and the next batch norm has no gradient but rounding, which Adam
+# magnifies; here every bias also reaches the output by the residual.)
+MBV2_BLOCK = [
+    ("conv", "8 size=3 pad=1 bias=false"), ("batchnorm", ""), ("relu6", ""),
+    ("conv", "24 size=1 bias=false"), ("batchnorm", ""), ("relu6", ""),
+    ("conv", "24 size=3 stride=2 pad=1 groups=24 bias=false"), ("batchnorm", ""), ("relu6", ""),
+    ("conv", "8 size=1 bias=false"), ("y: batchnorm", ""),
+    ("conv", "24 size=1 bias=false"), ("batchnorm", ""), ("relu6", ""),
+    ("conv", "24 size=3 pad=1 groups=24 bias=false"), ("batchnorm", ""), ("relu6", ""),
+    ("conv", "8 size=1 bias=false"), ("batchnorm", ""), ("add", "y"),
+    ("globalavgpool", ""), ("fc", "3"), ("softmax", "")]
+
 NORM_NET = [
     ("input", "mean=[0.485,0.456,0.406] std=[0.45,0.5,0.55]"), ("conv", "4 size=3 pad=1 act=relu"),
     ("maxpool", "2"), ("flatten", ""), ("fc", "3"), ("softmax", "")]
@@ -154,6 +177,8 @@ CASES = [
     ("pools_ceil", (9, 8, 3), 2, POOLS_CEIL[:-1]),
     ("input_norm", (6, 6, 3), 3, NORM_NET[:-1]),
     ("batchnorm", (6, 6, 3), 3, BN_NET[:-1]),
+    ("groups", (12, 11, 2), 3, GROUPS_NET[:-1]),
+    ("mbv2_block", (8, 8, 3), 3, MBV2_BLOCK[:-1]),
 ]
 
 # batch norm's mode: running statistics (the forward fixtures), or the
@@ -232,16 +257,19 @@ def build(layers, in_shape, rng):
             kh, kw = pair(a.get("size"), None)
             sh, sw = pair(a.get("stride"), (1, 1))
             pad = pair(a.get("pad"), (0, 0))
-            ph, pw = ((kh - 1) // 2, (kw - 1) // 2) if pad == "same" else pad
+            dh, dw = pair(a.get("dilation"), (1, 1))
+            groups = int(a.get("groups", 1))
+            ph, pw = (dh * (kh - 1) // 2, dw * (kw - 1) // 2) if pad == "same" else pad
+            cin = shape[0] // groups
             fixed = "weights" in a
             if fixed:
                 vals = [float(v) for v in a["weights"].strip("[]").split(",")]
-                wt = torch.tensor(vals, dtype=torch.float32).reshape(m, shape[0], kh, kw)
+                wt = torch.tensor(vals, dtype=torch.float32).reshape(m, cin, kh, kw)
             else:
                 # 0.5, or for wide kernels 1/sqrt(fan-in), so that stacked
                 # convs keep their activations near 1
-                fan_in = shape[0] * kh * kw
-                wt = param(rng, 0.5 if fan_in <= 64 else fan_in ** -0.5, (m, shape[0], kh, kw))
+                fan_in = cin * kh * kw
+                wt = param(rng, 0.5 if fan_in <= 64 else fan_in ** -0.5, (m, cin, kh, kw))
                 weights.append((name + ".weight", wt))
             bt = None
             if a.get("bias", "true") == "true":
@@ -251,15 +279,16 @@ def build(layers, in_shape, rng):
                 else:
                     bt = torch.zeros(m)     # a fixed conv's bias is zero (drawn all the same)
             mode = a.get("padmode", "zero")
-            def f(x, wt=wt, bt=bt, s=(sh, sw), p=(ph, pw), mode=mode, act=act):
+            def f(x, wt=wt, bt=bt, s=(sh, sw), p=(ph, pw), mode=mode, act=act, d=(dh, dw), gr=groups):
                 if mode == "replicate":
                     x = F.pad(x, (p[1], p[1], p[0], p[0]), mode="replicate")
-                    y = F.conv2d(x, wt, bt, stride=s)
+                    y = F.conv2d(x, wt, bt, stride=s, dilation=d, groups=gr)
                 else:
-                    y = F.conv2d(x, wt, bt, stride=s, padding=p)
+                    y = F.conv2d(x, wt, bt, stride=s, padding=p, dilation=d, groups=gr)
                 return ACTS[act](y)
             steps.append(f)
-            shape = (m, (shape[1] + 2 * ph - kh) // sh + 1, (shape[2] + 2 * pw - kw) // sw + 1)
+            shape = (m, (shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+                     (shape[2] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
         elif op in ("maxpool", "avgpool"):
             kh, kw = pair(pos, None)
             sh, sw = pair(a.get("stride"), (kh, kw))
@@ -472,6 +501,9 @@ TRAIN_CASES = [
     # batch of 16 runs as two shares with --threads 2.
     ("bn_sgd", (6, 6, 2), 16, BN_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9 weight_decay=5e-4"),
     ("bn_adam", (6, 6, 2), 16, BN_NET, "loss cross_entropy; optimizer adam lr=0.01 weight_decay=5e-4"),
+    ("groups_sgd", (12, 11, 2), 4, GROUPS_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
+    ("mbv2_sgd", (8, 8, 3), 16, MBV2_BLOCK, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9 weight_decay=5e-4"),
+    ("mbv2_adam", (8, 8, 3), 16, MBV2_BLOCK, "loss cross_entropy; optimizer adam lr=0.01 weight_decay=5e-4"),
 ]
 
 # The cases trained against float targets instead of one-hot labels.

@@ -13,26 +13,46 @@ void shape_conv(Graph *g, Node *n)
     Diag *d = g->diag;
     const Arg *size = node_arg(n, "size"), *stride = node_arg(n, "stride");
     const Arg *pad = node_arg(n, "pad"), *weights = node_arg(n, "weights");
+    const Arg *dil = node_arg(n, "dilation"), *groups = node_arg(n, "groups");
     int64_t m = node_arg(n, "kernels")->v.i;
     int kh = (int)size->v.dims[0], kw = (int)size->v.dims[1];
     int ph = (int)pad->v.dims[0], pw = (int)pad->v.dims[1];
+    n->dh = (int)dil->v.dims[0];
+    n->dw = (int)dil->v.dims[1];
+    n->groups = groups->v.i;
     if (pad->same) {
-        if (kh % 2 == 0 || kw % 2 == 0) {
-            diag_error(d, pad->loc, "pad=same needs an odd kernel size, but '%s' has size %dx%d",
-                       n->name, kh, kw);
-            diag_note(d, size->loc, "'same' pads (k - 1) / 2 on each side, which keeps the "
-                      "size only when k is odd; give pad=P instead");
+        /* a dilated window spans d (k - 1) + 1: 'same' pads half of d (k - 1) */
+        int64_t span_h = (int64_t)n->dh * (kh - 1), span_w = (int64_t)n->dw * (kw - 1);
+        if (span_h % 2 || span_w % 2) {
+            if (n->dh * n->dw > 1) {
+                diag_error(d, pad->loc, "pad=same needs an even dilated span d*(k - 1), but '%s' has "
+                           "size %dx%d and dilation %dx%d", n->name, kh, kw, n->dh, n->dw);
+                diag_note(d, dil->loc, "'same' pads d*(k - 1) / 2 on each side; give pad=P instead");
+            } else {
+                diag_error(d, pad->loc, "pad=same needs an odd kernel size, but '%s' has size %dx%d",
+                           n->name, kh, kw);
+                diag_note(d, size->loc, "'same' pads (k - 1) / 2 on each side, which keeps the "
+                          "size only when k is odd; give pad=P instead");
+            }
             return;
         }
-        ph = (kh - 1) / 2;
-        pw = (kw - 1) / 2;
+        ph = (int)(span_h / 2);
+        pw = (int)(span_w / 2);
     }
     n->padmode = (int)node_arg(n, "padmode")->v.i;
     shape_layer_act(g, n);
+    int64_t c = n->in.d[2];
+    if (n->in.rank == 3 && (c % n->groups || m % n->groups)) {
+        diag_error(d, groups->loc, "groups=%lld of '%s' must divide its input channels (%lld) and its "
+                   "kernels (%lld)", (long long)n->groups, n->name, (long long)c, (long long)m);
+        diag_note_plain(d, "each of the %lld groups convolves C/groups input channels into M/groups outputs",
+                        (long long)n->groups);
+        return;
+    }
     if (!shape_window(g, n, kh, kw, (int)stride->v.dims[0], (int)stride->v.dims[1], ph, pw))
         return;
-    int64_t c = n->in.d[2];
     n->out.d[2] = m;
+    c /= n->groups;             /* the channels each kernel sees */
 
     bool fixed = node_arg(n, "fixed")->present;
     int init = (int)node_arg(n, "init")->v.i;
@@ -89,16 +109,41 @@ void shape_conv(Graph *g, Node *n)
 
 typedef struct ConvGeom {
     int64_t H, W, C, Hp, Wp, OH, OW, M;
+    int64_t G, Cg, Mg;              /* groups, and the channels of each */
+    int dh, dw;                     /* dilation */
 } ConvGeom;
+
+static int64_t groups_of(const Node *n)
+{
+    return n->groups > 1 ? n->groups : 1;
+}
 
 static ConvGeom geom(const Node *n)
 {
+    int64_t G = groups_of(n);
     return (ConvGeom){n->in.d[0], n->in.d[1], n->in.d[2], n->in.d[0] + 2 * n->ph,
-                      n->in.d[1] + 2 * n->pw, n->out.d[0], n->out.d[1], n->out.d[2]};
+                      n->in.d[1] + 2 * n->pw, n->out.d[0], n->out.d[1], n->out.d[2],
+                      G, n->in.d[2] / G, n->out.d[2] / G, n->dh > 1 ? n->dh : 1, n->dw > 1 ? n->dw : 1};
+}
+
+/* no groups and no dilation: the dense kernels of this file as they are */
+static bool plain(const Node *n)
+{
+    return groups_of(n) == 1 && n->dh <= 1 && n->dw <= 1;
+}
+
+bool conv_depthwise(const Node *n)
+{
+    return groups_of(n) > 1 && n->groups == n->in.d[2] && n->groups == n->out.d[2];
+}
+
+bool conv_kernel_plain(const ConvKernel *k)
+{
+    return k->G <= 1 && k->dh <= 1 && k->dw <= 1;
 }
 
 /* How many floats one block of channels holds: two vectors, or all of them. */
-static int block_width(Cg *c, int64_t channels)
+int conv_block_width(Cg *c, int64_t channels)
 {
     return channels < 2 * c->vw ? (int)channels : 2 * c->vw;
 }
@@ -106,7 +151,7 @@ static int block_width(Cg *c, int64_t channels)
 /* How many such blocks fit in the registers beside one operand and a
  * broadcast; of the counts from half that to all of it, one that divides
  * limit when there is one, so that no narrow remainder block is left. */
-static int block_count(Cg *c, int width, int64_t limit)
+int conv_block_count(Cg *c, int width, int64_t limit)
 {
     int regs = (width + c->vw - 1) / c->vw;
     int r = (c->nregs - regs - 2) / regs;
@@ -206,23 +251,27 @@ static void emit_pad_walk(Cg *c, PadGeom p, LLVMValueRef image, LLVMValueRef pad
  * without masks (6 -> 8, 24 -> 32 with AVX-512). At most n rounded up to 16. */
 static int64_t packed(Cg *c, int64_t n)
 {
-    int bw = block_width(c, n);
+    int bw = conv_block_width(c, n);
     return n / bw * cg_lanes(c, bw) + (n % bw ? cg_lanes(c, (int)(n % bw)) : 0);
 }
 
 int64_t conv_pack_bound(const Node *n)
 {
-    int64_t C = n->in.d[2], M = n->out.d[2], taps = (int64_t)n->kh * n->kw;
-    int64_t r16[] = {taps * C * ((M + 15) / 16 * 16), taps * M * ((C + 15) / 16 * 16),
-                     n->kh * M * ((n->kw * C + 15) / 16 * 16)};
+    ConvGeom g = geom(n);
+    int64_t taps = (int64_t)n->kh * n->kw;
+    if (conv_depthwise(n))
+        return taps * g.C;
+    int64_t r16[] = {g.G * taps * g.Cg * ((g.Mg + 15) / 16 * 16), g.G * taps * g.Mg * ((g.Cg + 15) / 16 * 16),
+                     n->kh * g.M * ((n->kw * g.C + 15) / 16 * 16)};
     int64_t most = r16[0] > r16[1] ? r16[0] : r16[1];
     return most > r16[2] ? most : r16[2];
 }
 
-/* The weight (M,C,Kh,Kw) packed for a kernel, rows padded to packed()
- * floats with zeros: for the forward conv (Kh,Kw,C,M); for the transposed
- * conv of d inp (Kh,Kw,M,C) with the taps flipped; for d inp's scatter form
- * (Kh,M,Kw*C). */
+/* The weight (M,C/G,Kh,Kw) packed for a kernel, rows padded to packed()
+ * floats with zeros: for the forward conv (Kh,Kw,C,M) per group, each group's
+ * block after the other; for the transposed conv of d inp (Kh,Kw,M,C) per
+ * group with the taps flipped; for d inp's scatter form (Kh,M,Kw*C), dense
+ * convs only. */
 enum { PACK_FORWARD, PACK_TRANSPOSED, PACK_SCATTER };
 
 /* pack = weight (how's layout, rows of stride floats), each kernel m times
@@ -234,17 +283,27 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     ConvGeom g = geom(n);
     Loop lm, lc, lh, lw;
     LLVMValueRef m = cg_loopn(c, &lm, g.M, "m");
-    LLVMValueRef ch = cg_loopn(c, &lc, g.C, "c");
+    LLVMValueRef ch = cg_loopn(c, &lc, g.Cg, "c");
     LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
     LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
-    LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.C, ch), n->kh, kh), n->kw, kw);
+    LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.Cg, ch), n->kh, kh), n->kw, kw);
+    /* kernel m is number ml of group gi */
+    LLVMValueRef gi = g.G > 1 ? LLVMBuildUDiv(c->b, m, cg_i64(c, g.Mg), "g") : cg_i64(c, 0);
+    LLVMValueRef ml = g.G > 1 ? LLVMBuildURem(c->b, m, cg_i64(c, g.Mg), "ml") : m;
+    int64_t taps = (int64_t)n->kh * n->kw;
     LLVMValueRef dst;
-    if (how == PACK_FORWARD) {
-        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, kh, n->kw, kw), g.C, ch), stride, m);
+    if (conv_depthwise(n)) {
+        /* depthwise.c's (Kh, Kw, C), flipped for the transposed conv */
+        LLVMValueRef t = how == PACK_TRANSPOSED ? cg_i64(c, taps - 1) : cg_i64(c, 0);
+        LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
+        dst = cg_muladd(c, how == PACK_TRANSPOSED ? LLVMBuildSub(c->b, t, tap, "") : tap, g.C, m);
+    } else if (how == PACK_FORWARD) {
+        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, cg_muladd(c, gi, n->kh, kh), n->kw, kw), g.Cg, ch), stride, ml);
     } else if (how == PACK_TRANSPOSED) {
         LLVMValueRef fh = LLVMBuildSub(c->b, cg_i64(c, n->kh - 1), kh, "");
         LLVMValueRef fw = LLVMBuildSub(c->b, cg_i64(c, n->kw - 1), kw, "");
-        dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, fh, n->kw, fw), g.M, m), stride, ch);
+        dst = cg_add(c, cg_mul(c, gi, cg_i64(c, taps * g.Mg * stride)),
+                     cg_muladd(c, cg_muladd(c, cg_muladd(c, fh, n->kw, fw), g.Mg, ml), stride, ch));
     } else {
         dst = cg_muladd(c, cg_muladd(c, kh, g.M, m), stride, cg_muladd(c, kw, g.C, ch));
     }
@@ -266,10 +325,13 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
 static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, LLVMValueRef scale)
 {
     ConvGeom g = geom(n);
-    int64_t rows = how == PACK_FORWARD ? n->kh * n->kw * g.C : how == PACK_TRANSPOSED ? n->kh * n->kw * g.M
-                                                                                      : n->kh * g.M;
-    int64_t width = how == PACK_FORWARD ? g.M : how == PACK_TRANSPOSED ? g.C : n->kw * g.C;
+    int64_t taps = (int64_t)n->kh * n->kw;
+    int64_t rows = how == PACK_FORWARD ? g.G * taps * g.Cg : how == PACK_TRANSPOSED ? g.G * taps * g.Mg
+                                                                                  : n->kh * g.M;
+    int64_t width = how == PACK_FORWARD ? g.Mg : how == PACK_TRANSPOSED ? g.Cg : n->kw * g.C;
     int64_t stride = packed(c, width);
+    if (conv_depthwise(n))
+        rows = taps, width = stride = g.C;
     if (stride != width)
         cg_zero(c, pack, cg_i64(c, rows * stride));
     pack_walk(c, n, w, pack, how, stride, false, scale);
@@ -279,8 +341,12 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
 static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
 {
     LLVMValueRef acc[16];
+    int64_t Cs = k->Cs ? k->Cs : k->C, Ms = k->Ms ? k->Ms : k->M;
+    int dh = k->dh > 1 ? k->dh : 1, dw = k->dw > 1 ? k->dw : 1;
+    LLVMValueRef gi = k->gi ? k->gi : cg_i64(c, 0);
+    LLVMValueRef mg = cg_add(c, cg_mul(c, gi, cg_i64(c, k->M)), m0);       /* m0 among all the outputs */
     LLVMValueRef pix = cg_muladd(c, cg_muladd(c, k->bn, k->OH, k->oh), k->OW, ow0);
-    LLVMValueRef init = k->bias ? cg_vload(c, k->bias, m0, bm) : cg_vzero(c, bm);
+    LLVMValueRef init = k->bias ? cg_vload(c, k->bias, mg, bm) : cg_vzero(c, bm);
     for (int i = 0; i < r; i++) {
         acc[i] = cg_vvar(c, bm, "acc");
         LLVMBuildStore(c->b, init, acc[i]);
@@ -288,16 +354,17 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     Loop lh, lw, lc;
     LLVMValueRef kh = cg_loopn(c, &lh, k->kh, "kh");
     LLVMValueRef kw = cg_loopn(c, &lw, k->kw, "kw");
-    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, k->oh, cg_i64(c, k->sh))), kh),
-                                 k->Wp, cg_add(c, cg_mul(c, ow0, cg_i64(c, k->sw)), kw));
+    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_muladd(c, k->bn, k->Hp, cg_mul(c, k->oh, cg_i64(c, k->sh))),
+                                          cg_mul(c, kh, cg_i64(c, dh))),
+                                 k->Wp, cg_add(c, cg_mul(c, ow0, cg_i64(c, k->sw)), cg_mul(c, kw, cg_i64(c, dw))));
     LLVMValueRef ch = cg_loopn(c, &lc, k->C, "c");
     /* the packed rows hold whole lanes: no mask */
     int lanes = cg_lanes(c, bm);
-    LLVMValueRef w = cg_vload_lanes(c, k->wpack, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, kh, k->kw, kw), k->C, ch),
-                                                                 cg_i64(c, k->Mp)), m0), lanes, lanes);
-    LLVMValueRef base = cg_muladd(c, row, k->C, ch);
+    LLVMValueRef tap = cg_muladd(c, cg_muladd(c, cg_muladd(c, gi, k->kh, kh), k->kw, kw), k->C, ch);
+    LLVMValueRef w = cg_vload_lanes(c, k->wpack, cg_add(c, cg_mul(c, tap, cg_i64(c, k->Mp)), m0), lanes, lanes);
+    LLVMValueRef base = cg_add(c, cg_muladd(c, row, Cs, cg_mul(c, gi, cg_i64(c, k->C))), ch);
     for (int i = 0; i < r; i++) {
-        LLVMValueRef x = cg_load(c, k->in, cg_add(c, base, cg_i64(c, (int64_t)i * k->sw * k->C)), "x");
+        LLVMValueRef x = cg_load(c, k->in, cg_add(c, base, cg_i64(c, (int64_t)i * k->sw * Cs)), "x");
         LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[i], bm), cg_fmul(c, cg_splat(c, x, bm), w)), acc[i]);
     }
     cg_loop_end(c, &lc);
@@ -307,12 +374,12 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
      * spills only into the next pixel's channels, which the next store
      * rewrites: only the block's last pixel needs a masked store (slow on
      * AVX2, vmaskmov). */
-    bool whole = bm == k->M && cg_lanes(c, bm) != bm;
+    bool whole = bm == k->M && Ms == k->M && cg_lanes(c, bm) != bm;
     for (int i = 0; i < r; i++) {
         LLVMValueRef v = cg_vget(c, acc[i], bm);
         if (k->act == ACT_RELU)
             v = cg_vrelu(c, v);
-        cg_vstore_lanes(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, k->M)), m0),
+        cg_vstore_lanes(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, Ms)), mg),
                         whole && i < r - 1 ? cg_lanes(c, bm) : bm);
     }
 }
@@ -320,7 +387,7 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
 /* Every channel block of r pixels from ow0: full blocks in a loop, then the rest. */
 static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
 {
-    int bm = block_width(c, k->M);
+    int bm = conv_block_width(c, k->M);
     int64_t full = k->M / bm, rest = k->M % bm;
     Loop lm;
     LLVMValueRef mb = cg_loopn(c, &lm, full, "mb");
@@ -332,6 +399,10 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
 
 void emit_conv_kernel(Cg *c, ConvKernel *k)
 {
+    if (k->G > 1 && k->C == 1 && k->M == 1) {
+        emit_depthwise(c, k);
+        return;
+    }
     if (k->scratch && wino_fits(k)) {
         emit_wino(c, k);
         return;
@@ -341,10 +412,11 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         return;
     }
     CNNC_ASSERT(!k->pool);      /* conv_takes_pool keeps to the kernels above */
-    int r = block_count(c, block_width(c, k->M), k->OW);
-    Loop ln, lh, lw;
+    int r = conv_block_count(c, conv_block_width(c, k->M), k->OW);
+    Loop ln, lh, lg, lw;
     k->bn = cg_loop(c, &ln, c->batch, "n");
     k->oh = cg_loopn(c, &lh, k->OH, "oh");
+    k->gi = k->G > 1 ? cg_loopn(c, &lg, k->G, "g") : NULL;
     if (k->OW / r) {
         LLVMValueRef ob = cg_loopn(c, &lw, k->OW / r, "ob");
         conv_channels(c, k, cg_mul(c, ob, cg_i64(c, r)), r);
@@ -352,6 +424,8 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
     }
     if (k->OW % r)
         conv_channels(c, k, cg_i64(c, k->OW / r * r), (int)(k->OW % r));
+    if (k->G > 1)
+        cg_loop_end(c, &lg);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
 }
@@ -360,7 +434,8 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
 static ConvKernel fwd_kernel(const Node *n)
 {
     ConvGeom g = geom(n);
-    return (ConvKernel){g.Hp, g.Wp, g.C, g.OH, g.OW, g.M, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL};
+    return (ConvKernel){g.Hp, g.Wp, g.Cg, g.OH, g.OW, g.Mg, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL,
+                        .G = g.G, .Cs = g.C, .Ms = g.M, .dh = g.dh, .dw = g.dw};
 }
 
 /* In inference a 2x2 stride-2 max pool right after a conv is done in the
@@ -456,10 +531,11 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         /* the batch norm after it: weights times its scale, bias times it plus its shift */
         scale = cg_ws(c, s->fold);
         batchnorm_affine(c, n->fold, scale);
-        LLVMValueRef bias = cg_at(c, scale, cg_i64(c, 2 * k.M));
+        int64_t M = n->out.d[2];
+        LLVMValueRef bias = cg_at(c, scale, cg_i64(c, 2 * M));
         Loop lm;
-        LLVMValueRef m = cg_loopn(c, &lm, k.M, "m");
-        LLVMValueRef shift = cg_load(c, scale, cg_add(c, m, cg_i64(c, k.M)), "shift");
+        LLVMValueRef m = cg_loopn(c, &lm, M, "m");
+        LLVMValueRef shift = cg_load(c, scale, cg_add(c, m, cg_i64(c, M)), "shift");
         cg_store(c, k.bias ? cg_fadd(c, cg_fmul(c, cg_load(c, k.bias, m, "b"), cg_load(c, scale, m, "s")), shift) : shift,
                  bias, m);
         cg_loop_end(c, &lm);
@@ -485,10 +561,13 @@ static int64_t lanes(int64_t n)
 bool conv_dinp_transposed(const Node *n, int *qh, int *qw)
 {
     bool replicate = n->padmode == PAD_REPLICATE;
-    *qh = n->kh - 1 - (replicate ? 0 : n->ph);
-    *qw = n->kw - 1 - (replicate ? 0 : n->pw);
+    ConvGeom g = geom(n);
+    *qh = g.dh * (n->kh - 1) - (replicate ? 0 : n->ph);
+    *qw = g.dw * (n->kw - 1) - (replicate ? 0 : n->pw);
     if (n->sh != 1 || n->sw != 1 || *qh < 0 || *qw < 0)
         return false;
+    if (!plain(n))
+        return true;            /* the scatter form below is the dense convs' */
     int64_t H = n->in.d[0] + (replicate ? 2 * n->ph : 0), W = n->in.d[1] + (replicate ? 2 * n->pw : 0);
     int64_t C = n->in.d[2], M = n->out.d[2], window = (int64_t)n->kh * n->kw;
     int64_t transposed = H * W * lanes(C) * window * M;
@@ -496,9 +575,10 @@ bool conv_dinp_transposed(const Node *n, int *qh, int *qw)
     return transposed <= scatter;
 }
 
-/* d inp of a stride-1 conv: the output gradient g, padded by K-1-P (zeros),
- * convolved with the flipped weights, is dinp. With replicate padding
- * it pads by K-1 to give the padded input's gradient, which is folded back. */
+/* d inp of a stride-1 conv: the output gradient g, padded by D(K-1)-P
+ * (zeros), convolved with the flipped weights (dilated by D, each group's
+ * own), is dinp. With replicate padding it pads by D(K-1) to give the padded
+ * input's gradient, which is folded back. */
 static bool dinp_folds(const Node *n)
 {
     return n->padmode == PAD_REPLICATE && (n->ph || n->pw);
@@ -510,8 +590,9 @@ static ConvKernel dinp_kernel(const Node *n)
     int qh, qw;
     conv_dinp_transposed(n, &qh, &qw);
     bool fold = dinp_folds(n);
-    return (ConvKernel){G.OH + 2 * qh, G.OW + 2 * qw, G.M, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.C,
-                        n->kh, n->kw, 1, 1, ACT_NONE, .in = NULL};
+    return (ConvKernel){G.OH + 2 * qh, G.OW + 2 * qw, G.Mg, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.Cg,
+                        n->kh, n->kw, 1, 1, ACT_NONE, .in = NULL, .G = G.G, .Cs = G.M, .Ms = G.C,
+                        .dh = G.dh, .dw = G.dw};
 }
 
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
@@ -568,30 +649,38 @@ typedef struct TapBlock {
  * the forward kernel's weights, (Kh, Kw, C, M): each d pre vector loaded
  * serves rkh x rt taps. */
 static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
-                               LLVMValueRef dw, LLVMValueRef bn, const TapBlock *b)
+                               LLVMValueRef dw, LLVMValueRef bn, LLVMValueRef gi, const TapBlock *b)
 {
     ConvGeom G = geom(n);
-    int64_t T = n->kw * G.C;
-    LLVMValueRef acc[32], at[32];
+    int64_t T = n->kw * G.Cg;
+    LLVMValueRef acc[32], at[32], off[32];
     for (int h = 0; h < b->rkh; h++)
         for (int j = 0; j < b->rt; j++) {
-            LLVMValueRef tap = cg_add(c, cg_muladd(c, cg_add(c, b->kh0, cg_i64(c, h)), T, b->t0), cg_i64(c, j));
-            at[h * b->rt + j] = cg_add(c, cg_mul(c, tap, cg_i64(c, G.M)), b->m0);
+            LLVMValueRef kh = cg_add(c, cg_muladd(c, gi, n->kh, b->kh0), cg_i64(c, h));
+            LLVMValueRef tap = cg_add(c, cg_muladd(c, kh, T, b->t0), cg_i64(c, j));
+            at[h * b->rt + j] = cg_add(c, cg_mul(c, tap, cg_i64(c, G.Mg)), b->m0);
             acc[h * b->rt + j] = cg_vvar(c, b->bm, "dw");
             LLVMBuildStore(c->b, cg_vload(c, dw, at[h * b->rt + j], b->bm), acc[h * b->rt + j]);
         }
+    /* tap t = (kw, c) of the group's channels, at (t / Cg) dw C + gi Cg + t % Cg
+     * in a padded row (t itself for a dense conv) */
+    for (int j = 0; j < b->rt; j++) {
+        LLVMValueRef t = cg_add(c, b->t0, cg_i64(c, j));
+        off[j] = plain(n) ? t
+               : cg_add(c, cg_mul(c, LLVMBuildUDiv(c->b, t, cg_i64(c, G.Cg), ""), cg_i64(c, (int64_t)G.dw * G.C)),
+                        cg_add(c, cg_mul(c, gi, cg_i64(c, G.Cg)), LLVMBuildURem(c->b, t, cg_i64(c, G.Cg), "")));
+    }
     Loop lh, lw;
     LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
     LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
     LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
-                                                      cg_i64(c, G.M)), b->m0), b->bm);
-    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), b->kh0);
-    LLVMValueRef base = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp,
-                                                      cg_mul(c, ow, cg_i64(c, n->sw))),
-                                         cg_i64(c, G.C)), b->t0);
+                                                      cg_i64(c, G.M)), cg_muladd(c, gi, G.Mg, b->m0)), b->bm);
+    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), cg_mul(c, b->kh0, cg_i64(c, G.dh)));
+    LLVMValueRef base = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, cg_mul(c, ow, cg_i64(c, n->sw))),
+                               cg_i64(c, G.C));
     for (int h = 0; h < b->rkh; h++)
         for (int j = 0; j < b->rt; j++) {
-            LLVMValueRef x = cg_load(c, pad, cg_add(c, base, cg_i64(c, h * G.Wp * G.C + j)), "x");
+            LLVMValueRef x = cg_load(c, pad, cg_add(c, cg_add(c, base, off[j]), cg_i64(c, h * G.dh * G.Wp * G.C)), "x");
             LLVMValueRef a = acc[h * b->rt + j];
             LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, a, b->bm), cg_fmul(c, cg_splat(c, x, b->bm), gv)), a);
         }
@@ -646,13 +735,13 @@ static void for_tap_blocks(Cg *c, int64_t rows, int rkh, int64_t taps, int rt, i
 
 typedef struct DweightCtx {
     const Node *n;
-    LLVMValueRef pad, g, dwpack, bn;
+    LLVMValueRef pad, g, dwpack, bn, gi;
 } DweightCtx;
 
 static void dweight_body(Cg *c, void *ctx, const TapBlock *b)
 {
     DweightCtx *x = ctx;
-    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, x->bn, b);
+    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, x->bn, x->gi, b);
 }
 
 /* d weight (M,C,Kh,Kw) += the sum over pixels, reduced into dwpack (Kh,Kw,C,M)
@@ -661,20 +750,24 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
                          LLVMValueRef dw)
 {
     ConvGeom G = geom(n);
-    int64_t T = n->kw * G.C;
-    int bm = block_width(c, G.M);
-    int rt = block_count(c, bm, T);
+    int64_t T = n->kw * G.Cg;
+    int bm = conv_block_width(c, G.Mg);
+    int rt = conv_block_count(c, bm, T);
     int rkh = acc_budget(c, bm) / rt;
     rkh = rkh < 1 ? 1 : rkh > n->kh ? n->kh : rkh;
     /* an image at a time, its data in cache for every block, the blocks'
-     * sums added into dwpack */
-    cg_zero(c, dwpack, cg_i64(c, n->kh * T * G.M));
-    DweightCtx x = {n, pad, g, dwpack, NULL};
-    Loop ln;
+     * sums added into dwpack, (Kh, Kw, C, M) per group */
+    cg_zero(c, dwpack, cg_i64(c, G.G * n->kh * T * G.Mg));
+    DweightCtx x = {n, pad, g, dwpack, NULL, cg_i64(c, 0)};
+    Loop ln, lg;
     x.bn = cg_loop(c, &ln, c->batch, "n");
-    for_tap_blocks(c, n->kh, rkh, T, rt, G.M, bm, dweight_body, &x);
+    if (G.G > 1)
+        x.gi = cg_loopn(c, &lg, G.G, "g");
+    for_tap_blocks(c, n->kh, rkh, T, rt, G.Mg, bm, dweight_body, &x);
+    if (G.G > 1)
+        cg_loop_end(c, &lg);
     cg_loop_end(c, &ln);
-    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.M, true, NULL);
+    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.Mg, true, NULL);
 }
 
 /* d padded input, scatter form: for output pixels gpix .. gpix+np of a row,
@@ -743,7 +836,7 @@ static void conv_dinp_pixels(Cg *c, DinpCtx *x, LLVMValueRef bn, LLVMValueRef oh
 static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
 {
     ConvGeom G = geom(n);
-    int bt = block_width(c, n->kw * G.C);
+    int bt = conv_block_width(c, n->kw * G.C);
     int budget = acc_budget(c, bt);
     int rkh = budget < n->kh ? budget : n->kh;
     int np = budget / rkh > 4 ? 4 : budget / rkh;
@@ -758,6 +851,63 @@ static void conv_dinp(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, 
     if (G.OW % np)
         conv_dinp_pixels(c, &x, bn, oh, cg_i64(c, G.OW / np * np), (int)(G.OW % np), rkh, bt);
     cg_loop_end(c, &loh);
+    cg_loop_end(c, &ln);
+}
+
+/* d padded input of a grouped or dilated conv that the transposed form does
+ * not serve (stride > 1): for each output pixel, group and tap, the sum over
+ * the group's kernels of d pre times the weights (packed as for the
+ * transposed conv, whose flipped taps are read back), a vector of the
+ * group's input channels at a time, added to dpad. */
+typedef struct GroupScatter {
+    const Node *n;
+    LLVMValueRef g, tpack, dpad, pix, at, gi, tap;
+    int64_t stride;
+} GroupScatter;
+
+static void group_scatter_block(Cg *c, void *ctx, LLVMValueRef c0, int w)
+{
+    const GroupScatter *x = ctx;
+    ConvGeom G = geom(x->n);
+    LLVMValueRef acc = cg_vvar(c, w, "dx");
+    LLVMBuildStore(c->b, cg_vzero(c, w), acc);
+    Loop lm;
+    LLVMValueRef m = cg_loopn(c, &lm, G.Mg, "m");
+    LLVMValueRef gs = cg_splat(c, cg_load(c, x->g, cg_add(c, cg_mul(c, x->pix, cg_i64(c, G.M)),
+                                                          cg_muladd(c, x->gi, G.Mg, m)), "g"), w);
+    LLVMValueRef row = cg_muladd(c, cg_add(c, cg_mul(c, x->gi, cg_i64(c, (int64_t)x->n->kh * x->n->kw)), x->tap),
+                                 G.Mg, m);
+    LLVMValueRef wv = cg_vload(c, x->tpack, cg_add(c, cg_mul(c, row, cg_i64(c, x->stride)), c0), w);
+    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc, w), cg_fmul(c, gs, wv)), acc);
+    cg_loop_end(c, &lm);
+    LLVMValueRef at = cg_add(c, x->at, c0);
+    cg_vstore(c, cg_fadd(c, cg_vload(c, x->dpad, at, w), cg_vget(c, acc, w)), x->dpad, at, w);
+}
+
+static void conv_dinp_grouped(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef tpack, LLVMValueRef dpad)
+{
+    ConvGeom G = geom(n);
+    GroupScatter x = {n, g, tpack, dpad, NULL, NULL, NULL, NULL, packed(c, G.Cg)};
+    Loop ln, lh, lw, lg, lkh, lkw;
+    LLVMValueRef bn = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
+    LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
+    x.pix = cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow);
+    x.gi = cg_loopn(c, &lg, G.G, "g");
+    LLVMValueRef kh = cg_loopn(c, &lkh, n->kh, "kh");
+    LLVMValueRef kw = cg_loopn(c, &lkw, n->kw, "kw");
+    LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), cg_mul(c, kh, cg_i64(c, G.dh)));
+    LLVMValueRef iw = cg_add(c, cg_mul(c, ow, cg_i64(c, n->sw)), cg_mul(c, kw, cg_i64(c, G.dw)));
+    x.at = cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, iw), cg_i64(c, G.C)),
+                  cg_mul(c, x.gi, cg_i64(c, G.Cg)));
+    /* the transposed pack's taps are flipped */
+    x.tap = LLVMBuildSub(c->b, cg_i64(c, (int64_t)n->kh * n->kw - 1), cg_muladd(c, kh, n->kw, kw), "tap");
+    cg_for_blocks(c, G.Cg, conv_block_width(c, G.Cg), group_scatter_block, &x);
+    cg_loop_end(c, &lkw);
+    cg_loop_end(c, &lkh);
+    cg_loop_end(c, &lg);
+    cg_loop_end(c, &lw);
+    cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
 }
 
@@ -791,8 +941,12 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
                       cg_i64(c, m0), width);
     }
     LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
-    if (dw)
+    if (dw && conv_depthwise(n)) {
+        emit_depthwise_dweight(c, n, pad, g, cg_ws(c, s->tpack));
+        pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.C, true, NULL);
+    } else if (dw) {
         conv_dweight(c, n, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
+    }
     int qh, qw;
     bool transposed = conv_dinp_transposed(n, &qh, &qw);
     /* dinp is written whole by the transposed conv; the other forms add to it */
@@ -802,14 +956,20 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         conv_dinp_as_conv(c, n, g, a->dinp);
     } else if (a->dinp) {
         LLVMValueRef tpack = cg_ws(c, s->tpack);
-        emit_pack(c, n, cg_param(c, n->weight), tpack, PACK_SCATTER, NULL);
+        int how = conv_depthwise(n) ? PACK_FORWARD : plain(n) ? PACK_SCATTER : PACK_TRANSPOSED;
+        emit_pack(c, n, cg_param(c, n->weight), tpack, how, NULL);
         LLVMValueRef dpad = a->dinp;
         if (s->dpad >= 0) {
             dpad = cg_ws(c, s->dpad);
             LLVMBuildMemSet(c->b, dpad, LLVMConstInt(LLVMInt8TypeInContext(c->ctx), 0, false),
                             cg_mul(c, c->batch, cg_i64(c, G.Hp * G.Wp * G.C * 4)), 4);
         }
-        conv_dinp(c, n, g, tpack, dpad);
+        if (conv_depthwise(n))
+            emit_depthwise_scatter(c, n, g, tpack, dpad);
+        else if (plain(n))
+            conv_dinp(c, n, g, tpack, dpad);
+        else
+            conv_dinp_grouped(c, n, g, tpack, dpad);
         if (s->dpad >= 0)
             emit_pad_walk(c, input_pad(n), a->dinp, dpad, true);
     }

@@ -14,7 +14,7 @@
 
 bool rows_fits(Cg *c, const ConvKernel *k)
 {
-    return k->C == 1 && k->sw == 1 && k->M < c->vw;
+    return conv_kernel_plain(k) && k->C == 1 && k->sw == 1 && k->M < c->vw;
 }
 
 /* lanes (m * vw + p) of M vectors to lane (p * M + m), the first n pixels, stored at at */

@@ -39,7 +39,7 @@ enum { A_MAX = 6 };                 /* the largest tile side, m + r - 1 */
 
 static const WinoSpec *spec_of(const ConvKernel *k)
 {
-    if (k->sh != 1 || k->sw != 1 || k->kh != k->kw)
+    if (k->sh != 1 || k->sw != 1 || k->kh != k->kw || !conv_kernel_plain(k))
         return NULL;
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         const WinoSpec *s = &specs[i];
