@@ -76,7 +76,11 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
                                 (long long)out[i]);
         return false;
     }
+    /* the rows and columns past the last window: reported when they hold
+     * input, not only the (bottom or right) padding */
     int64_t rem[2] = {n->ceil_mode ? 0 : span[0] % s[0], n->ceil_mode ? 0 : span[1] % s[1]};
+    for (int i = 0; i < 2; i++)
+        rem[i] = rem[i] > p[i] ? rem[i] : 0;
     if (rem[0] || rem[1]) {
         const Arg *stride = node_arg(n, "stride");
         char what[96];
