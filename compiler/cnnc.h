@@ -247,6 +247,7 @@ typedef struct Node {
     double eps, momentum;           /* batchnorm */
     bool folded;                    /* inference: a batch norm its producer's kernel applies */
     int64_t nparams, flops;
+    int64_t macs;                   /* multiply-adds per image (conv, fc) */
     int64_t rf[2], jump[2];         /* receptive field on the image, and its step */
     bool rf_global;                 /* every output sees the whole image */
     bool fused;                     /* an activation the conv or fc before it applies */
@@ -398,6 +399,8 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
 Param *shape_param(Graph *g, Node *n, const char *suffix, int rank, const int64_t *dims);
 bool shape_mul(Graph *g, Node *n, int64_t *acc, int64_t by);
 void shape_count(Graph *g, Node *n, int64_t per_output);
+/* conv and fc: per_output multiply-adds, 2 FLOPs each, plus `extra` FLOPs */
+void shape_count_macs(Graph *g, Node *n, int64_t per_output, int64_t extra);
 int64_t shape_elems(Shape s);
 
 typedef struct Cg Cg;

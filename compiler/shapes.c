@@ -77,10 +77,12 @@ bool shape_window(Graph *g, Node *n, int kh, int kw, int sh, int sw, int ph, int
         return false;
     }
     /* the rows and columns past the last window: reported when they hold
-     * input, not only the (bottom or right) padding */
+     * input, not only the (bottom or right) padding, and the windows cover
+     * the input without gaps (a window smaller than its stride, as a 1x1
+     * stride-2 shortcut, skips rows by design) */
     int64_t rem[2] = {n->ceil_mode ? 0 : span[0] % s[0], n->ceil_mode ? 0 : span[1] % s[1]};
     for (int i = 0; i < 2; i++)
-        rem[i] = rem[i] > p[i] ? rem[i] : 0;
+        rem[i] = rem[i] > p[i] && k[i] >= s[i] ? rem[i] : 0;
     if (rem[0] || rem[1]) {
         const Arg *stride = node_arg(n, "stride");
         char what[96];
@@ -267,6 +269,29 @@ void shape_count(Graph *g, Node *n, int64_t per_output)
         n->nparams += n->bias->size;
 }
 
+void shape_count_macs(Graph *g, Node *n, int64_t per_output, int64_t extra)
+{
+    n->macs = shape_elems(n->out);
+    shape_mul(g, n, &n->macs, per_output);
+    int64_t per = 2;
+    shape_mul(g, n, &per, per_output);
+    shape_count(g, n, per + extra);
+}
+
+/* n with thousands separators */
+static const char *grouped(int64_t v, char *buf, size_t size)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", (long long)v), o = 0;
+    for (int i = 0; i < len && o + 2 < (int)size; i++) {
+        if (i && (len - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 /* ---- --shapes ---- */
 
 static void rf_str(const Graph *g, const Node *n, char *field, char *jump, size_t size)
@@ -315,4 +340,11 @@ void shape_print_table(FILE *out, const Graph *g)
     if (state)
         fprintf(out, "%-*s  %-*s %-14s %12lld  (running statistics, not trained)\n", w, "state", ow, "", "",
                 (long long)state);
+    int64_t macs = 0;
+    for (int i = 0; i < g->n; i++)
+        if (__builtin_add_overflow(macs, g->nodes[i].macs, &macs))
+            macs = INT64_MAX;
+    char pb[32], mb[32];
+    fprintf(out, "%s parameters; %s multiply-adds (%.3g G) and %.3g GFLOPs per image\n",
+            grouped(params, pb, sizeof pb), grouped(macs, mb, sizeof mb), (double)macs / 1e9, (double)flops / 1e9);
 }

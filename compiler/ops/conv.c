@@ -82,12 +82,10 @@ void shape_conv(Graph *g, Node *n)
             n->bias->init = INIT_ZEROS;
         }
     }
-    /* per output: a multiply-add per (c, kh, kw), then the bias and the activation */
-    int64_t per = 2;
-    shape_mul(g, n, &per, c);
+    /* per output: a multiply-add per (c, kh, kw) of its group, then the bias and the activation */
+    int64_t per = c;
     shape_mul(g, n, &per, (int64_t)kh * kw);
-    per += (n->bias != NULL) + (n->act != ACT_NONE);
-    shape_count(g, n, per);
+    shape_count_macs(g, n, per, (n->bias != NULL) + (n->act != ACT_NONE));
 }
 
 /* ---- code generation ----

@@ -24,10 +24,7 @@ void shape_fc(Graph *g, Node *n)
         if (n->bias)
             n->bias->init = INIT_ZEROS;
     }
-    int64_t per = 2;
-    shape_mul(g, n, &per, inputs);
-    per += (n->bias != NULL) + (n->act != ACT_NONE);
-    shape_count(g, n, per);
+    shape_count_macs(g, n, inputs, (n->bias != NULL) + (n->act != ACT_NONE));
 }
 
 /* ---- code generation ----
