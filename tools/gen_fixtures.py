@@ -16,6 +16,7 @@ Needs python3-torch; the tests that read the fixtures do not. Never rerun it
 to make a failing test pass: a fixture is the independent reference.
 """
 import os
+import re
 import struct
 import sys
 
@@ -100,6 +101,34 @@ MBV2_BLOCK = [
     ("conv", "24 size=3 pad=1 groups=24 bias=false"), ("batchnorm", ""), ("relu6", ""),
     ("conv", "8 size=1 bias=false"), ("batchnorm", ""), ("add", "y"),
     ("globalavgpool", ""), ("fc", "3"), ("softmax", "")]
+
+
+
+def example_layers(name):
+    """The statements of examples/NAME.cnn's model as this file's layers."""
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", name + ".cnn")
+    text = open(path).read()
+    body = text[text.index("model"):]
+    body = body[body.index("{") + 1:body.index("}")]
+    layers = []
+    for line in body.splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        label = ""
+        if ":" in line.split()[0]:
+            label, line = line.split(":", 1)
+            label += ": "
+            line = line.strip()
+        # lists as this file writes them: [a,b,c]
+        line = re.sub(r"\[([^]]*)\]", lambda m: "[" + ",".join(m.group(1).split()) + "]", line)
+        op, _, rest = line.partition(" ")
+        if op == "input":
+            layers.append(("input", " ".join(rest.split()[1:])))
+            continue
+        layers.append((label + op, rest))
+    return layers
+
 
 NORM_NET = [
     ("input", "mean=[0.485,0.456,0.406] std=[0.45,0.5,0.55]"), ("conv", "4 size=3 pad=1 act=relu"),
@@ -506,6 +535,13 @@ TRAIN_CASES = [
     ("mbv2_adam", (8, 8, 3), 16, MBV2_BLOCK, "loss cross_entropy; optimizer adam lr=0.01 weight_decay=5e-4"),
 ]
 
+# The cases whose reference runs in float64 (then rounded to float32), for
+# networks where float32's rounding, torch's as cnnc's, is past the
+# fixtures' tolerance. (ResNet-20 on random data is such a one, and more:
+# its float32 gradients, torch's and cnnc's, are 1e-3 to 1e-2 off the
+# float64 ones, so it has no step fixture yet.)
+DOUBLE = set()
+
 # The cases trained against float targets instead of one-hot labels.
 FLOAT_TARGETS = {"mse_targets"}
 
@@ -564,10 +600,13 @@ def train_main(out, only=None):
             targets = rng.normal(0, 1, (5 * batch, out_units)).astype("<f4")
             targets.tofile(base + ".targets")
         settings = dict(s.strip().split(None, 1) for s in train.split(";"))
+        dtype = torch.float64 if name in DOUBLE else torch.float32
+        for _, t in weights:
+            t.data = t.data.to(dtype)
         opt = make_optimizer(settings["optimizer"], [t for _, t in weights if t.requires_grad])
         BN_TRAINING[0] = True
         for step in range(5):
-            x = torch.tensor(images[step * batch:(step + 1) * batch], dtype=torch.float32) / 255
+            x = torch.tensor(images[step * batch:(step + 1) * batch], dtype=dtype) / 255
             x = x.permute(0, 3, 1, 2)
             y = torch.tensor(labels[step * batch:(step + 1) * batch], dtype=torch.long)
             opt.zero_grad()
@@ -583,7 +622,7 @@ def train_main(out, only=None):
             opt.step()
             if step in (0, 4):
                 cnnw.write_cnnw(base + ".step%d.cnnw" % (step + 1),
-                                [(n, t.detach().numpy()) for n, t in weights])
+                                [(n, t.detach().float().numpy()) for n, t in weights])
         BN_TRAINING[0] = False
         print("%s: %d tensors, loss after 5 steps %.4f" % (name, len(weights), loss.item()))
 

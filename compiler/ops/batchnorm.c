@@ -140,23 +140,30 @@ typedef struct Reduce {
     int64_t off[2];
 } Reduce;
 
+/* The sums run over every value of a channel in the batch (N x H x W of
+ * them, tens of thousands) and then cancel in the variance and in d inp:
+ * they are added in double, as the rest stays float. */
 static void reduce_block(Cg *c, void *ctx, LLVMValueRef m0, int w)
 {
     Reduce *r = ctx;
     const Norm *b = r->b;
+    LLVMTypeRef dv = LLVMVectorType(LLVMDoubleTypeInContext(c->ctx), (unsigned)cg_lanes(c, w));
     LLVMValueRef acc[2];
     for (int k = 0; k < r->nacc; k++) {
-        acc[k] = cg_vvar(c, w, "sum");
-        LLVMBuildStore(c->b, cg_vzero(c, w), acc[k]);
+        acc[k] = cg_entry_alloca(c, dv, "sum");
+        LLVMBuildStore(c->b, LLVMConstNull(dv), acc[k]);
     }
     Loop lp;
     LLVMValueRef p = cg_loop(c, &lp, cg_mul(c, c->batch, cg_i64(c, pixels(b->n))), "p");
     LLVMValueRef at = cg_muladd(c, p, b->C, m0);
-    for (int k = 0; k < r->nacc; k++)
-        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[k], w), r->term(c, b, at, m0, w, k)), acc[k]);
+    for (int k = 0; k < r->nacc; k++) {
+        LLVMValueRef t = LLVMBuildFPExt(c->b, r->term(c, b, at, m0, w, k), dv, "");
+        LLVMBuildStore(c->b, LLVMBuildFAdd(c->b, LLVMBuildLoad2(c->b, dv, acc[k], ""), t, ""), acc[k]);
+    }
     cg_loop_end(c, &lp);
     for (int k = 0; k < r->nacc; k++)
-        vstore(c, cg_vget(c, acc[k], w), b->sums, r->off[k], m0, w);
+        vstore(c, LLVMBuildFPTrunc(c->b, LLVMBuildLoad2(c->b, dv, acc[k], ""), LLVMTypeOf(cg_vzero(c, w)), ""),
+               b->sums, r->off[k], m0, w);
 }
 
 static void reduce(Cg *c, const Norm *b, TermFn *term, int nacc, int64_t off0, int64_t off1)
