@@ -109,9 +109,10 @@ typedef struct Norm {
     LLVMValueRef total;             /* f32: values per channel in the batch */
 } Norm;
 
+/* two vectors of channels, or all of them (the convs' blocks) */
 static int block(Cg *c, int64_t C)
 {
-    return C < 2 * c->vw ? (int)C : 2 * c->vw;
+    return conv_block_width(c, C);
 }
 
 static LLVMValueRef vload(Cg *c, LLVMValueRef base, int64_t off, LLVMValueRef m0, int w)
