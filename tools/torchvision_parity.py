@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """cnnc's examples/resnet18.cnn and mobilenet_v2.cnn against torchvision's models.
 
-  torchvision_parity.py weights MODEL.cnn OUT.npz [--cnnc PATH]
+  torchvision_parity.py weights MODEL.cnn OUT.npz [--gain G] [--cnnc PATH]
       seeded weights for every tensor of the model (numpy only), under the
       model's tensor names: what tools/cnnw.py from-npz takes
+  torchvision_parity.py variant ARCH SIZE OUT.cnn [--train "S; S; ..."]
+      examples/ARCH.cnn with its input at SIZExSIZE and, with --train,
+      that train block (the training-step fixtures' models)
   torchvision_parity.py fixture ARCH SIZE N DIR [--cnnc PATH]
       N random SIZExSIZE images and torchvision's outputs for them
       (DIR/ARCH-SIZE.in.f32, .out.f32), with the same weights loaded into
@@ -24,6 +27,7 @@ softmax; torchvision's in logits).
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -44,9 +48,10 @@ def torch_name(name):
     return module + "." + suffix
 
 
-def seeded(name, shape):
+def seeded(name, shape, gain=4):
     """A tensor's values: scaled so that activations stay near 1 through
-    the whole network, batch norms' statistics plausible."""
+    the whole network, batch norms' statistics plausible; the classifier
+    (an fc weight) gain times wider, so that the probabilities spread."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     suffix = name.rsplit(".", 1)[1]
     if suffix == "running_mean":
@@ -58,18 +63,21 @@ def seeded(name, shape):
     if len(shape) == 1:                             # a bias, beta
         return rng.uniform(-0.1, 0.1, shape).astype(np.float32)
     fan_in = int(np.prod(shape[1:]))
-    # the classifier 4 times wider, so that the probabilities spread
-    return rng.normal(0, (4 if len(shape) == 2 else 1) * fan_in ** -0.5, shape).astype(np.float32)
+    return rng.normal(0, (gain if len(shape) == 2 else 1) * fan_in ** -0.5, shape).astype(np.float32)
 
 
-def weights(model, cnnc):
-    return {n: seeded(n, shape) for n, shape in cnnw.model_tensors(model, cnnc)}
+def weights(model, cnnc, gain=4):
+    return {n: seeded(n, shape, gain) for n, shape in cnnw.model_tensors(model, cnnc)}
 
 
-def variant(arch, size, path):
-    """examples/ARCH.cnn with its input at size x size"""
+def variant(arch, size, path, train=None):
+    """examples/ARCH.cnn with its input at size x size and, given train (a
+    train block's statements, ';' between them), that train block"""
     src = os.path.join(os.path.dirname(__file__), "..", "examples", arch + ".cnn")
-    text = open(src).read().replace("input 224x224x3", "input %dx%dx3" % (size, size))
+    text = re.sub(r"input \d+x\d+x3", "input %dx%dx3" % (size, size), open(src).read(), count=1)
+    if train is not None:
+        block = "train {\n%s}" % "".join("    %s\n" % t.strip() for t in train.split(";"))
+        text = re.sub(r"train \{.*?\n\}", lambda m: block, text, flags=re.S)
     open(path, "w").write(text)
     return path
 
@@ -103,6 +111,12 @@ def main():
     a_w = sub.add_parser("weights")
     a_w.add_argument("model")
     a_w.add_argument("out")
+    a_w.add_argument("--gain", type=float, default=4, help="the classifier's scale (default 4)")
+    a_v = sub.add_parser("variant")
+    a_v.add_argument("arch")
+    a_v.add_argument("size", type=int)
+    a_v.add_argument("out")
+    a_v.add_argument("--train", help="the train block's statements, ';' between them")
     for name in ("fixture", "compare"):
         p = sub.add_parser(name)
         p.add_argument("arch", choices=["resnet18", "mobilenet_v2"])
@@ -110,12 +124,15 @@ def main():
         p.add_argument("n", type=int)
         if name == "fixture":
             p.add_argument("dir")
-    for p in sub.choices.values():
+    for p in (a_w, sub.choices["fixture"], sub.choices["compare"]):
         p.add_argument("--cnnc", help="the cnnc to read the model's tensors with")
     a = ap.parse_args()
+    if a.cmd == "variant":
+        variant(a.arch, a.size, a.out, a.train)
+        return
     cnnc = cnnw.find_cnnc(a.cnnc)
     if a.cmd == "weights":
-        np.savez(a.out, **weights(a.model, cnnc))
+        np.savez(a.out, **weights(a.model, cnnc, a.gain))
         return
     tmp = "/tmp/cnnc-parity-%d" % os.getpid()
     os.makedirs(tmp, exist_ok=True)
