@@ -300,6 +300,7 @@ typedef struct Graph {
     BwdStep *bwd;                   /* the backward graph, in execution order */
     int nbwd;
     bool ce_fused;                  /* cross_entropy fused with the final softmax */
+    int min_images;                 /* a train step's fewest images (2 with a batch norm over a vector) */
     int loss_grad_node;             /* whose output's gradient the loss writes */
     Arena *arena;
     Diag *diag;

@@ -383,6 +383,7 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         [MF_tensors] = tglob, [MF_baked] = baked ? baked : null, [MF_init_params] = init, [MF_infer] = infer,
         [MF_train_step] = t->step_hp ? t->step_hp : null, [MF_grad] = t->grad ? t->grad : null,
         [MF_apply] = t->apply ? t->apply : null, [MF_syncs] = i32c(c, graph_syncs(g)),
+        [MF_min_images] = i32c(c, g->min_images > 1 ? g->min_images : 1),
         [MF_opt_state_size] = cg_i64(c, t->step_hp ? train_opt_state_size(g) : 0),
         [MF_dparams_offset] = cg_i64(c, plan->dparams), [MF_hp] = train_hyper_const(c),
         [MF_epochs] = i32c(c, tc->epochs), [MF_loss] = i32c(c, tc->loss),

@@ -288,6 +288,11 @@ static bool check_train(const CnnModel *m, const Args *a)
                  (batch + m->batch - 1) / m->batch, batch);
         return fail(err) == 0;
     }
+    if (batch < m->min_images) {
+        snprintf(err, sizeof err, "a batch norm over a vector normalizes each value over the step's images, "
+                 "so a step needs at least %d; --batch is %d", m->min_images, batch);
+        return fail(err) == 0;
+    }
     if (!data_paths(a, "train", img, lbl, sizeof img))
         return fail("train needs --data DIR (or --images F --labels F, or --images F --targets F)") == 0;
     data_paths(a, "t10k", timg, tlbl, sizeof timg);
@@ -349,6 +354,12 @@ int cmd_train(const CnnModel *m, const Args *a)
     Data data;
     if (!load_data(m, a, &data, err, sizeof err))
         return fail(err);
+    if (data.train.im.count < m->min_images) {
+        snprintf(err, sizeof err, "%lld training image, but a batch norm over a vector needs at least %d a step",
+                 (long long)data.train.im.count, m->min_images);
+        data_free(&data);
+        return fail(err);
+    }
     uint64_t seed = a->seed_given ? a->seed : m->seed;
     float *params = a->weights ? load_params(m, a, err, sizeof err)
                                : malloc(((size_t)m->params_size + 1) * sizeof *params);
@@ -406,6 +417,14 @@ int cmd_train(const CnnModel *m, const Args *a)
         epoch_steps = 0;
         for (int64_t first = 0; first < count; first += batch) {
             int n = (int)(count - first < batch ? count - first : batch);
+            if (n < m->min_images) {
+                /* a last batch of 1 (PyTorch refuses it: drop_last) */
+                if (epoch == 1)
+                    fprintf(stderr, "%s: note: each epoch's last batch, of %d image, is left out: a batch "
+                            "norm over a vector needs %d a step\n", m->name, n, m->min_images);
+                run.done += n;
+                break;
+            }
             for (int i = 0; i < n; i++) {
                 int64_t k = order[first + i];
                 if (m->augment_crop || m->augment_flip)

@@ -45,6 +45,8 @@ void shape_batchnorm(Graph *g, Node *n)
         diag_error(d, eps->loc, "'eps' of '%s' must be above 0, but is %g", n->name, n->eps);
     if (!(n->momentum >= 0 && n->momentum <= 1))
         diag_error(d, mom->loc, "'momentum' of '%s' must be between 0 and 1, but is %g", n->name, n->momentum);
+    if (pixels(n) == 1)
+        g->min_images = 2;      /* the program leaves out a last batch of 1 */
     if (pixels(n) == 1 && g->train.batch == 1) {
         diag_error(d, n->loc, "'%s' normalizes each value of a vector over the batch, but the batch is 1",
                    n->name);
