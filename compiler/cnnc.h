@@ -667,6 +667,10 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool);
 
 /* n's scale and shift of inference, per channel, at `at` (2 x C floats) */
 void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at);
+/* batchnorm_affine at `at`, then after them (at 2 x M) the bias of the layer
+ * before n folded with them: bias * scale + shift (shift without a bias).
+ * Returns where that bias is. */
+LLVMValueRef batchnorm_folded_bias(Cg *c, const Node *n, LLVMValueRef at, LLVMValueRef bias, int64_t M);
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

@@ -384,15 +384,17 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
     for (int i = 1; i < g->n; i++) {
         if (!op_has(g->nodes[i].op, OPF_SCRATCH))
             continue;
-        fprintf(out, "      %s scratch:", g->nodes[i].name);
-        const char *sep = " ";
+        const char *sep = NULL;
         for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
             int64_t at = *(const int64_t *)((const char *)&p->conv[i] + parts[k].at);
             if (at >= 0) {
-                fprintf(out, "%s%s at %lld", sep, parts[k].what, (long long)at);
+                if (!sep)
+                    fprintf(out, "      %s scratch:", g->nodes[i].name);
+                fprintf(out, "%s%s at %lld", sep ? sep : " ", parts[k].what, (long long)at);
                 sep = ", ";
             }
         }
-        fprintf(out, "\n");
+        if (sep)
+            fprintf(out, "\n");
     }
 }

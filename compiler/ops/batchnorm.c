@@ -363,6 +363,19 @@ void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at)
     per_channel(c, &b, set_affine);
 }
 
+LLVMValueRef batchnorm_folded_bias(Cg *c, const Node *n, LLVMValueRef at, LLVMValueRef bias, int64_t M)
+{
+    batchnorm_affine(c, n, at);
+    LLVMValueRef folded = cg_at(c, at, cg_i64(c, 2 * M));
+    Loop lm;
+    LLVMValueRef m = cg_loopn(c, &lm, M, "m");
+    LLVMValueRef shift = cg_load(c, at, cg_add(c, m, cg_i64(c, M)), "shift");
+    cg_store(c, bias ? cg_fadd(c, cg_fmul(c, cg_load(c, bias, m, "b"), cg_load(c, at, m, "s")), shift) : shift,
+             folded, m);
+    cg_loop_end(c, &lm);
+    return folded;
+}
+
 void emit_batchnorm_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     Norm b = norm_of(c, n);

@@ -528,16 +528,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     if (n->fold) {
         /* the batch norm after it: weights times its scale, bias times it plus its shift */
         scale = cg_ws(c, s->fold);
-        batchnorm_affine(c, n->fold, scale);
-        int64_t M = n->out.d[2];
-        LLVMValueRef bias = cg_at(c, scale, cg_i64(c, 2 * M));
-        Loop lm;
-        LLVMValueRef m = cg_loopn(c, &lm, M, "m");
-        LLVMValueRef shift = cg_load(c, scale, cg_add(c, m, cg_i64(c, M)), "shift");
-        cg_store(c, k.bias ? cg_fadd(c, cg_fmul(c, cg_load(c, k.bias, m, "b"), cg_load(c, scale, m, "s")), shift) : shift,
-                 bias, m);
-        cg_loop_end(c, &lm);
-        k.bias = bias;
+        k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
     }
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale);
     emit_conv_kernel(c, &k);

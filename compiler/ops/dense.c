@@ -27,6 +27,25 @@ void shape_fc(Graph *g, Node *n)
     shape_count_macs(g, n, inputs, (n->bias != NULL) + (n->act != ACT_NONE));
 }
 
+/* ---- the plan's hook (ops.def flag SCRATCH): only a folded batch norm's
+ * scale, shift and the folded bias, in inference ---- */
+
+int64_t kept_fc(const Node *n, int64_t batch)
+{
+    (void)n, (void)batch;
+    return 0;
+}
+
+int64_t scratch_fc(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep)
+{
+    (void)batch, (void)keep;
+    *s = SCRATCH_NONE;
+    if (!n->fold || training)
+        return at;
+    s->fold = at;
+    return at + plan_floats(3 * n->out.d[0]);
+}
+
 /* ---- code generation ----
  *
  * Vectors run along I, the inputs, contiguous in both inp (N,I) and weight
@@ -121,6 +140,7 @@ static LLVMValueRef reduce_add(Cg *c, LLVMValueRef v, int width)
 typedef struct FcFwd {
     const Node *n;
     LLVMValueRef inp, w, bias, out, n0, u0;
+    LLVMValueRef scale;             /* a folded batch norm's, or NULL */
     int k, rows;                    /* images and units in this block */
     LLVMValueRef acc[NB][UB_MAX];
 } FcFwd;
@@ -155,6 +175,8 @@ static void fc_fwd_block(Cg *c, FcFwd *x)
         for (int r = 0; r < x->rows; r++) {
             LLVMValueRef u = cg_add(c, x->u0, cg_i64(c, r));
             LLVMValueRef sum = reduce_add(c, cg_vget(c, x->acc[j][r], c->vw), c->vw);
+            if (x->scale)
+                sum = cg_fmul(c, sum, cg_load(c, x->scale, u, "s"));
             if (x->bias)
                 sum = cg_fadd(c, sum, cg_load(c, x->bias, u, "b"));
             LLVMValueRef oi = cg_add(c, cg_mul(c, cg_add(c, x->n0, cg_i64(c, j)), cg_i64(c, U)), u);
@@ -204,11 +226,17 @@ static void fc_fwd_body(Cg *c, void *x)
     fc_fwd_images(c, x);
 }
 
-/* out (N,U) = act(bias (U) + weight (U,I) . inp (N,I)) */
+/* out (N,U) = act(bias (U) + weight (U,I) . inp (N,I)); with a batch norm
+ * folded in (inference), act(scale * (weight . inp) + bias * scale + shift):
+ * a multiply per output, the weights as they are */
 void emit_fc_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
 {
     FcFwd x = {.n = n, .inp = inp, .w = cg_param(c, n->weight), .out = out,
                .bias = n->bias ? cg_param(c, n->bias) : NULL};
+    if (n->fold) {
+        x.scale = cg_ws(c, c->scratch[n->index].fold);
+        x.bias = batchnorm_folded_bias(c, n->fold, x.scale, x.bias, n->out.d[0]);
+    }
     for (int j = 0; j < NB; j++)
         for (int r = 0; r < UB_MAX; r++)
             x.acc[j][r] = cg_vvar(c, c->vw, "acc");
