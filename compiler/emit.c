@@ -719,8 +719,11 @@ bool backend_weights(Backend *be)
         return true;
     int nt;
     CnnTensor *tensors = graph_tensors(g, &nt);
+    /* outputs and opt_state_size bound what a checkpoint's sections may hold */
     CnnModel m = {.name = g->name, .params_size = g->params_size, .ntensors = nt,
-                  .tensors = tensors, .shape_hash = emit_shape_hash(g)};
+                  .tensors = tensors, .shape_hash = emit_shape_hash(g),
+                  .outputs = (int32_t)shape_elems(g->nodes[g->n - 1].out),
+                  .opt_state_size = train_opt_state_size(g)};
     be->weights = malloc((size_t)(g->params_size ? g->params_size : 1) * sizeof *be->weights);
     char err[512];
     bool loaded = cnnw_load(be->opts->weights, &m, be->weights, err, sizeof err);

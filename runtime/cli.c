@@ -436,9 +436,9 @@ static const struct Command {
     {"train", cmd_train, C_TRAIN,
      "train   --data DIR | --images F (--labels F | --targets F)\n"
      "                [--test-images F (--test-labels F | --test-targets F)]\n"
-     "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--weights W]\n"
-     "                [--save W] [--save-best W] [--no-shuffle] [--steps N] [--log metrics.csv]\n"
-     "                [--progress SECONDS]"},
+     "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N]\n"
+     "                [--weights W | --resume W] [--save W] [--save-best W] [--no-shuffle]\n"
+     "                [--steps N] [--log metrics.csv] [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
      "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]"},
     {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] [--resize] image.png|jpg|pgm|ppm ..."},
@@ -474,6 +474,7 @@ static const struct Option {
     {"--save", O_PATH, offsetof(Args, save), C_TRAIN, 0},
     {"--log", O_PATH, offsetof(Args, log), C_TRAIN, 0},
     {"--save-best", O_PATH, offsetof(Args, save_best), C_TRAIN, 0},
+    {"--resume", O_PATH, offsetof(Args, resume), C_TRAIN, 0},
     {"--layer", O_PATH, offsetof(Args, layer), C_SHOW, 0},
     {"--top", O_INT, offsetof(Args, top), C_PREDICT, 1 << 30},
     {"--threads", O_INT, offsetof(Args, threads), C_TRAIN | C_EVAL | C_INFER | C_BENCH, 1024},

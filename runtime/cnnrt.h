@@ -84,7 +84,36 @@ enum { CNN_SCHED_NONE, CNN_SCHED_STEP, CNN_SCHED_MULTISTEP, CNN_SCHED_COSINE };
 
 /* ---- weights.c: .cnnw files ---- */
 
-enum { CNNW_VERSION = 1 };
+enum { CNNW_VERSION = 2, CNNW_STATE_VERSION = 1 };
+
+/* What a full checkpoint holds beside the weights: where the run is and all
+ * it needs to go on as if it never stopped (the "TRAN" section). */
+typedef struct CnnTrainState {
+    uint64_t seed;                  /* shuffling, augmentation, dropout */
+    int64_t train_images;           /* the training set it ran over */
+    int32_t batch, epochs, shuffle;
+    double base_lr;
+    int32_t epoch;                  /* the epoch in progress or next, from 1 */
+    int64_t epoch_steps, seen;      /* its batches and images done */
+    int64_t step;                   /* the run's batches done */
+    double loss_sum, first_loss;    /* the epoch's losses so far; the run's first (-1: none) */
+    double best;                    /* the best validation figure, at best_epoch (0: none) */
+    int32_t best_epoch;
+    int64_t opt_state_size;         /* floats at opt_state: momentum, moments, step counter */
+    float *opt_state;
+} CnnTrainState;
+
+/* The optional parts of a .cnnw file. To load: state NULL (ignored) or with
+ * opt_state pointing at m->opt_state_size floats; has_state says whether the
+ * file had one. classes: nclasses names (malloc'd; cnnw_extra_free). */
+typedef struct CnnwExtra {
+    CnnTrainState *state;
+    bool has_state;
+    char **classes;
+    int nclasses;
+} CnnwExtra;
+
+void cnnw_extra_free(CnnwExtra *x);
 
 uint64_t cnnw_shape_hash(const CnnTensor *t, int n);
 /* Reads path into params (params_size floats), checking every tensor against
@@ -95,6 +124,13 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
                 float *params, char *err, size_t errsize);
 /* Writes atomically: a temporary file, fsync, rename. */
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t errsize);
+/* The same with the optional parts: x NULL, or its state (NULL: none) and classes */
+bool cnnw_save_ex(const char *path, const CnnModel *m, const float *params, const CnnwExtra *x,
+                  char *err, size_t errsize);
+bool cnnw_load_ex(const char *path, const CnnModel *m, float *params, CnnwExtra *x, char *err,
+                  size_t errsize);
+bool cnnw_parse_ex(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,
+                   float *params, CnnwExtra *x, char *err, size_t errsize);
 
 /* ---- files.c: whole inputs, and outputs that replace only what is ours ---- */
 

@@ -20,6 +20,7 @@ typedef struct Args {
     uint64_t seed;
     bool seed_given, no_shuffle, verbose, resize;
     const char *save_best;          /* train: the weights of the best validation figure */
+    const char *resume;             /* train: the checkpoint to go on from */
 } Args;
 
 int fail(const char *msg);

@@ -270,7 +270,7 @@ static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size
 
 /* Refuses, before any work, what train cannot do or would destroy; false
  * after a message. */
-static bool check_train(const CnnModel *m, const Args *a)
+static bool check_train(const CnnModel *m, const Args *a, int batch)
 {
     char img[4096], lbl[4096], timg[4096], tlbl[4096], err[8192];
     if (!m->train_step || m->params_size == 0) {
@@ -280,7 +280,10 @@ static bool check_train(const CnnModel *m, const Args *a)
                  : "this program was built with --inference-only: it has no training code", m->name);
         return fail(err) == 0;
     }
-    int batch = a->batch ? a->batch : m->train_batch, threads = a->threads < 64 ? a->threads : 64;
+    int threads = a->threads < 64 ? a->threads : 64;
+    if (a->resume && a->weights)
+        return fail("--resume W continues a run from its checkpoint, weights included; --weights W "
+                    "starts a new run from weights: give one of them") == 0;
     if (batch > stepper_most_images(m, threads)) {
         snprintf(err, sizeof err, "batch norm normalizes over a whole step's %d images, but this program "
                  "takes at most %d per thread (built with --batch %d) on %d thread%s; use --threads %d, or "
@@ -296,7 +299,8 @@ static bool check_train(const CnnModel *m, const Args *a)
     if (!data_paths(a, "train", img, lbl, sizeof img))
         return fail("train needs --data DIR (or --images F --labels F, or --images F --targets F)") == 0;
     data_paths(a, "t10k", timg, tlbl, sizeof timg);
-    const char *inputs[] = {img, lbl, timg, tlbl, a->weights ? a->weights : img, NULL};
+    const char *start = a->weights ? a->weights : a->resume ? a->resume : img;
+    const char *inputs[] = {img, lbl, timg, tlbl, start, NULL};
     if (output_is_input(a->save, (const char *[]){img, lbl, timg, tlbl, NULL}) ||
         output_is_input(a->log, inputs) || output_is_input(a->log, (const char *[]){a->save ? a->save : img, NULL}))
         return false;
@@ -317,14 +321,49 @@ static bool check_train(const CnnModel *m, const Args *a)
     return true;
 }
 
-static bool save(const CnnModel *m, const char *path, const float *params)
+/* fail's message, and false */
+static bool refuse(const char *msg)
+{
+    fail(msg);
+    return false;
+}
+
+/* --save: the weights and, beside them, the run's state and the class
+ * names (a full checkpoint) */
+static bool save(const CnnModel *m, const char *path, const float *params, const CnnTrainState *st,
+                 const CnnwExtra *classes)
 {
     char err[8192];
-    if (path && !cnnw_save(path, m, params, err, sizeof err)) {
+    CnnwExtra x = {.state = (CnnTrainState *)st, .classes = classes->classes, .nclasses = classes->nclasses};
+    if (path && !cnnw_save_ex(path, m, params, &x, err, sizeof err)) {
         fail(err);
         return false;
     }
     return true;
+}
+
+/* --resume W: params, the state (st->opt_state is the caller's) and the
+ * class names from W's checkpoint */
+static float *resume(const CnnModel *m, const char *path, CnnTrainState *st, CnnwExtra *classes)
+{
+    char err[8192];
+    float *params = malloc(((size_t)m->params_size + 1) * sizeof *params);
+    CnnwExtra x = {.state = st};
+    if (!cnnw_load_ex(path, m, params, &x, err, sizeof err)) {
+        fail(err);
+        free(params);
+        return NULL;
+    }
+    if (!x.has_state) {
+        snprintf(err, sizeof err, "%s: weights only, no training state to resume (it was not saved by "
+                 "train --save); --weights %s starts a new run from these weights", path, path);
+        fail(err);
+        cnnw_extra_free(&x);
+        free(params);
+        return NULL;
+    }
+    *classes = x;
+    return params;
 }
 
 static bool log_line(FILE *log, const char *path, char *err, size_t es, const char *fmt, ...)
@@ -348,74 +387,101 @@ static bool log_line(FILE *log, const char *path, char *err, size_t es, const ch
 int cmd_train(const CnnModel *m, const Args *a)
 {
     char err[8192] = "";
-    if (!check_train(m, a))
+    float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
+    CnnTrainState st = {.opt_state = opt, .opt_state_size = m->opt_state_size, .epoch = 1, .first_loss = -1};
+    CnnwExtra classes = {0};
+    float *params = NULL;
+    if (a->resume && !a->weights && !(params = resume(m, a->resume, &st, &classes))) {
+        free(opt);
         return 1;
-    int batch = a->batch ? a->batch : m->train_batch;
-    Data data;
-    if (!load_data(m, a, &data, err, sizeof err))
-        return fail(err);
-    if (data.train.im.count < m->min_images) {
+    }
+    bool resumed = params != NULL;
+    /* what the command line gives wins; else the checkpoint's, else the model's */
+    int batch = a->batch ? a->batch : resumed ? st.batch : m->train_batch;
+    uint64_t seed = a->seed_given ? a->seed : resumed ? st.seed : m->seed;
+    int epochs = a->epochs ? a->epochs : resumed ? st.epochs : m->epochs;
+    double base_lr = a->lr > 0 ? a->lr : resumed ? st.base_lr : (double)m->hp.lr;
+    bool shuffled = !a->no_shuffle && (!resumed || st.shuffle);
+    if (resumed && st.epoch_steps && batch != st.batch) {
+        snprintf(err, sizeof err, "%s: stopped in the middle of epoch %d with batches of %d; resume it "
+                 "with the same --batch (or from a checkpoint between epochs)", a->resume, st.epoch, st.batch);
+        fail(err);
+    }
+    Data data = {0};
+    bool ready = !err[0] && check_train(m, a, batch) && (load_data(m, a, &data, err, sizeof err) || refuse(err));
+    if (ready && data.train.im.count < m->min_images) {
         snprintf(err, sizeof err, "%lld training image, but a batch norm over a vector needs at least %d a step",
                  (long long)data.train.im.count, m->min_images);
-        data_free(&data);
-        return fail(err);
+        ready = refuse(err);
     }
-    uint64_t seed = a->seed_given ? a->seed : m->seed;
-    float *params = a->weights ? load_params(m, a, err, sizeof err)
-                               : malloc(((size_t)m->params_size + 1) * sizeof *params);
-    if (params && !a->weights)
-        m->init_params(params, seed);
+    if (ready && resumed && st.train_images != data.train.im.count) {
+        snprintf(err, sizeof err, "%s: its run trained on %lld images, these are %lld: resume it on the "
+                 "same data (--weights starts a new run from its weights)", a->resume,
+                 (long long)st.train_images, (long long)data.train.im.count);
+        ready = refuse(err);
+    }
+    if (ready && !params) {
+        params = a->weights ? load_params(m, a, err, sizeof err) : malloc(((size_t)m->params_size + 1) * sizeof *params);
+        if (params && !a->weights)
+            m->init_params(params, seed);
+        ready = params || refuse(err);
+    }
+    /* --log: a new file, or with --resume the old one, appended to */
     FILE *log = NULL;
-    if (params && a->log && !(log = fopen(a->log, "w")))
+    bool append = resumed && a->log && access(a->log, F_OK) == 0;
+    if (ready && a->log && !(log = fopen(a->log, append ? "a" : "w"))) {
         snprintf(err, sizeof err, "%s: cannot write: %s", a->log, strerror(errno));
-    if (!params || (a->log && !log)) {
-        free(params);
-        data_free(&data);
-        return fail(err);
+        ready = refuse(err);
     }
-    bool ok = log_line(log, a->log, err, sizeof err,
-                       "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds,val_loss,"
-                       "val_accuracy\n") || fail(err) == 0;
+    if (!ready) {
+        free(params);
+        free(opt);
+        cnnw_extra_free(&classes);
+        data_free(&data);
+        return 1;
+    }
+    bool ok = append || log_line(log, a->log, err, sizeof err,
+                                 "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds,val_loss,"
+                                 "val_accuracy\n") || fail(err) == 0;
 
     CnnHyper hp = m->hp;
-    double base_lr = a->lr > 0 ? a->lr : (double)m->hp.lr;
     hp.seed = seed;
-    float *opt = calloc((size_t)m->opt_state_size + 1, sizeof *opt);
+    hp.float_targets = data.train.targets != NULL;
     Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
     int64_t in = (int64_t)m->height * m->width * m->channels, count = data.train.im.count;
     float *x = malloc((size_t)(batch * in) * sizeof *x);
     /* a batch's labels, or its float targets */
     size_t ysize = data.train.targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
     char *y = malloc((size_t)batch * ysize);
-    hp.float_targets = data.train.targets != NULL;
     int64_t *order = malloc((size_t)count * sizeof *order);
-    for (int64_t i = 0; i < count; i++)
-        order[i] = i;
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    int epochs = a->epochs ? a->epochs : m->epochs;
-    int64_t per_epoch = (count + batch - 1) / batch, total = (int64_t)epochs * count;
-    if (a->steps && (int64_t)a->steps < per_epoch * epochs)
-        total = (int64_t)(a->steps / per_epoch) * count + (int64_t)(a->steps % per_epoch) * batch;
+    int64_t per_epoch = (count + batch - 1) / batch;
+    int64_t left = (int64_t)(epochs - st.epoch + 1) * count - st.seen, total = left > 0 ? left : 0;
+    if (a->steps && (int64_t)a->steps * batch < total)
+        total = (int64_t)a->steps * batch;
     Run run = {.epochs = epochs, .count = count, .total = total, .t0 = now(), .tty = isatty(2),
                .every = a->progress};
     run.last = run.t0;
-    int64_t step = 0, epoch_steps = 0;
-    double best = 0;
-    int best_epoch = 0;
-    double first_loss = -1;
+    st.seed = seed, st.train_images = count, st.batch = batch, st.epochs = epochs, st.shuffle = shuffled;
+    st.base_lr = base_lr;
+    int64_t steps_run = 0;
     bool stop = false;
-    for (int epoch = 1; epoch <= epochs && ok && !stop; epoch++) {
-        if (!a->no_shuffle)
+    for (int epoch = st.epoch; epoch <= epochs && ok && !stop; epoch++) {
+        for (int64_t i = 0; i < count; i++)
+            order[i] = i;
+        if (shuffled)
             shuffle(order, count, seed, epoch);
-        double t0 = now(), sum = 0;
+        double t0 = now();
+        int64_t seen0 = st.seen;    /* images of the epoch done before this run */
+        st.epoch = epoch;
         run.epoch = epoch;
-        run.seen = 0;
-        epoch_steps = 0;
-        for (int64_t first = 0; first < count; first += batch) {
+        run.seen = st.seen;
+        bool finished = true;
+        for (int64_t first = st.epoch_steps * batch; first < count; first += batch) {
             int n = (int)(count - first < batch ? count - first : batch);
             if (n < m->min_images) {
                 /* a last batch of 1 (PyTorch refuses it: drop_last) */
@@ -435,22 +501,25 @@ int cmd_train(const CnnModel *m, const Args *a)
                 memcpy(y + (size_t)i * ysize, data.train.targets ? (const void *)(data.train.targets + k * m->outputs)
                                                                  : (const void *)(data.train.labels + k), ysize);
             }
-            hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, epoch_steps, per_epoch, epochs);
+            hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, st.epoch_steps, per_epoch, epochs);
             float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
-            step++;
-            epoch_steps++;
-            sum += loss;
-            if (first_loss < 0)
-                first_loss = loss;
-            double mean = sum / (double)epoch_steps, bound = DIVERGED * fmax(first_loss, 1.0 / DIVERGED);
+            st.step++;
+            st.epoch_steps++;
+            st.seen += n;
+            steps_run++;
+            st.loss_sum += loss;
+            if (st.first_loss < 0)
+                st.first_loss = loss;
+            double mean = st.loss_sum / (double)st.epoch_steps;
+            double bound = DIVERGED * fmax(st.first_loss, 1.0 / DIVERGED);
             if (!isfinite(loss) || mean > bound) {
                 if (!isfinite(loss))
                     snprintf(err, sizeof err, "the loss became %s at epoch %d, step %lld",
-                             isnan(loss) ? "nan" : "infinite", epoch, (long long)step);
+                             isnan(loss) ? "nan" : "infinite", epoch, (long long)st.step);
                 else
                     snprintf(err, sizeof err, "the loss diverged at epoch %d, step %lld: the "
                              "epoch's mean so far, %.4g, is over %d times the first step's (%.4g)",
-                             epoch, (long long)step, mean, DIVERGED, first_loss);
+                             epoch, (long long)st.step, mean, DIVERGED, st.first_loss);
                 size_t len = strlen(err);
                 snprintf(err + len, sizeof err - len, "; stopping (lower --lr?)%s%s%s",
                          a->save ? "; the last checkpoint, " : "", a->save ? a->save : "",
@@ -461,12 +530,13 @@ int cmd_train(const CnnModel *m, const Args *a)
                 ok = false;
                 break;
             }
-            run.seen += n;
+            run.seen = st.seen;
             run.done += n;
             run.loss = mean;
             progress(&run, run.tty && run.seen == count);
-            if ((a->steps && step >= a->steps) || stop_signal) {
+            if ((a->steps && steps_run >= a->steps) || stop_signal) {
                 stop = true;
+                finished = first + batch >= count;
                 break;
             }
         }
@@ -476,33 +546,42 @@ int cmd_train(const CnnModel *m, const Args *a)
             fputc('\n', stderr);
         if (stop_signal) {
             fprintf(stderr, "%s: interrupted at step %lld of epoch %d (batch %lld of %lld)\n",
-                    m->name, (long long)step, epoch, (long long)epoch_steps, (long long)per_epoch);
+                    m->name, (long long)st.step, epoch, (long long)st.epoch_steps, (long long)per_epoch);
             break;
         }
-        double secs = now() - t0, ips = (double)run.seen / (secs + 1e-9), mean = sum / (double)epoch_steps;
+        double secs = now() - t0, ips = (double)(st.seen - seen0) / (secs + 1e-9);
+        double mean = st.epoch_steps ? st.loss_sum / (double)st.epoch_steps : 0;
         printf("epoch %d/%d  loss %.4f  %.0f img/s", epoch, epochs, mean, ips);
         Figures val = report_set(m, params, &data.val, a->threads, "val");
         Figures test = report_set(m, params, &data.test, a->threads, "test");
         printf("\n");
         fflush(stdout);
         ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f,%s,%s\n", epoch,
-                      (long long)step, mean, test.acc_csv, ips, test.loss_csv, hp.lr, secs,
+                      (long long)st.step, mean, test.acc_csv, ips, test.loss_csv, hp.lr, secs,
                       val.loss_csv, val.acc_csv);
         if (!ok) {
             fail(err);
             break;
         }
-        ok = save(m, a->save, params);
         /* the best validation accuracy (or, with float targets, loss) so far */
         double figure = data.val.targets ? -val.loss : val.acc;
-        if (ok && data.val.im.count && a->save_best && (best_epoch == 0 || figure > best)) {
-            best = figure;
-            best_epoch = epoch;
-            ok = save(m, a->save_best, params);
+        bool best = finished && data.val.im.count && (st.best_epoch == 0 || figure > st.best);
+        if (best) {
+            st.best = figure;
+            st.best_epoch = epoch;
         }
+        if (finished) {
+            /* the checkpoint resumes with the next epoch */
+            st.epoch = epoch + 1;
+            st.epoch_steps = st.seen = 0;
+            st.loss_sum = 0;
+        }
+        ok = save(m, a->save, params, &st, &classes);
+        if (ok && best && a->save_best)
+            ok = save(m, a->save_best, params, &st, &classes);
     }
     if (ok && stop_signal)
-        ok = save(m, a->save, params);
+        ok = save(m, a->save, params, &st, &classes);
     if (ok && stop_signal)
         fprintf(stderr, "%s: %s%s\n", m->name, a->save ? "saved " : "nothing saved (no --save)",
                 a->save ? a->save : "");
@@ -514,6 +593,7 @@ int cmd_train(const CnnModel *m, const Args *a)
     stepper_free(stepper);
     free(opt);
     free(params);
+    cnnw_extra_free(&classes);
     data_free(&data);
     if (!ok)
         return 1;

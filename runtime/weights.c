@@ -1,10 +1,15 @@
 /*
  * weights.c: the .cnnw weights file (docs/weights-format.md).
  *
- *   "CNNW" | u32 version | u64 shape hash | u32 tensors | u32 0
+ *   "CNNW" | u32 version | u64 shape hash | u32 tensors | u32 sections
  *   per tensor: u32 name length | name | u32 rank | u32 dims[rank] | f32 data
+ *   per section: 4-byte tag | u32 its version | u64 bytes | the bytes
  *   u32 CRC-32 (zlib's) of every byte before it
  *
+ * Version 1 has no sections (the count is 0): a file of weights only is
+ * written as version 1, so older programs read it.
+ * Sections: "CLAS" the class names, "TRAN" the training state of a full
+ * checkpoint (CnnTrainState); a loader skips a tag it does not know.
  * All little-endian. Loading checks, in this order, that the file is whole,
  * is a .cnnw file of this version, is not corrupted, and belongs to the model;
  * each failure is one message naming the file and the problem. Saving goes
@@ -80,6 +85,70 @@ static bool get_u64(Reader *r, uint64_t *v)
     return true;
 }
 
+static bool get_u64s(Reader *r, void *out)
+{
+    uint64_t v;
+    if (!get_u64(r, &v))
+        return false;
+    memcpy(out, &v, 8);
+    return true;
+}
+
+static bool get_u32s(Reader *r, void *out)
+{
+    uint32_t v;
+    if (!get_u32(r, &v))
+        return false;
+    memcpy(out, &v, 4);
+    return true;
+}
+
+void cnnw_extra_free(CnnwExtra *x)
+{
+    for (int i = 0; i < x->nclasses; i++)
+        free(x->classes[i]);
+    free(x->classes);
+    x->classes = NULL;
+    x->nclasses = 0;
+}
+
+/* "CLAS": u32 count, then each name as u32 length and its bytes */
+static bool read_classes(Reader r, CnnwExtra *x, int outputs)
+{
+    uint32_t n;
+    if (!get_u32(&r, &n) || n > (uint32_t)outputs)
+        return false;
+    x->classes = calloc(n ? n : 1, sizeof *x->classes);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        if (!get_u32(&r, &len) || len > 4096 || (size_t)(r.end - r.p) < len)
+            return false;
+        x->classes[i] = malloc(len + 1);
+        get(&r, x->classes[i], len);
+        x->classes[i][len] = '\0';
+        x->nclasses = (int)i + 1;
+    }
+    return r.p == r.end;
+}
+
+/* "TRAN": CnnTrainState's fields in order (integers and doubles as their
+ * 4 or 8 bytes), then opt_state_size floats */
+static bool read_state(Reader r, CnnTrainState *t, int64_t want)
+{
+    float *opt = t->opt_state;
+    bool ok = get_u64s(&r, &t->seed) && get_u64s(&r, &t->train_images) && get_u32s(&r, &t->batch) &&
+              get_u32s(&r, &t->epochs) && get_u32s(&r, &t->shuffle) && get_u64s(&r, &t->base_lr) &&
+              get_u32s(&r, &t->epoch) && get_u64s(&r, &t->epoch_steps) && get_u64s(&r, &t->seen) &&
+              get_u64s(&r, &t->step) && get_u64s(&r, &t->loss_sum) && get_u64s(&r, &t->first_loss) &&
+              get_u64s(&r, &t->best) && get_u32s(&r, &t->best_epoch) && get_u64s(&r, &t->opt_state_size);
+    t->opt_state = opt;
+    if (!ok || t->opt_state_size != want || (uint64_t)(r.end - r.p) != (uint64_t)want * 4)
+        return false;
+    for (int64_t i = 0; i < want; i++)
+        get_u32s(&r, &opt[i]);
+    return true;
+}
+
 static void dims_str(char *buf, size_t size, int rank, const uint32_t *d)
 {
     size_t len = 0;
@@ -90,8 +159,21 @@ static void dims_str(char *buf, size_t size, int rank, const uint32_t *d)
 
 bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, size_t es)
 {
-    /* the largest file this model's weights can make, names and all */
-    size_t max = 64 + (size_t)m->params_size * 4 + (size_t)m->ntensors * (4 + 256 + 4 + 16) + 4096;
+    return cnnw_load_ex(path, m, params, NULL, err, es);
+}
+
+bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,
+                float *params, char *err, size_t es)
+{
+    return cnnw_parse_ex(buf, len, path, m, params, NULL, err, es);
+}
+
+bool cnnw_load_ex(const char *path, const CnnModel *m, float *params, CnnwExtra *x, char *err, size_t es)
+{
+    /* the largest file this model's weights can make, names, training state
+     * and class names (one an output, at most 4 KiB each) and all */
+    size_t max = 64 + (size_t)m->params_size * 4 + (size_t)m->ntensors * (4 + 256 + 4 + 16) + 4096 +
+                 (size_t)m->opt_state_size * 4 + 256 + (size_t)m->outputs * (4 + 4096);
     size_t len;
     unsigned char *buf = cnn_read_all(path, &len, max, err, es);
     if (!buf && len > max)
@@ -99,17 +181,24 @@ bool cnnw_load(const char *path, const CnnModel *m, float *params, char *err, si
                  "file of this model can be", path);
     if (!buf)
         return false;
-    bool ok = cnnw_parse(buf, len, path, m, params, err, es);
+    bool ok = cnnw_parse_ex(buf, len, path, m, params, x, err, es);
     free(buf);
     return ok;
 }
 
-bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,
-                float *params, char *err, size_t es)
+bool cnnw_parse_ex(const unsigned char *buf, size_t len, const char *path, const CnnModel *m,
+                   float *params, CnnwExtra *x, char *err, size_t es)
 {
     Reader r = {buf, buf + len};
     char magic[4];
-    uint32_t version, count, reserved, crc;
+    uint32_t version, count, nsections, crc;
+    Reader classes = {0}, state = {0};
+    uint32_t state_version = 0;
+    if (x) {
+        x->has_state = false;
+        x->classes = NULL;
+        x->nclasses = 0;
+    }
     uint64_t hash;
     bool ok = false;
     if (!get(&r, magic, 4) || memcmp(magic, MAGIC, 4) != 0) {
@@ -117,12 +206,12 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
         goto out;
     }
     if (!get_u32(&r, &version) || !get_u64(&r, &hash) || !get_u32(&r, &count) ||
-        !get_u32(&r, &reserved)) {
+        !get_u32(&r, &nsections)) {
         snprintf(err, es, "%s: truncated (the header is incomplete)", path);
         goto out;
     }
-    if (version != CNNW_VERSION) {
-        snprintf(err, es, "%s: .cnnw version %u; this program reads version %d", path, version,
+    if (version < 1 || version > CNNW_VERSION) {
+        snprintf(err, es, "%s: .cnnw version %u; this program reads versions 1 to %d", path, version,
                  CNNW_VERSION);
         goto out;
     }
@@ -185,9 +274,26 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
             memcpy(&params[want->offset + (int64_t)i], &bits, 4);
         }
     }
+    for (uint32_t k = 0; k < (version >= 2 ? nsections : 0); k++) {
+        char tag[4];
+        uint32_t sv;
+        uint64_t bytes;
+        if (!get(&r, tag, 4) || !get_u32(&r, &sv) || !get_u64(&r, &bytes) ||
+            bytes > (uint64_t)(r.end - r.p)) {
+            snprintf(err, es, "%s: truncated or corrupted (section %u of %u is unreadable)", path, k + 1,
+                     nsections);
+            goto out;
+        }
+        Reader body = {r.p, r.p + bytes};
+        if (!memcmp(tag, "CLAS", 4))
+            classes = body;
+        else if (!memcmp(tag, "TRAN", 4))
+            state = body, state_version = sv;
+        r.p += bytes;
+    }
     if (r.p != r.end) {
-        snprintf(err, es, "%s: corrupted (%zu unexpected bytes after the last tensor)", path,
-                 (size_t)(r.end - r.p));
+        snprintf(err, es, "%s: corrupted (%zu unexpected bytes after the last %s)", path,
+                 (size_t)(r.end - r.p), version >= 2 && nsections ? "section" : "tensor");
         goto out;
     }
     if ((uint32_t)crc32(0L, buf, (uInt)(len - 4)) != crc) {
@@ -206,8 +312,28 @@ bool cnnw_parse(const unsigned char *buf, size_t len, const char *path, const Cn
                  m->name, (unsigned long long)m->shape_hash);
         goto out;
     }
+    if (x && classes.p && !read_classes(classes, x, m->outputs)) {
+        snprintf(err, es, "%s: corrupted (its class names are unreadable)", path);
+        goto out;
+    }
+    if (x && x->state && state.p) {
+        if (state_version != CNNW_STATE_VERSION) {
+            snprintf(err, es, "%s: training state of version %u; this program reads version %d", path,
+                     state_version, CNNW_STATE_VERSION);
+            goto out;
+        }
+        if (!read_state(state, x->state, m->opt_state_size)) {
+            snprintf(err, es, "%s: its training state is another optimizer's (or unreadable): model "
+                     "'%s''s keeps %lld floats; --weights starts from its weights with a fresh optimizer",
+                     path, m->name, (long long)m->opt_state_size);
+            goto out;
+        }
+        x->has_state = true;
+    }
     ok = true;
 out:
+    if (!ok && x)
+        cnnw_extra_free(x);
     return ok;
 }
 
@@ -232,19 +358,77 @@ static void put_u32(Writer *w, uint32_t v)
     put(w, b, 4);
 }
 
+static void put_u64(Writer *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+
+static void put_8(Writer *w, const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    put_u64(w, v);
+}
+
+static void put_4(Writer *w, const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    put_u32(w, v);
+}
+
+static void put_section(Writer *w, const char *tag, uint32_t version, uint64_t bytes)
+{
+    put(w, tag, 4);
+    put_u32(w, version);
+    put_u64(w, bytes);
+}
+
+static void put_classes(Writer *w, const CnnwExtra *x)
+{
+    uint64_t bytes = 4;
+    for (int i = 0; i < x->nclasses; i++)
+        bytes += 4 + strlen(x->classes[i]);
+    put_section(w, "CLAS", 1, bytes);
+    put_u32(w, (uint32_t)x->nclasses);
+    for (int i = 0; i < x->nclasses; i++) {
+        put_u32(w, (uint32_t)strlen(x->classes[i]));
+        put(w, x->classes[i], strlen(x->classes[i]));
+    }
+}
+
+static void put_state(Writer *w, const CnnTrainState *t)
+{
+    put_section(w, "TRAN", CNNW_STATE_VERSION, 8 * 10 + 4 * 5 + 4 * (uint64_t)t->opt_state_size);
+    put_8(w, &t->seed), put_8(w, &t->train_images), put_4(w, &t->batch), put_4(w, &t->epochs);
+    put_4(w, &t->shuffle), put_8(w, &t->base_lr), put_4(w, &t->epoch), put_8(w, &t->epoch_steps);
+    put_8(w, &t->seen), put_8(w, &t->step), put_8(w, &t->loss_sum), put_8(w, &t->first_loss);
+    put_8(w, &t->best), put_4(w, &t->best_epoch), put_8(w, &t->opt_state_size);
+    for (int64_t i = 0; i < t->opt_state_size; i++)
+        put_4(w, &t->opt_state[i]);
+}
+
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t es)
+{
+    return cnnw_save_ex(path, m, params, NULL, err, es);
+}
+
+bool cnnw_save_ex(const char *path, const CnnModel *m, const float *params, const CnnwExtra *x,
+                  char *err, size_t es)
 {
     CnnOut out;
     FILE *f = cnn_out_open(&out, path, "wb", err, es);
     if (!f)
         return false;
     Writer w = {f, crc32(0L, Z_NULL, 0), true};
+    bool classes = x && x->nclasses > 0, state = x && x->state;
     put(&w, MAGIC, 4);
-    put_u32(&w, CNNW_VERSION);
+    put_u32(&w, classes || state ? CNNW_VERSION : 1);  /* weights only: what version 1 reads */
     put_u32(&w, (uint32_t)m->shape_hash);
     put_u32(&w, (uint32_t)(m->shape_hash >> 32));
     put_u32(&w, (uint32_t)m->ntensors);
-    put_u32(&w, 0);
+    put_u32(&w, (uint32_t)classes + (uint32_t)state);
     for (int t = 0; t < m->ntensors; t++) {
         const CnnTensor *x = &m->tensors[t];
         put_u32(&w, (uint32_t)strlen(x->name));
@@ -258,6 +442,10 @@ bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *e
             put_u32(&w, bits);
         }
     }
+    if (classes)
+        put_classes(&w, x);
+    if (state)
+        put_state(&w, x->state);
     uint32_t crc = (uint32_t)w.crc;
     put_u32(&w, crc);
     int e = errno;

@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 
 MAGIC = b"CNNW"
-VERSION = 1
+VERSION = 2      # reads 1 and 2 (skipping 2's sections); writes weights only, as version 1
 
 
 def shape_hash(tensors):
@@ -94,7 +94,7 @@ def write_atomically(path, data):
 
 def write_cnnw(path, tensors):
     out = bytearray(MAGIC)
-    out += struct.pack("<IQII", VERSION, shape_hash(tensors), len(tensors), 0)
+    out += struct.pack("<IQII", 1, shape_hash(tensors), len(tensors), 0)
     for name, arr in tensors:
         out += struct.pack("<I", len(name)) + name.encode()
         out += struct.pack("<I", arr.ndim) + struct.pack("<%dI" % arr.ndim, *arr.shape)
@@ -110,8 +110,8 @@ def read_cnnw(path):
     if struct.unpack("<I", data[-4:])[0] != zlib.crc32(data[:-4]) & 0xFFFFFFFF:
         sys.exit("cnnw.py: %s: corrupted (checksum mismatch)" % path)
     version, _, count, _ = struct.unpack_from("<IQII", data, 4)
-    if version != VERSION:
-        sys.exit("cnnw.py: %s: version %d, expected %d" % (path, version, VERSION))
+    if not 1 <= version <= VERSION:
+        sys.exit("cnnw.py: %s: version %d, expected 1 to %d" % (path, version, VERSION))
     pos, tensors = 24, []
     for _ in range(count):
         (n,) = struct.unpack_from("<I", data, pos)
