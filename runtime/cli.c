@@ -58,6 +58,67 @@ float *load_params(const CnnModel *m, const Args *a, char *err, size_t es)
     return p;
 }
 
+bool read_class_names(const CnnModel *m, const char *path, CnnwExtra *names, char *err, size_t es)
+{
+    size_t len, max = (size_t)m->outputs * 4097 + 1;
+    unsigned char *buf = cnn_read_all(path, &len, max, err, es);
+    if (!buf && len > max)
+        snprintf(err, es, "%s: more than %d class names (the model's outputs), or a name over 4096 bytes",
+                 path, m->outputs);
+    if (!buf)
+        return false;
+    CnnwExtra x = {.classes = calloc((size_t)m->outputs + 1, sizeof(char *))};
+    bool ok = true;
+    for (size_t at = 0; ok && at < len;) {
+        size_t end = at;
+        while (end < len && buf[end] != '\n')
+            end++;
+        size_t n = end > at && buf[end - 1] == '\r' ? end - at - 1 : end - at;
+        if (x.nclasses == m->outputs) {
+            snprintf(err, es, "%s: more than %d class names (the model's outputs)", path, m->outputs);
+            ok = false;
+        } else if (n == 0 || n > 4096 || memchr(buf + at, '\0', n)) {
+            snprintf(err, es, "%s: line %d: a class name must be 1 to 4096 bytes of text", path, x.nclasses + 1);
+            ok = false;
+        } else {
+            x.classes[x.nclasses] = malloc(n + 1);
+            memcpy(x.classes[x.nclasses], buf + at, n);
+            x.classes[x.nclasses++][n] = '\0';
+        }
+        at = end + 1;
+    }
+    free(buf);
+    if (ok && x.nclasses == 0) {
+        snprintf(err, es, "%s: no class names in it (one a line)", path);
+        ok = false;
+    }
+    if (!ok) {
+        cnnw_extra_free(&x);
+        return false;
+    }
+    *names = x;
+    return true;
+}
+
+float *load_params_named(const CnnModel *m, const Args *a, CnnwExtra *names, char *err, size_t es)
+{
+    *names = (CnnwExtra){0};
+    if (a->classes && !read_class_names(m, a->classes, names, err, es))
+        return NULL;
+    if (a->classes || !a->weights || m->baked) {
+        float *p = load_params(m, a, err, es);
+        if (!p)
+            cnnw_extra_free(names);
+        return p;
+    }
+    float *p = malloc(((size_t)m->params_size + 1) * sizeof *p);
+    if (!cnnw_load_ex(a->weights, m, p, names, err, es)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 struct Inferer {
     const CnnModel *m;
     Pool *pool;
@@ -195,7 +256,8 @@ static int cmd_predict(const CnnModel *m, const Args *a)
         return 1;
     if (a->nfiles == 0)
         return fail("predict needs at least one image (.pgm or .ppm)");
-    float *params = load_params(m, a, err, sizeof err);
+    CnnwExtra names;
+    float *params = load_params_named(m, a, &names, err, sizeof err);
     if (!params)
         return fail(err);
     int64_t in = (int64_t)m->height * m->width * m->channels;
@@ -222,7 +284,10 @@ static int cmd_predict(const CnnModel *m, const Args *a)
                 if (!used[j] && (best < 0 || y[j] > y[best]))
                     best = j;
             used[best] = true;
-            printf(" %d (%.4f)", best, y[best]);
+            if (best < names.nclasses)
+                printf(" %d %s (%.4f)", best, names.classes[best], y[best]);
+            else
+                printf(" %d (%.4f)", best, y[best]);
         }
         printf("\n");
         free(used);
@@ -231,7 +296,40 @@ static int cmd_predict(const CnnModel *m, const Args *a)
     free(x);
     free(y);
     free(params);
+    cnnw_extra_free(&names);
     return rc;
+}
+
+/* eval's table: each class's accuracy, and with --confusion the counts of
+ * each label (rows) given each class (columns) */
+static void print_classes(const CnnModel *m, const CnnwExtra *names, const int64_t *conf, bool matrix)
+{
+    int K = m->outputs, wide = 4;
+    for (int k = 0; k < names->nclasses; k++)
+        wide = (int)strlen(names->classes[k]) > wide ? (int)strlen(names->classes[k]) : wide;
+    wide = wide > 24 ? 24 : wide;
+    printf("class  %-*s  accuracy  right / images\n", wide, names->nclasses ? "name" : "");
+    for (int k = 0; k < K; k++) {
+        int64_t n = 0;
+        for (int j = 0; j < K; j++)
+            n += conf[(int64_t)k * K + j];
+        if (n == 0)
+            continue;
+        printf("%5d  %-*.*s  %7.2f%%  %lld / %lld\n", k, wide, wide, k < names->nclasses ? names->classes[k] : "",
+               100.0 * (double)conf[(int64_t)k * K + k] / (double)n, (long long)conf[(int64_t)k * K + k], (long long)n);
+    }
+    if (!matrix)
+        return;
+    printf("confusion (rows: the label, columns: the class given)\n%5s", "");
+    for (int j = 0; j < K; j++)
+        printf(" %6d", j);
+    printf("\n");
+    for (int k = 0; k < K; k++) {
+        printf("%5d", k);
+        for (int j = 0; j < K; j++)
+            printf(" %6lld", (long long)conf[(int64_t)k * K + j]);
+        printf("\n");
+    }
 }
 
 bool data_paths(const Args *a, const char *kind, char *img, char *lbl, size_t size)
@@ -301,7 +399,8 @@ static int cmd_eval(const CnnModel *m, const Args *a)
     }
     if (!data_paths(&e, "t10k", img, lbl, sizeof img))
         return fail("eval needs --data DIR (or --images F --labels F, or --images F --targets F)");
-    float *params = load_params(m, a, err, sizeof err);
+    CnnwExtra names;
+    float *params = load_params_named(m, a, &names, err, sizeof err);
     if (!params)
         return fail(err);
     Dataset d;
@@ -312,17 +411,23 @@ static int cmd_eval(const CnnModel *m, const Args *a)
         : nc ? !load_cifar(m, a, cifar, nc, &d, err, sizeof err)
              : !load_set(m, img, lbl, a->targets, &d, err, sizeof err)) {
         free(params);
+        cnnw_extra_free(&names);
         return fail(err);
     }
     double loss;
-    int64_t right = evaluate(m, params, &d, a->threads, &loss);
-    if (d.targets)
+    int64_t *conf = calloc((size_t)m->outputs * (size_t)m->outputs, sizeof *conf);
+    int64_t right = evaluate(m, params, &d, a->threads, &loss, conf);
+    if (d.targets) {
         printf("test mse: %.6g (%lld images)\n", loss, (long long)d.im.count);
-    else
+    } else {
         printf("test accuracy: %.2f%% (%lld of %lld)  test loss %.4f\n",
                100.0 * (double)right / (double)d.im.count, (long long)right, (long long)d.im.count, loss);
+        print_classes(m, names.nclasses ? &names : &d.names, conf, a->confusion);
+    }
+    free(conf);
     set_free(&d);
     free(params);
+    cnnw_extra_free(&names);
     return 0;
 }
 
@@ -383,6 +488,7 @@ void set_free(Dataset *d)
     free(d->im.pixels);
     free(d->labels);
     free(d->targets);
+    cnnw_extra_free(&d->names);
     *d = (Dataset){0};
 }
 
@@ -390,7 +496,8 @@ void set_free(Dataset *d)
  * targets), and their mean loss: the train block's, cross-entropy of the
  * probabilities the model ends with, or the squared difference to the
  * one-hot label or the float target. */
-int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss)
+int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss,
+                 int64_t *confusion)
 {
     const CnnImages *im = &d->im;
     int K = m->outputs;
@@ -405,6 +512,8 @@ int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int t
             if (p[j] > p[best])
                 best = j;
         right += d->labels && best == d->labels[i];
+        if (confusion && d->labels)
+            confusion[(int64_t)d->labels[i] * K + best]++;
         if (m->loss == CNN_LOSS_MSE) {
             double e = 0;
             for (int j = 0; j < K; j++) {
@@ -440,8 +549,10 @@ static const struct Command {
      "                [--weights W | --resume W] [--save W] [--save-best W] [--no-shuffle]\n"
      "                [--steps N] [--log metrics.csv] [--progress SECONDS]"},
     {"eval", cmd_eval, C_EVAL,
-     "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]"},
-    {"predict", cmd_predict, C_PREDICT, "predict --weights W [--top K] [--resize] image.png|jpg|pgm|ppm ..."},
+     "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]\n"
+     "                [--classes FILE] [--confusion]"},
+    {"predict", cmd_predict, C_PREDICT,
+     "predict --weights W [--top K] [--resize] [--classes FILE] image.png|jpg|pgm|ppm ..."},
     {"infer", cmd_infer, C_INFER,
      "infer   --weights W --input x.f32|- --output y.f32|- [--threads N]"},
     {"bench", cmd_bench, C_BENCH, "bench   [--threads N]      (speed on random data)"},
@@ -475,6 +586,8 @@ static const struct Option {
     {"--log", O_PATH, offsetof(Args, log), C_TRAIN, 0},
     {"--save-best", O_PATH, offsetof(Args, save_best), C_TRAIN, 0},
     {"--resume", O_PATH, offsetof(Args, resume), C_TRAIN, 0},
+    {"--classes", O_PATH, offsetof(Args, classes), C_TRAIN | C_EVAL | C_PREDICT, 0},
+    {"--confusion", O_FLAG, offsetof(Args, confusion), C_EVAL, 0},
     {"--layer", O_PATH, offsetof(Args, layer), C_SHOW, 0},
     {"--top", O_INT, offsetof(Args, top), C_PREDICT, 1 << 30},
     {"--threads", O_INT, offsetof(Args, threads), C_TRAIN | C_EVAL | C_INFER | C_BENCH, 1024},

@@ -384,7 +384,12 @@ bool load_folder(const CnnModel *m, const char *dir, const char *split, bool res
     for (int64_t i = 0; i < count; i++)
         free(paths[i]);
     free(paths);
-    free_names(classes, nclasses);
+    if (ok) {
+        d->names.classes = classes;
+        d->names.nclasses = nclasses;
+    } else {
+        free_names(classes, nclasses);
+    }
     if (here)
         free_names(here, nhere);
     if (!ok) {

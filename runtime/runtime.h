@@ -21,6 +21,8 @@ typedef struct Args {
     bool seed_given, no_shuffle, verbose, resize;
     const char *save_best;          /* train: the weights of the best validation figure */
     const char *resume;             /* train: the checkpoint to go on from */
+    const char *classes;            /* --classes FILE: the class names, one a line */
+    bool confusion;                 /* eval: the confusion matrix */
 } Args;
 
 int fail(const char *msg);
@@ -28,6 +30,11 @@ int fail(const char *msg);
 bool output_is_input(const char *out, const char *const *inputs);
 void *ws_alloc(const CnnModel *m);
 float *load_params(const CnnModel *m, const Args *a, char *err, size_t es);
+/* The same, and the class names: --classes FILE's, else the weights file's
+ * (none: names->nclasses 0) */
+float *load_params_named(const CnnModel *m, const Args *a, CnnwExtra *names, char *err, size_t es);
+/* --classes FILE: one name a line, at most the model's outputs */
+bool read_class_names(const CnnModel *m, const char *path, CnnwExtra *names, char *err, size_t es);
 /* Inference in batches on a pool, each thread with a workspace of its own,
  * kept from call to call. */
 typedef struct Inferer Inferer;
@@ -42,6 +49,7 @@ typedef struct Dataset {
     CnnImages im;
     int32_t *labels;                /* count of them, or NULL */
     float *targets;                 /* count x outputs, or NULL */
+    CnnwExtra names;                /* an image folder's class names (nclasses 0 otherwise) */
 } Dataset;
 
 /* Reads an image file and its labels (or targets, when targets is not NULL),
@@ -57,7 +65,9 @@ bool load_folder(const CnnModel *m, const char *dir, const char *split, bool res
 int cifar_files(const Args *a, bool test, char names[5][4096]);
 bool load_cifar(const CnnModel *m, const Args *a, char names[5][4096], int n, Dataset *d, char *err,
                 size_t es);
-int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss);
+/* confusion: NULL, or outputs x outputs counts (row: the label, column: the class given) */
+int64_t evaluate(const CnnModel *m, const float *params, const Dataset *d, int threads, double *loss,
+                 int64_t *confusion);
 int cmd_train(const CnnModel *m, const Args *a);
 int cmd_bench(const CnnModel *m, const Args *a);
 

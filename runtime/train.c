@@ -214,7 +214,7 @@ static Figures report_set(const CnnModel *m, const float *params, const Dataset 
     Figures f = {0, -1, "", ""};
     if (!d->im.count)
         return f;
-    int64_t right = evaluate(m, params, d, threads, &f.loss);
+    int64_t right = evaluate(m, params, d, threads, &f.loss, NULL);
     printf("  %s loss %.4f", name, f.loss);
     snprintf(f.loss_csv, sizeof f.loss_csv, "%.6f", f.loss);
     if (!d->targets) {
@@ -419,6 +419,15 @@ int cmd_train(const CnnModel *m, const Args *a)
                  "same data (--weights starts a new run from its weights)", a->resume,
                  (long long)st.train_images, (long long)data.train.im.count);
         ready = refuse(err);
+    }
+    /* the class names the checkpoints keep: --classes FILE's, the image
+     * folder's, or those of the checkpoint resumed */
+    if (ready && a->classes) {
+        cnnw_extra_free(&classes);
+        ready = read_class_names(m, a->classes, &classes, err, sizeof err) || refuse(err);
+    } else if (ready && data.train.names.nclasses && !classes.nclasses) {
+        classes = data.train.names;
+        data.train.names = (CnnwExtra){0};
     }
     if (ready && !params) {
         params = a->weights ? load_params(m, a, err, sizeof err) : malloc(((size_t)m->params_size + 1) * sizeof *params);
