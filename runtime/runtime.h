@@ -101,6 +101,18 @@ void rt_pool_free(Pool *p);
  * image, drawn from (seed, epoch, index); augment_draw gives the draw alone */
 void augment_draw(uint64_t seed, int epoch, int64_t index, int pad, bool flip, int *i, int *j,
                   bool *mirror);
+/* feed.c: the training batches, made ahead of the step on a thread of their
+ * own, FEED_SLOTS at most; from batch `first` of `epoch` on, in the order
+ * the step takes them (a last batch below min_images left out) */
+typedef struct Feeder Feeder;
+void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int epoch);
+Feeder *feeder_new(const CnnModel *m, const Dataset *d, int batch, uint64_t seed, bool shuffled, int epoch,
+                   int64_t first, int epochs);
+/* the batch of n images from `first` of `epoch` (waiting for it), its labels
+ * or targets at *labels; valid till feeder_done */
+const float *feeder_take(Feeder *f, int epoch, int64_t first, int n, const void **labels);
+void feeder_done(Feeder *f);
+void feeder_free(Feeder *f);
 void augment_image(const float *src, float *dst, int h, int w, int c, int pad, bool flip,
                    uint64_t seed, int epoch, int64_t index);
 

@@ -49,26 +49,6 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Fisher-Yates with a generator seeded by (seed, epoch). */
-static void shuffle(int64_t *order, int64_t n, uint64_t seed, int epoch)
-{
-    uint64_t s = seed * 1000003u + (uint64_t)epoch;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
-        int64_t t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
-}
-
 /* What the progress display needs to know of the run. */
 typedef struct Run {
     int epoch, epochs;
@@ -457,12 +437,8 @@ int cmd_train(const CnnModel *m, const Args *a)
     hp.seed = seed;
     hp.float_targets = data.train.targets != NULL;
     Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
-    int64_t in = (int64_t)m->height * m->width * m->channels, count = data.train.im.count;
-    float *x = malloc((size_t)(batch * in) * sizeof *x);
-    /* a batch's labels, or its float targets */
-    size_t ysize = data.train.targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
-    char *y = malloc((size_t)batch * ysize);
-    int64_t *order = malloc((size_t)count * sizeof *order);
+    int64_t count = data.train.im.count;
+    Feeder *feed = feeder_new(m, &data.train, batch, seed, shuffled, st.epoch, st.epoch_steps * batch, epochs);
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -480,10 +456,6 @@ int cmd_train(const CnnModel *m, const Args *a)
     int64_t steps_run = 0;
     bool stop = false;
     for (int epoch = st.epoch; epoch <= epochs && ok && !stop; epoch++) {
-        for (int64_t i = 0; i < count; i++)
-            order[i] = i;
-        if (shuffled)
-            shuffle(order, count, seed, epoch);
         double t0 = now();
         int64_t seen0 = st.seen;    /* images of the epoch done before this run */
         st.epoch = epoch;
@@ -500,18 +472,11 @@ int cmd_train(const CnnModel *m, const Args *a)
                 run.done += n;
                 break;
             }
-            for (int i = 0; i < n; i++) {
-                int64_t k = order[first + i];
-                if (m->augment_crop || m->augment_flip)
-                    augment_image(data.train.im.pixels + k * in, x + i * in, m->height, m->width,
-                                  m->channels, m->augment_crop, m->augment_flip, seed, epoch, k);
-                else
-                    memcpy(x + i * in, data.train.im.pixels + k * in, (size_t)in * sizeof *x);
-                memcpy(y + (size_t)i * ysize, data.train.targets ? (const void *)(data.train.targets + k * m->outputs)
-                                                                 : (const void *)(data.train.labels + k), ysize);
-            }
+            const void *y;
+            const float *x = feeder_take(feed, epoch, first, n, &y);
             hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, st.epoch_steps, per_epoch, epochs);
             float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
+            feeder_done(feed);
             st.step++;
             st.epoch_steps++;
             st.seen += n;
@@ -596,9 +561,7 @@ int cmd_train(const CnnModel *m, const Args *a)
                 a->save ? a->save : "");
     if (log)
         fclose(log);
-    free(order);
-    free(x);
-    free(y);
+    feeder_free(feed);
     stepper_free(stepper);
     free(opt);
     free(params);
