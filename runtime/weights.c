@@ -85,23 +85,21 @@ static bool get_u64(Reader *r, uint64_t *v)
     return true;
 }
 
-static bool get_u64s(Reader *r, void *out)
+/* a little-endian field of 4 or 8 bytes into the 4- or 8-byte object at out
+ * (an integer, a float or a double, by its bits) */
+static bool get_field(Reader *r, void *out, int bytes)
 {
-    uint64_t v;
-    if (!get_u64(r, &v))
-        return false;
-    memcpy(out, &v, 8);
-    return true;
+    uint64_t v = 0;
+    uint32_t lo;
+    bool ok = bytes == 8 ? get_u64(r, &v) : get_u32(r, &lo);
+    if (ok && bytes == 4)
+        memcpy(out, &lo, 4);
+    else if (ok)
+        memcpy(out, &v, 8);
+    return ok;
 }
 
-static bool get_u32s(Reader *r, void *out)
-{
-    uint32_t v;
-    if (!get_u32(r, &v))
-        return false;
-    memcpy(out, &v, 4);
-    return true;
-}
+#define GET(r, field) get_field(r, &(field), (int)sizeof(field))
 
 void cnnw_extra_free(CnnwExtra *x)
 {
@@ -136,16 +134,15 @@ static bool read_classes(Reader r, CnnwExtra *x, int outputs)
 static bool read_state(Reader r, CnnTrainState *t, int64_t want)
 {
     float *opt = t->opt_state;
-    bool ok = get_u64s(&r, &t->seed) && get_u64s(&r, &t->train_images) && get_u32s(&r, &t->batch) &&
-              get_u32s(&r, &t->epochs) && get_u32s(&r, &t->shuffle) && get_u64s(&r, &t->base_lr) &&
-              get_u32s(&r, &t->epoch) && get_u64s(&r, &t->epoch_steps) && get_u64s(&r, &t->seen) &&
-              get_u64s(&r, &t->step) && get_u64s(&r, &t->loss_sum) && get_u64s(&r, &t->first_loss) &&
-              get_u64s(&r, &t->best) && get_u32s(&r, &t->best_epoch) && get_u64s(&r, &t->opt_state_size);
+    bool ok = GET(&r, t->seed) && GET(&r, t->train_images) && GET(&r, t->batch) && GET(&r, t->epochs) &&
+              GET(&r, t->shuffle) && GET(&r, t->base_lr) && GET(&r, t->epoch) && GET(&r, t->epoch_steps) &&
+              GET(&r, t->seen) && GET(&r, t->step) && GET(&r, t->loss_sum) && GET(&r, t->first_loss) &&
+              GET(&r, t->best) && GET(&r, t->best_epoch) && GET(&r, t->opt_state_size);
     t->opt_state = opt;
     if (!ok || t->opt_state_size != want || (uint64_t)(r.end - r.p) != (uint64_t)want * 4)
         return false;
     for (int64_t i = 0; i < want; i++)
-        get_u32s(&r, &opt[i]);
+        GET(&r, opt[i]);
     return true;
 }
 
@@ -364,19 +361,21 @@ static void put_u64(Writer *w, uint64_t v)
     put_u32(w, (uint32_t)(v >> 32));
 }
 
-static void put_8(Writer *w, const void *p)
+/* the 4- or 8-byte object at p, by its bits, little-endian */
+static void put_field(Writer *w, const void *p, int bytes)
 {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    put_u64(w, v);
+    uint64_t v = 0;
+    uint32_t lo;
+    if (bytes == 4) {
+        memcpy(&lo, p, 4);
+        put_u32(w, lo);
+    } else {
+        memcpy(&v, p, 8);
+        put_u64(w, v);
+    }
 }
 
-static void put_4(Writer *w, const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    put_u32(w, v);
-}
+#define PUT(w, field) put_field(w, &(field), (int)sizeof(field))
 
 static void put_section(Writer *w, const char *tag, uint32_t version, uint64_t bytes)
 {
@@ -401,12 +400,12 @@ static void put_classes(Writer *w, const CnnwExtra *x)
 static void put_state(Writer *w, const CnnTrainState *t)
 {
     put_section(w, "TRAN", CNNW_STATE_VERSION, 8 * 10 + 4 * 5 + 4 * (uint64_t)t->opt_state_size);
-    put_8(w, &t->seed), put_8(w, &t->train_images), put_4(w, &t->batch), put_4(w, &t->epochs);
-    put_4(w, &t->shuffle), put_8(w, &t->base_lr), put_4(w, &t->epoch), put_8(w, &t->epoch_steps);
-    put_8(w, &t->seen), put_8(w, &t->step), put_8(w, &t->loss_sum), put_8(w, &t->first_loss);
-    put_8(w, &t->best), put_4(w, &t->best_epoch), put_8(w, &t->opt_state_size);
+    PUT(w, t->seed), PUT(w, t->train_images), PUT(w, t->batch), PUT(w, t->epochs), PUT(w, t->shuffle);
+    PUT(w, t->base_lr), PUT(w, t->epoch), PUT(w, t->epoch_steps), PUT(w, t->seen), PUT(w, t->step);
+    PUT(w, t->loss_sum), PUT(w, t->first_loss), PUT(w, t->best), PUT(w, t->best_epoch);
+    PUT(w, t->opt_state_size);
     for (int64_t i = 0; i < t->opt_state_size; i++)
-        put_4(w, &t->opt_state[i]);
+        PUT(w, t->opt_state[i]);
 }
 
 bool cnnw_save(const char *path, const CnnModel *m, const float *params, char *err, size_t es)
