@@ -455,6 +455,9 @@ int cmd_train(const CnnModel *m, const Args *a)
     st.base_lr = base_lr;
     int64_t steps_run = 0;
     bool stop = false;
+    if (resumed && st.epoch > epochs)
+        fprintf(stderr, "%s: note: %s's run is complete (%d epoch%s); a larger --epochs trains on\n", m->name,
+                a->resume, epochs, epochs == 1 ? "" : "s");
     for (int epoch = st.epoch; epoch <= epochs && ok && !stop; epoch++) {
         double t0 = now();
         int64_t seen0 = st.seen;    /* images of the epoch done before this run */
