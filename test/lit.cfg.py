@@ -31,6 +31,7 @@ config.substitutions.append(('%examples', os.path.join(config.cnnc_src_root, 'ex
 config.substitutions.append(('%python', '/usr/bin/python3'))
 config.substitutions.append(('%cflags', getattr(config, 'cflags', '')))
 config.substitutions.append(('%objroot', config.cnnc_obj_root))
+config.substitutions.append(('%onnxdata', '/usr/include/onnx/backend/test/data'))
 config.substitutions.append(('%tools', os.path.join(config.cnnc_src_root, 'tools')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', os.environ.get('PATH', ''))])
 for var in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'HOME', 'TMPDIR'):

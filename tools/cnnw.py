@@ -127,6 +127,24 @@ def read_cnnw(path):
     return tensors
 
 
+def fit(arrays, source, model, cnnc):
+    """arrays (name -> array, a state_dict's keys) in model's .cnnw order,
+    every name and shape checked against the model's tensors."""
+    want = model_tensors(model, cnnc)
+    names = [n for n, _ in want]
+    ignored = [k for k in arrays if k.endswith(".num_batches_tracked")]
+    missing = [n for n in names if n not in arrays]
+    extra = [k for k in arrays if k not in names and k not in ignored]
+    if missing or extra:
+        sys.exit("cnnw.py: %s does not fit %s: missing %s, unexpected %s"
+                 % (source, model, missing or "nothing", extra or "nothing"))
+    for name, shape in want:
+        if tuple(arrays[name].shape) != shape:
+            sys.exit("cnnw.py: %s: '%s' is %s, but %s's %s is %s"
+                     % (source, name, dims_str(arrays[name].shape), model, name, dims_str(shape)))
+    return [(n, np.asarray(arrays[n], dtype=np.float32)) for n in names]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -141,19 +159,7 @@ def main():
     a = ap.parse_args()
     if a.cmd == "from-npz":
         npz = np.load(a.npz)
-        want = model_tensors(a.model, find_cnnc(a.cnnc))
-        names = [n for n, _ in want]
-        ignored = [k for k in npz.files if k.endswith(".num_batches_tracked")]
-        missing = [n for n in names if n not in npz.files]
-        extra = [k for k in npz.files if k not in names and k not in ignored]
-        if missing or extra:
-            sys.exit("cnnw.py: %s does not fit %s: missing %s, unexpected %s"
-                     % (a.npz, a.model, missing or "nothing", extra or "nothing"))
-        for name, shape in want:
-            if tuple(npz[name].shape) != shape:
-                sys.exit("cnnw.py: %s: '%s' is %s, but %s's %s is %s"
-                         % (a.npz, name, dims_str(npz[name].shape), a.model, name, dims_str(shape)))
-        write_cnnw(a.o, [(n, np.asarray(npz[n], dtype=np.float32)) for n in names])
+        write_cnnw(a.o, fit({k: npz[k] for k in npz.files}, a.npz, a.model, find_cnnc(a.cnnc)))
     else:
         if os.path.realpath(a.o) == os.path.realpath(a.cnnw):
             sys.exit("cnnw.py: the output '%s' is also an input" % a.o)

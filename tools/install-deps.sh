@@ -8,6 +8,7 @@ packages=(
     zlib1g-dev                             # gzip'd IDX files
     libpng-dev libjpeg62-turbo-dev         # the pictures of `show`; PNG and JPEG image folders
     python3 python3-numpy                  # lit, tools/cnnw.py, test helpers
+    python3-onnx libonnx-testdata          # tools/onnx2cnn.py, cnn2onnx.py; ONNX's conformance tests
     clang libclang-rt-14-dev               # libFuzzer, for test/fuzz
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user   # running cross-compiled models
     dataset-fashion-mnist                  # the demo's and the accuracy checks' data

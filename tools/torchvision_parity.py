@@ -11,6 +11,12 @@
       N random SIZExSIZE images and torchvision's outputs for them
       (DIR/ARCH-SIZE.in.f32, .out.f32), with the same weights loaded into
       torchvision's ARCH (resnet18 or mobilenet_v2) through its state_dict
+  torchvision_parity.py onnx ARCH SIZE OUT.onnx [--cnnc PATH]
+      torch.onnx.export of torchvision's ARCH with those weights, its input's
+      normalization and a softmax (batch norms kept), the initializers'
+      values left out: the graph alone (the ONNX tests' fixtures)
+  torchvision_parity.py fill-onnx GRAPH.onnx OUT.onnx
+      that graph with its initializers drawn again (numpy and python3-onnx)
   torchvision_parity.py compare ARCH SIZE N [--cnnc PATH]
       the above, then cnnc's program on the same images: the largest
       relative difference (needs python3-torch and python3-torchvision)
@@ -82,7 +88,10 @@ def variant(arch, size, path, train=None):
     return path
 
 
-def torch_outputs(arch, w, x):
+def torch_net(arch, w):
+    """torchvision's ARCH with the weights w (our names) loaded, in eval
+    mode, wrapped in the input's normalization and a softmax: what cnnc's
+    examples compute"""
     import torch
     import torchvision
     torch.backends.mkldnn.enabled = False
@@ -93,11 +102,47 @@ def torch_outputs(arch, w, x):
             state[n[:-len("running_var")] + "num_batches_tracked"] = torch.tensor(0)
     net.load_state_dict(state, strict=True)
     net.eval()
+    # the instance's forward, so that the module names stay torchvision's
+    inner = net.forward
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    net.forward = lambda x: torch.softmax(inner((x - mean) / std), dim=1)
+    return net
+
+
+def torch_outputs(arch, w, x):
+    import torch
     with torch.no_grad():
-        t = (torch.tensor(x).permute(0, 3, 1, 2) - mean) / std
-        return torch.softmax(net(t), dim=1).numpy()
+        return torch_net(arch, w)(torch.tensor(x).permute(0, 3, 1, 2)).numpy()
+
+
+def export_onnx(arch, w, size, out):
+    """torch.onnx.export of the wrapped net (batch norms kept, not folded:
+    TrainingMode.PRESERVE in eval mode), its initializers then emptied: the
+    graph alone, which fill_onnx completes from the seeded generator"""
+    import onnx
+    import torch
+    torch.onnx.export(torch_net(arch, w), torch.zeros(1, 3, size, size), out, opset_version=13,
+                      training=torch.onnx.TrainingMode.PRESERVE, input_names=["image"],
+                      output_names=["probabilities"], dynamic_axes={"image": {0: "N"}, "probabilities": {0: "N"}})
+    m = onnx.load(out)
+    for t in m.graph.initializer:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+    onnx.save(m, out)
+
+
+def fill_onnx(graph, out):
+    """the emptied initializers of export_onnx's graph drawn again: torch's
+    name layer1.0.conv1.weight is our layer1_0_conv1.weight (numpy only)"""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(graph)
+    for t in m.graph.initializer:
+        module, suffix = t.name.rsplit(".", 1)
+        v = seeded(module.replace(".", "_") + "." + suffix, tuple(t.dims))
+        t.CopyFrom(numpy_helper.from_array(v, t.name))
+    onnx.save(m, out)
 
 
 def images(n, size):
@@ -117,6 +162,13 @@ def main():
     a_v.add_argument("size", type=int)
     a_v.add_argument("out")
     a_v.add_argument("--train", help="the train block's statements, ';' between them")
+    a_o = sub.add_parser("onnx")
+    a_o.add_argument("arch", choices=["resnet18", "mobilenet_v2"])
+    a_o.add_argument("size", type=int)
+    a_o.add_argument("out")
+    a_f = sub.add_parser("fill-onnx")
+    a_f.add_argument("graph")
+    a_f.add_argument("out")
     for name in ("fixture", "compare"):
         p = sub.add_parser(name)
         p.add_argument("arch", choices=["resnet18", "mobilenet_v2"])
@@ -124,13 +176,21 @@ def main():
         p.add_argument("n", type=int)
         if name == "fixture":
             p.add_argument("dir")
-    for p in (a_w, sub.choices["fixture"], sub.choices["compare"]):
+    for p in (a_w, a_o, sub.choices["fixture"], sub.choices["compare"]):
         p.add_argument("--cnnc", help="the cnnc to read the model's tensors with")
     a = ap.parse_args()
     if a.cmd == "variant":
         variant(a.arch, a.size, a.out, a.train)
         return
+    if a.cmd == "fill-onnx":
+        fill_onnx(a.graph, a.out)
+        return
     cnnc = cnnw.find_cnnc(a.cnnc)
+    if a.cmd == "onnx":
+        model = variant(a.arch, a.size, "/tmp/cnnc-parity-%d.cnn" % os.getpid())
+        export_onnx(a.arch, weights(model, cnnc), a.size, a.out)
+        os.unlink(model)
+        return
     if a.cmd == "weights":
         np.savez(a.out, **weights(a.model, cnnc, a.gain))
         return
