@@ -4,6 +4,8 @@ settings and thread count, measured in the same way as cnnc's programs.
 
   torch_bench.py train-accuracy EPOCHS          LeNet-5 on Fashion-MNIST: test accuracy per epoch
   torch_bench.py speed MODEL THREADS            training and inference images/s, batch-1 latency
+  torch_bench.py resnet-accuracy EPOCHS THREADS examples/fmnist_resnet.cnn on Fashion-MNIST with
+                                                its train block, torchvision's transforms
 
 MODEL is lenet5 (Fashion-MNIST images) or vgg_small (synthetic 32x32x3 data).
 Prints `key value` lines for bench/run to read.
@@ -62,6 +64,90 @@ class VGGSmall(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
         x = F.max_pool2d(F.relu(self.conv4(F.relu(self.conv3(x)))), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class Block(nn.Module):
+    """torchvision's BasicBlock: two 3x3 convs with batch norms, a projection
+    (1x1 conv + batch norm) where the size or the width changes"""
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class FmnistResNet(nn.Module):
+    """examples/fmnist_resnet.cnn; the init is cnnc's: He-uniform convs and fc
+    (kaiming_uniform_, relu gain), zero biases, batch norms 1 and 0"""
+    def __init__(self, widths=(24, 48, 96)):
+        super().__init__()
+        self.conv = nn.Conv2d(1, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        self.stages = nn.Sequential(Block(widths[0], widths[0], 1), Block(widths[0], widths[1], 2),
+                                    Block(widths[1], widths[2], 2))
+        self.fc = nn.Linear(widths[2], 10)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.fc(self.stages(F.relu(self.bn(self.conv(x)))).mean((2, 3)))
+
+
+def resnet_accuracy(epochs, threads):
+    """the train block of examples/fmnist_resnet.cnn: SGD lr 0.1, Nesterov
+    momentum 0.9, weight decay 5e-4, batch 128, CosineAnnealingLR over the
+    epochs, RandomCrop(28, padding=2) and RandomHorizontalFlip per image in a
+    DataLoader (as a PyTorch user writes it), the test set after each epoch.
+    The seconds include reading the data, as cnnc's run does."""
+    import torchvision.transforms as T
+    t0 = time.perf_counter()
+    torch.manual_seed(1)
+    torch.set_num_threads(threads)
+    norm = T.Normalize([0.2860], [0.3530])
+    aug = T.Compose([T.RandomCrop(28, padding=2), T.RandomHorizontalFlip(), norm])
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, images, labels, transform):
+            self.x = torch.tensor(idx(images)).unsqueeze(1)
+            self.y = torch.tensor(idx(labels), dtype=torch.long)
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, i):
+            return self.transform(self.x[i].float() / 255), self.y[i]
+    train = torch.utils.data.DataLoader(Images("train-images-idx3-ubyte", "train-labels-idx1-ubyte", aug),
+                                        batch_size=128, shuffle=True)
+    test = Images("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", norm)
+    xte = norm(test.x.float() / 255)
+    model = FmnistResNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for x, y in train:
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            acc = sum((model(xte[i:i + 1000]).argmax(1) == test.y[i:i + 1000]).sum().item()
+                      for i in range(0, len(xte), 1000)) / len(xte)
+        print("accuracy%d %.4f" % (epoch, acc), flush=True)
+        print("seconds%d %.1f" % (epoch, time.perf_counter() - t0), flush=True)
 
 
 def train_accuracy(epochs):
@@ -137,5 +223,7 @@ def speed(name, threads):
 if __name__ == "__main__":
     if sys.argv[1] == "train-accuracy":
         train_accuracy(int(sys.argv[2]))
+    elif sys.argv[1] == "resnet-accuracy":
+        resnet_accuracy(int(sys.argv[2]), int(sys.argv[3]))
     else:
         speed(sys.argv[2], int(sys.argv[3]))
