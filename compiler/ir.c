@@ -531,7 +531,10 @@ static void print_arg(FILE *out, const ParamSpec *p, const Arg *a)
         fprintf(out, " %s", p->key);
         break;
     case PT_LIST:
-        fprintf(out, " %s=[%lld numbers]", p->key, (long long)a->v.nlist);
+        fprintf(out, " %s=[", p->key);
+        for (int64_t i = 0; i < a->v.nlist; i++)
+            fprintf(out, "%s%.9g", i ? " " : "", a->v.list[i]);
+        fprintf(out, "]");
         break;
     case PT_REAL:
     case PT_RATE:
@@ -571,7 +574,7 @@ void ir_print(FILE *out, const Graph *g, bool backward, const Plan *plan)
             const ParamSpec *p = &spec->params[a];
             bool window = !strcmp(p->key, "size") || !strcmp(p->key, "stride") ||
                           !strcmp(p->key, "pad") || !strcmp(p->key, "dilation") || !strcmp(p->key, "groups");
-            if (!n->args[a].present || p->type == PT_LIST || p->type == PT_LABELS || p->type == PT_SHAPE || window)
+            if (!n->args[a].present || p->type == PT_LABELS || p->type == PT_SHAPE || window)
                 continue;
             print_arg(out, p, &n->args[a]);
         }

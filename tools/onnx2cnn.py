@@ -60,8 +60,9 @@ def attrs(node):
 class Value:
     """An ONNX tensor as the model has it: the statement whose output it is,
     its ONNX dims (batch first) and whether cnnc holds it as a vector."""
-    def __init__(self, label, dims, vector):
+    def __init__(self, label, dims, vector, pad=None):
         self.label, self.dims, self.vector = label, list(dims), vector
+        self.pad = pad      # a Pad before a Conv: (mode, [ph, pw]), which the Conv takes
 
     @property
     def spatial(self):
@@ -125,7 +126,10 @@ class Converter:
                 refuse(node, "input %d ('%s') is a constant, where the language needs a computed tensor"
                        % (i, name))
             refuse(node, "input '%s' is not computed by a node this model converts" % name)
-        return self.values[name]
+        v = self.values[name]
+        if v.pad and node.op_type != "Conv":
+            refuse(node, "its input '%s' is a Pad's; a Pad is supported only before a Conv" % name)
+        return v
 
     def map_value(self, node, i):
         v = self.value(node, i)
@@ -252,6 +256,12 @@ def do_conv(cv, node):
     strides = [int(s) for s in a.get("strides", [1] * x.spatial)]
     dil = [int(d) for d in a.get("dilations", [1] * x.spatial)]
     pads = cv.pads(node, a, x, kernel, strides, dil)
+    mode = "zero"
+    if x.pad:
+        mode, extra = x.pad
+        if mode == "replicate" and any(pads):
+            refuse(node, "pads %s after an edge Pad are not supported" % dims_list(pads))
+        pads = [p + e for p, e in zip(pads, extra)]
     groups = int(a.get("group", 1))
     m = w.shape[0]
     args = [str(m), "size=" + hw(cv.spatial_pair(node, x, kernel, "kernel_shape")),
@@ -261,6 +271,8 @@ def do_conv(cv, node):
         args.append("dilation=" + hw(cv.spatial_pair(node, x, dil, "dilations")))
     if groups != 1:
         args.append("groups=%d" % groups)
+    if mode == "replicate":
+        args.append("padmode=replicate")
     arrays = {"weight": w.reshape((m, w.shape[1]) + tuple(cv.spatial_pair(node, x, kernel, "kernel_shape")))}
     if b is None:
         args.append("bias=false")
@@ -566,8 +578,6 @@ def do_softmax(cv, node):
     if (axis + rank if axis < 0 else axis) != 1 or rank != 2:
         refuse(node, "a softmax over axis %d of a rank-%d tensor is not supported (only over C of [N, C])"
                % (axis, rank))
-    if node.output[0] not in [o.name for o in cv.graph.output]:
-        refuse(node, "a softmax is supported only as the model's last node")
     cv.emit(node, "softmax", [], [cv.vector_value(node, 0)], vector=True)
 
 
@@ -585,6 +595,35 @@ def do_normalize(cv, node):
         refuse(node, "%s is supported only as the input's normalization, (x - mean) / std" % node.op_type)
     s.arrays[key] = per
     cv.alias(node, x)
+
+
+def do_pad(cv, node):
+    """a Pad of the spatial dimensions before a Conv: mode edge is the
+    conv's padmode=replicate, zeros add to its pads"""
+    x, a = cv.map_value(node, 0), attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = [int(p) for p in (a.get("pads", []) if cv.opset < 11 else cv.const(node, 1))]
+    value = float(a.get("value", 0.0)) if cv.opset < 11 else cv.const(node, 2, optional=True)
+    value = 0.0 if value is None else float(value)
+    r = len(x.dims)
+    if len(pads) != 2 * r or any(pads[i] for i in (0, 1, r, r + 1)):
+        refuse(node, "pads %s: only the spatial dimensions may be padded" % dims_list(pads))
+    begin, end = pads[2:r], pads[r + 2:]
+    if begin != end or any(p < 0 for p in begin):
+        refuse(node, "asymmetric pads %s are not supported" % dims_list(pads))
+    users = [n for n in cv.graph.node if node.output[0] in n.input]
+    if len(users) != 1 or users[0].op_type != "Conv":
+        refuse(node, "a Pad is supported only before a Conv, which takes it")
+    if mode == "edge":
+        kind = "replicate"
+    elif mode == "constant" and value == 0:
+        kind = "zero"
+    else:
+        refuse(node, "mode %s%s is not supported (only edge, and constant 0)"
+               % (mode, " value %s" % num(value) if mode == "constant" else ""))
+    cv.values[node.output[0]] = Value(x.label, cv.out_dims(node), False,
+                                      (kind, [0] * (2 - len(begin)) + [int(p) for p in begin]))
 
 
 def do_constant(cv, node):
@@ -607,7 +646,7 @@ HANDLERS = {
     "Clip": do_clip, "PRelu": do_prelu,
     "Gemm": do_gemm, "MatMul": do_matmul, "Add": do_add, "Sum": do_add, "Concat": do_concat,
     "Flatten": do_flatten, "Reshape": do_reshape, "Dropout": do_dropout, "Identity": do_identity,
-    "Softmax": do_softmax, "Sub": do_normalize, "Div": do_normalize, "Constant": do_constant,
+    "Softmax": do_softmax, "Pad": do_pad, "Sub": do_normalize, "Div": do_normalize, "Constant": do_constant,
 }
 
 
@@ -743,6 +782,9 @@ def convert(model, name):
         raise Refused("the graph's output '%s' is a constant" % out)
     if cv.values[out].label != cv.stmts[-1].label:
         raise Refused("the graph's output '%s' is not its last node's" % out)
+    for s in cv.stmts[:-1]:
+        if s.op == "softmax":
+            raise Refused("'%s': a softmax is supported only as the model's last node" % s.label)
     return write_cnn(cv, name, model)
 
 
