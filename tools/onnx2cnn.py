@@ -26,6 +26,7 @@ numpy and python3-onnx.
 import argparse
 import os
 import re
+import subprocess
 import sys
 import warnings
 
@@ -264,6 +265,9 @@ def do_conv(cv, node):
         pads = [p + e for p, e in zip(pads, extra)]
     groups = int(a.get("group", 1))
     m = w.shape[0]
+    if groups < 1 or x.dims[1] % groups or m % groups or w.shape[1] * groups != x.dims[1]:
+        refuse(node, "weights of shape %s in %d group(s) do not fit an input of %d channels"
+               % (dims_list(w.shape), groups, x.dims[1]))
     args = [str(m), "size=" + hw(cv.spatial_pair(node, x, kernel, "kernel_shape")),
             "stride=" + hw(cv.spatial_pair(node, x, strides, "strides")),
             "pad=" + hw(cv.spatial_pair(node, x, pads, "pads", fill=0))]
@@ -331,9 +335,13 @@ def do_batchnorm(cv, node):
     if np.float32(eps) != np.float32(1e-5):
         args.append("eps=" + num(eps))
     momentum = 1 - float(a.get("momentum", 0.9))      # ONNX's weighs the old statistics
+    if not (eps > 0 and 0 <= momentum <= 1):
+        refuse(node, "epsilon %s, momentum %s are not supported" % (num(eps), num(1 - momentum)))
     if abs(momentum - 0.1) > 1e-7:
         args.append("momentum=" + num(momentum))
     c = x.dims[1]
+    if any(t.size != c for t in (scale, bias, mean, var)):
+        refuse(node, "its scale, bias, mean and variance must have %d values each" % c)
     arrays = {"weight": scale.reshape(c), "bias": bias.reshape(c),
               "running_mean": mean.reshape(c), "running_var": var.reshape(c)}
     cv.emit(node, "batchnorm", args, [x], arrays, vector=x.vector)
@@ -430,6 +438,9 @@ def do_prelu(cv, node):
 
 def fc(cv, node, x, weight, bias):
     units = weight.shape[0]
+    width = int(np.prod(x.dims[1:]))
+    if weight.ndim != 2 or weight.shape[1] != width:
+        refuse(node, "weights of shape %s do not fit an input of %d values" % (dims_list(weight.shape), width))
     arrays = {"weight": weight}
     args = [str(units)]
     if bias is None:
@@ -845,18 +856,39 @@ def main():
         text, tensors = convert(model, a.name or model_name(a.o, model.graph.name))
     except Refused as e:
         sys.exit("onnx2cnn.py: %s: %s" % (a.onnx, e))
+    except Exception as e:      # noqa: BLE001 -- a malformed graph: a missing attribute, a bad tensor
+        sys.exit("onnx2cnn.py: %s: a malformed graph (%s: %s)" % (a.onnx, type(e).__name__,
+                                                                  str(e).splitlines()[0] if str(e) else ""))
     # checked by cnnc before anything is replaced
     target = os.path.realpath(a.o)
     tmp = "%s.tmp%d.cnn" % (target, os.getpid())
     try:
         with open(tmp, "w") as f:
             f.write(text)
-        ordered = cnnw.fit(tensors, a.onnx, tmp, cnnw.find_cnnc(a.cnnc))
-        if a.weights:
-            cnnw.write_cnnw(a.weights, ordered)
-        cnnw.write_atomically(a.o, text.encode())
+        want = checked_tensors(cnnw.find_cnnc(a.cnnc), tmp, a.o)
+    except Refused as e:
+        sys.exit("onnx2cnn.py: %s: %s" % (a.onnx, e))
     finally:
         os.unlink(tmp)
+    for name, shape in want:
+        if name not in tensors or tuple(tensors[name].shape) != shape:
+            sys.exit("onnx2cnn.py: %s: the tensor '%s' is %s, where the model needs %s" % (
+                a.onnx, name, dims_list(tensors[name].shape) if name in tensors else "missing",
+                dims_list(shape)))
+    if a.weights:
+        cnnw.write_cnnw(a.weights, [(n, tensors[n]) for n, _ in want])
+    cnnw.write_atomically(a.o, text.encode())
+
+
+def checked_tensors(cnnc, path, shown):
+    """the model's tensors as cnnc names them, or its first error, refused"""
+    r = subprocess.run(cnnc + ["--emit-tensors", path], capture_output=True, text=True)
+    if r.returncode:
+        lines = r.stderr.strip().splitlines() or ["cnnc failed"]
+        first = next((line for line in lines if "error:" in line), lines[0])
+        raise Refused("cnnc refuses the converted model: %s" % first.replace(path, shown))
+    return [(name, tuple(int(d) for d in dims.split("x"))) for name, dims in
+            (line.split() for line in r.stdout.splitlines())]
 
 
 if __name__ == "__main__":
