@@ -419,6 +419,7 @@ typedef struct Options {
     long batch;                     /* 0: the train block's */
     bool inference_only;
     bool no_winograd;               /* direct convs only */
+    bool mpi;                       /* link the MPI flavour of the runtime (mpirun -np N) */
 } Options;
 
 /* ---- target.c: -mcpu checked against LLVM ---- */

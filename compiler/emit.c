@@ -306,6 +306,7 @@ static LLVMValueRef tensor_array(Cg *c, bool fixed, int *count, int *index_of)
             [TF_name] = const_str(c, p->name, "tensor.name"), [TF_rank] = i32c(c, p->rank),
             [TF_dims] = i32_array(c, p->dims, p->rank, 4), [TF_offset] = cg_i64(c, p->offset),
             [TF_size] = cg_i64(c, p->size), [TF_data] = fixed ? c->fixed[i] : LLVMConstPointerNull(c->ptr),
+            [TF_state] = i32c(c, p->state),
         };
         items[n++] = abi_const(tensor_t, f, TF_COUNT);
     }
@@ -509,8 +510,9 @@ static char *base_name(const char *path)
     return b;
 }
 
-/* The runtime library: beside a build tree's cnnc, or installed. */
-static bool find_runtime(char *out, size_t size)
+/* The runtime library (name: libcnnrt.a, or its MPI part): beside a build
+ * tree's cnnc, or installed. */
+static bool find_runtime(const char *name, char *out, size_t size)
 {
     char exe[PATH_MAX - 32];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -521,24 +523,44 @@ static bool find_runtime(char *out, size_t size)
     if (!slash)
         return false;
     *slash = '\0';
-    static const char *const candidates[] = {"%s/../runtime/libcnnrt.a", "%s/../lib/cnnc/libcnnrt.a"};
+    static const char *const candidates[] = {"%s/../runtime/%s", "%s/../lib/cnnc/%s"};
     for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
-        snprintf(out, size, candidates[i], exe);
+        snprintf(out, size, candidates[i], exe, name);
         if (access(out, R_OK) == 0)
             return true;
     }
     return false;
 }
 
-static bool link_exe(Diag *d, const char *obj, const char *exe, const char *out)
+/* --mpi: the runtime's MPI part (dist_mpi.c) first and whole, so that its
+ * functions stand in for the one-process ones of libcnnrt.a, then Open MPI */
+static bool mpi_part(Diag *d, const Options *opts, char *part, size_t size)
 {
+    part[0] = '\0';
+    if (!opts->mpi)
+        return true;
     char rt[PATH_MAX];
-    if (!find_runtime(rt, sizeof rt)) {
+    if (!CNNC_MPI_LIBS[0] || !find_runtime("libcnnrt_mpi.a", rt, sizeof rt)) {
+        diag_fatal(d, "--mpi: this cnnc was built without Open MPI (install libopenmpi-dev, then build "
+                   "cnnc again)");
+        return false;
+    }
+    snprintf(part, size, "-Wl,--whole-archive '%s' -Wl,--no-whole-archive %s", rt, CNNC_MPI_LIBS);
+    return true;
+}
+
+static bool link_exe(Diag *d, const Options *opts, const char *obj, const char *exe, const char *out)
+{
+    char rt[PATH_MAX], mpi[PATH_MAX + 512];
+    if (!find_runtime("libcnnrt.a", rt, sizeof rt)) {
         diag_fatal(d, "cannot find the runtime library libcnnrt.a next to cnnc");
         return false;
     }
-    char cmd[4 * PATH_MAX + 256];
-    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' '%s' -lpng -ljpeg -lz -lm -lpthread", CNNC_LINK_FLAGS, exe, obj, rt);
+    if (!mpi_part(d, opts, mpi, sizeof mpi))
+        return false;
+    char cmd[5 * PATH_MAX + 1024];
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' %s '%s' -lpng -ljpeg -lz -lm -lpthread", CNNC_LINK_FLAGS, exe,
+             obj, mpi, rt);
     int rc = system(cmd);
     if (rc != 0) {
         if (rc > 0 && WIFEXITED(rc))
@@ -840,7 +862,7 @@ static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachine
         char obj[sizeof o.tmp + 2];
         snprintf(obj, sizeof obj, "%s.o", o.tmp);
         ok = !LLVMTargetMachineEmitToFile(tm, mod, obj, LLVMObjectFile, &err) &&
-             link_exe(d, obj, o.tmp, out);
+             link_exe(d, opts, obj, o.tmp, out);
         unlink(obj);
     } else {
         LLVMCodeGenFileType ft = opts->mode == MODE_ASM ? LLVMAssemblyFile : LLVMObjectFile;

@@ -26,6 +26,7 @@ static void usage(FILE *out)
           "  --shapes           per layer: output shape, parameters, FLOPs, receptive field\n"
           "  --emit-tensors     each trainable tensor's name and shape, in .cnnw order\n"
           "  --inference-only   leave out the training code\n"
+          "  --mpi              a program for mpirun -np N: data-parallel training over Open MPI\n"
           "  --no-winograd      every conv computed directly (no Winograd kernels)\n"
           "  --weights FILE     bake trained weights (.cnnw) into the output\n"
           "  --batch N          most images per call (default: the train block's batch);\n"
@@ -114,6 +115,8 @@ static bool parse_args(int argc, char **argv, Options *o)
             o->inference_only = true;
         } else if (!strcmp(a, "--no-winograd")) {
             o->no_winograd = true;
+        } else if (!strcmp(a, "--mpi")) {
+            o->mpi = true;
         } else if (!strcmp(a, "--version")) {
             printf("cnnc %s (LLVM %s)\n", CNNC_VERSION, emit_llvm_version());
             exit(0);

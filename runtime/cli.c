@@ -686,6 +686,19 @@ static bool check_pairs(const Args *a)
     return true;
 }
 
+/* The command, among mpirun's processes with cnnc --mpi: train on all of
+ * them (train.c), the others on rank 0 alone. */
+static int run_command(const struct Command *cmd, const CnnModel *m, const Args *a, int *argc, char ***argv)
+{
+    int rc = dist_start(argc, argv);
+    if (rc)
+        return rc;
+    if (cmd->run == cmd_train || dist_rank() == 0)
+        rc = cmd->run(m, a);
+    dist_end();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const CnnModel *m = &cnn_model;
@@ -743,7 +756,7 @@ int main(int argc, char **argv)
             goto out;
     }
     if (check_pairs(&a))
-        rc = cmd->run(m, &a);
+        rc = run_command(cmd, m, &a, &argc, &argv);
 out:
     free(a.files);
     return rc;

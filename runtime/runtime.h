@@ -26,6 +26,23 @@ typedef struct Args {
 } Args;
 
 int fail(const char *msg);
+
+/* dist_none.c or dist_mpi.c (cnnc --mpi): the processes of one run, as
+ * mpirun starts them; without MPI one process, rank 0 of 1. dist_start
+ * before the command runs (0, or the exit code of a failed start),
+ * dist_end after it. The collectives are those of every process, called
+ * by all of them at the same points, and give all the same numbers. */
+int dist_start(int *argc, char ***argv);
+void dist_end(void);
+int dist_rank(void);
+int dist_size(void);
+void dist_sum(float *data, int64_t n);
+void dist_sum_f64(double *data, int n);
+/* whether ok on every process */
+bool dist_all(bool ok);
+/* whether every process holds this value of what; if not, err names the
+ * processes whose value differs from rank 0's */
+bool dist_agree(uint64_t value, const char *what, char *err, size_t es);
 /* true, after a message, when out names one of the inputs (a NULL-ended list) */
 bool output_is_input(const char *out, const char *const *inputs);
 void *ws_alloc(const CnnModel *m);
@@ -128,6 +145,9 @@ int stepper_most_images(const CnnModel *m, int threads);
  * it may replace both (with, say, their mean over processes). */
 typedef void StepReduceFn(void *ctx, float *dparams, int64_t n, float *loss);
 void stepper_set_reduce(Stepper *s, StepReduceFn *fn, void *ctx);
+/* The next steps' images are [offset, offset + n) of a batch of total
+ * images across processes; total 0: the step's images are the batch. */
+void stepper_set_span(Stepper *s, int64_t offset, int total);
 float stepper_step(Stepper *s, float *params, float *opt, const float *x, const void *y, int n,
                    const CnnHyper *hp);
 void rt_parallel(int threads, int64_t tasks, void (*fn)(void *ctx, int64_t task, int thread),

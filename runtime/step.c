@@ -21,6 +21,12 @@
  * The summed gradient then passes the step's reduce hook, if one is set
  * (stepper_set_reduce): the seam where other processes' gradients (MPI) or
  * statistics that must cover the whole batch join before the update.
+ *
+ * With other processes (stepper_set_span), the step's images are a part of
+ * a larger batch: the generated code gets each share's place in the whole
+ * batch (dropout's masks, the share that moves the running statistics) and
+ * the whole batch's size, and the shares' sums are added over the processes
+ * (dist_sum) before every share takes them.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,8 +39,6 @@ typedef struct ShareSync {
     CnnSync base;
     struct Stepper *s;
     int share;
-    float *sum;                     /* this share's sums, while adding */
-    int64_t cap;
 } ShareSync;
 
 struct Stepper {
@@ -54,28 +58,47 @@ struct Stepper {
     /* m->syncs: the exchange between the shares of a step */
     ShareSync *sync;                /* per worker */
     float **published;              /* per share, during an exchange */
+    float *total_sum;               /* the exchange's sum, made by share 0 */
+    int64_t total_cap;
+    /* stepper_set_span: the step's images in a batch across processes */
+    int64_t offset;
+    int total;                      /* the whole batch's images, 0: this step's */
     pthread_barrier_t barrier;
     int barrier_count;              /* the shares it was made for, 0: none yet */
 };
 
+/* Share 0 adds every share's floats in share order (and over the
+ * processes), then each share takes the sum. */
 static void share_sum(const CnnSync *base, float *data, int64_t count)
 {
     ShareSync *me = (ShareSync *)base;
     struct Stepper *s = me->s;
-    if (count > me->cap) {
-        me->sum = realloc(me->sum, (size_t)count * sizeof *me->sum);
-        me->cap = count;
-    }
     s->published[me->share] = data;
     pthread_barrier_wait(&s->barrier);
-    for (int64_t i = 0; i < count; i++) {
-        float v = 0;
-        for (int k = 0; k < s->barrier_count; k++)
-            v += s->published[k][i];
-        me->sum[i] = v;
+    if (me->share == 0) {
+        if (count > s->total_cap) {
+            s->total_sum = realloc(s->total_sum, (size_t)count * sizeof *s->total_sum);
+            s->total_cap = count;
+        }
+        for (int64_t i = 0; i < count; i++) {
+            float v = 0;
+            for (int k = 0; k < s->barrier_count; k++)
+                v += s->published[k][i];
+            s->total_sum[i] = v;
+        }
+        if (s->total)
+            dist_sum(s->total_sum, count);
     }
     pthread_barrier_wait(&s->barrier);
-    memcpy(data, me->sum, (size_t)count * sizeof *data);
+    /* share 0 writes the sum again only after every share has published
+     * its next floats, so after every share has copied these */
+    memcpy(data, s->total_sum, (size_t)count * sizeof *data);
+}
+
+void stepper_set_span(Stepper *s, int64_t offset, int total)
+{
+    s->offset = offset;
+    s->total = total;
 }
 
 int stepper_most_images(const CnnModel *m, int threads)
@@ -114,9 +137,8 @@ void stepper_free(Stepper *s)
     }
     free(s->ws);
     free(s->sum);
-    for (int i = 0; s->sync && i < rt_pool_threads(s->pool); i++)
-        free(s->sync[i].sum);
     free(s->sync);
+    free(s->total_sum);
     free(s->published);
     if (s->barrier_count)
         pthread_barrier_destroy(&s->barrier);
@@ -139,14 +161,14 @@ static void run_share(void *ctx, int64_t k, int thread)
     const CnnSync *sync = NULL;
     if (s->sync) {
         ShareSync *me = &s->sync[thread];
-        me->base = (CnnSync){share_sum, s->n};
+        me->base = (CnnSync){share_sum, s->total ? s->total : s->n};
         me->s = s;
         me->share = (int)k;
         sync = &me->base;
     }
     s->loss[k] = m->grad(s->params, s->opt, s->x + first * in,
                          (const int32_t *)(s->y + (size_t)first * s->y_stride), n, s->ws[thread],
-                         s->hp, first, sync);
+                         s->hp, (int)(s->offset + first), sync);
     const float *d = (const float *)((char *)s->ws[thread] + m->dparams_offset);
     float w = (float)n / (float)s->n, *sum = s->sum[thread];
     bool fresh = k == thread;       /* this worker's first share of the step */

@@ -18,6 +18,14 @@
  * when the epoch's mean loss so far exceeds DIVERGED times the first step's
  * (or DIVERGED, if that is larger). SIGINT and SIGTERM stop it after the
  * current step, save, and exit with 130 and 143.
+ *
+ * Under mpirun (cnnc --mpi, dist_mpi.c) each process takes its part of every
+ * batch, [n r / N, n (r+1) / N) for rank r of N; the step's reduce hook
+ * (reduce_procs) adds the gradients, each weighted by its part of the batch,
+ * and the losses over the processes, passes rank 0's running statistics to
+ * all, and agrees on whether a signal asked to stop, so that every process
+ * applies the same update and stops at the same step. Rank 0 alone reports
+ * and writes; the evaluation is split across the processes and added.
  */
 #include <errno.h>
 #include <math.h>
@@ -29,6 +37,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 #include "runtime.h"
 
 enum { DIVERGED = 100 };
@@ -56,6 +65,7 @@ typedef struct Run {
     int64_t done, total;            /* images of the whole run done, and to do */
     double loss, t0, last;          /* the epoch's mean loss; the run's start; the last line */
     bool tty;
+    bool quiet;                     /* a process other than rank 0: no progress */
     int every;                      /* seconds between lines off a terminal */
 } Run;
 
@@ -79,6 +89,8 @@ static int terminal_width(void)
 static void progress(Run *r, bool force)
 {
     double t = now();
+    if (r->quiet)
+        return;
     if (!force && t - r->last < (r->tty ? 0.1 : r->every))
         return;
     r->last = t;
@@ -188,21 +200,70 @@ typedef struct Figures {
     char loss_csv[32], acc_csv[32];
 } Figures;
 
+/* Loss and accuracy on d, each process evaluating its part (rank 0 all of
+ * it when there is one process). */
 static Figures report_set(const CnnModel *m, const float *params, const Dataset *d, int threads,
                           const char *name)
 {
     Figures f = {0, -1, "", ""};
     if (!d->im.count)
         return f;
-    int64_t right = evaluate(m, params, d, threads, &f.loss, NULL);
+    int64_t n = d->im.count, lo = n * dist_rank() / dist_size(), hi = n * (dist_rank() + 1) / dist_size();
+    Dataset part = *d;
+    part.im.pixels += lo * m->height * m->width * m->channels;
+    part.im.count = hi - lo;
+    part.labels = d->labels ? d->labels + lo : NULL;
+    part.targets = d->targets ? d->targets + lo * m->outputs : NULL;
+    double sums[2] = {0, 0};        /* right, and the sum of the losses */
+    if (hi > lo) {
+        sums[0] = (double)evaluate(m, params, &part, threads, &sums[1], NULL);
+        sums[1] *= (double)(hi - lo);
+    }
+    dist_sum_f64(sums, 2);
+    f.loss = sums[1] / (double)n;
     printf("  %s loss %.4f", name, f.loss);
     snprintf(f.loss_csv, sizeof f.loss_csv, "%.6f", f.loss);
     if (!d->targets) {
-        f.acc = 100.0 * (double)right / (double)d->im.count;
+        f.acc = 100.0 * sums[0] / (double)n;
         printf("  %s accuracy %.2f%%", name, f.acc);
         snprintf(f.acc_csv, sizeof f.acc_csv, "%.4f", f.acc / 100);
     }
     return f;
+}
+
+/* The step's reduce hook across processes: the gradient and the loss of
+ * this process's part of the batch, weighted by that part, added over the
+ * processes with rank 0's running statistics and every process's signal. */
+typedef struct Reduce {
+    const CnnModel *m;
+    float *params, *buf;
+    int part, batch;                /* this process's images of the step's batch */
+    int signal;                     /* in: this process's; out: the one every process stops for */
+} Reduce;
+
+static void reduce_procs(void *ctx, float *d, int64_t n, float *loss)
+{
+    Reduce *r = ctx;
+    const CnnModel *m = r->m;
+    float w = (float)r->part / (float)r->batch;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        r->buf[k++] = w * d[i];
+    r->buf[k++] = w * *loss;
+    r->buf[k++] = (float)r->signal;
+    r->buf[k++] = r->signal != 0;
+    for (int t = 0; t < m->ntensors; t++)
+        for (int64_t i = 0; m->tensors[t].state && i < m->tensors[t].size; i++)
+            r->buf[k++] = dist_rank() == 0 ? r->params[m->tensors[t].offset + i] : 0.0f;
+    dist_sum(r->buf, k);
+    memcpy(d, r->buf, (size_t)n * sizeof *d);
+    *loss = r->buf[n];
+    float signals = r->buf[n + 1], count = r->buf[n + 2];
+    r->signal = count == 0 ? 0 : signals / count == SIGINT ? SIGINT : SIGTERM;
+    k = n + 3;
+    for (int t = 0; t < m->ntensors; t++)
+        for (int64_t i = 0; m->tensors[t].state && i < m->tensors[t].size; i++)
+            r->params[m->tensors[t].offset + i] = r->buf[k++];
 }
 
 static bool load_data(const CnnModel *m, const Args *a, Data *d, char *err, size_t es)
@@ -261,14 +322,15 @@ static bool check_train(const CnnModel *m, const Args *a, int batch)
         return fail(err) == 0;
     }
     int threads = a->threads < 64 ? a->threads : 64;
+    int part = (batch + dist_size() - 1) / dist_size();     /* a process's images of a step */
     if (a->resume && a->weights)
         return fail("--resume W continues a run from its checkpoint, weights included; --weights W "
                     "starts a new run from weights: give one of them") == 0;
-    if (batch > stepper_most_images(m, threads)) {
+    if (part > stepper_most_images(m, threads)) {
         snprintf(err, sizeof err, "batch norm normalizes over a whole step's %d images, but this program "
                  "takes at most %d per thread (built with --batch %d) on %d thread%s; use --threads %d, or "
-                 "build with cnnc --batch %d", batch, m->batch, m->batch, threads, threads == 1 ? "" : "s",
-                 (batch + m->batch - 1) / m->batch, batch);
+                 "build with cnnc --batch %d", part, m->batch, m->batch, threads, threads == 1 ? "" : "s",
+                 (part + m->batch - 1) / m->batch, part);
         return fail(err) == 0;
     }
     if (batch < m->min_images) {
@@ -315,6 +377,8 @@ static bool save(const CnnModel *m, const char *path, const float *params, const
 {
     char err[8192];
     CnnwExtra x = {.state = (CnnTrainState *)st, .classes = classes->classes, .nclasses = classes->nclasses};
+    if (dist_rank() > 0)
+        return true;                /* rank 0 writes */
     if (path && !cnnw_save_ex(path, m, params, &x, err, sizeof err)) {
         fail(err);
         return false;
@@ -361,6 +425,40 @@ static bool log_line(FILE *log, const char *path, char *err, size_t es, const ch
         snprintf(err, es, "%s: cannot write: %s", path, strerror(errno));
         return false;
     }
+    return true;
+}
+
+/* the signal the run stops for: this process's, or with other processes
+ * the one they agreed on in the last step */
+static int signalled(const Reduce *red)
+{
+    return dist_size() > 1 ? red->signal : stop_signal;
+}
+
+/* With other processes: the same model, weights, optimizer state and
+ * training data on every one of them, else a message naming those that
+ * differ (rank 0 prints it). */
+static bool agree(const CnnModel *m, const float *params, const float *opt, const Dataset *train, char *err,
+                  size_t es)
+{
+    if (dist_size() == 1)
+        return true;
+    uint64_t weights = crc32(crc32(0, (const Bytef *)params, (uInt)(m->params_size * sizeof *params)),
+                             (const Bytef *)opt, (uInt)(m->opt_state_size * sizeof *opt));
+    uint64_t data = (uint64_t)train->im.count << 32 |
+                    (train->labels ? crc32(0, (const Bytef *)train->labels,
+                                           (uInt)(train->im.count * (int64_t)sizeof *train->labels)) : 0);
+    char e[3][1024] = {"", "", ""};
+    bool same[3] = {dist_agree(m->shape_hash, "a model", e[0], sizeof e[0]),
+                    dist_agree(weights, "weights or optimizer state", e[1], sizeof e[1]),
+                    dist_agree(data, "training data", e[2], sizeof e[2])};
+    for (int i = 0; i < 3; i++)
+        if (!same[i]) {
+            snprintf(err, es, "%s", e[i]);
+            if (dist_rank() == 0)
+                fail(err);
+            return false;
+        }
     return true;
 }
 
@@ -415,14 +513,19 @@ int cmd_train(const CnnModel *m, const Args *a)
             m->init_params(params, seed);
         ready = params || refuse(err);
     }
+    /* every process is ready, and they agree, before --log is touched */
+    ready = dist_all(ready) && agree(m, params, opt, &data.train, err, sizeof err);
     /* --log: a new file, or with --resume the old one, appended to */
     FILE *log = NULL;
     bool append = resumed && a->log && access(a->log, F_OK) == 0;
-    if (ready && a->log && !(log = fopen(a->log, append ? "a" : "w"))) {
+    if (ready && a->log && dist_rank() == 0 && !(log = fopen(a->log, append ? "a" : "w"))) {
         snprintf(err, sizeof err, "%s: cannot write: %s", a->log, strerror(errno));
         ready = refuse(err);
     }
+    ready = dist_all(ready);        /* rank 0's --log */
     if (!ready) {
+        if (log)
+            fclose(log);
         free(params);
         free(opt);
         cnnw_extra_free(&classes);
@@ -432,11 +535,22 @@ int cmd_train(const CnnModel *m, const Args *a)
     bool ok = append || log_line(log, a->log, err, sizeof err,
                                  "epoch,step,loss,accuracy,images_per_s,test_loss,lr,seconds,val_loss,"
                                  "val_accuracy\n") || fail(err) == 0;
+    ok = dist_all(ok);
 
     CnnHyper hp = m->hp;
     hp.seed = seed;
     hp.float_targets = data.train.targets != NULL;
     Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
+    Reduce red = {.m = m, .params = params};
+    if (dist_size() > 1) {
+        int64_t state = 0;
+        for (int t = 0; t < m->ntensors; t++)
+            state += m->tensors[t].state ? m->tensors[t].size : 0;
+        red.buf = malloc(((size_t)(m->params_size + state) + 3) * sizeof *red.buf);
+        stepper_set_reduce(stepper, reduce_procs, &red);
+    }
+    size_t in = (size_t)m->height * m->width * m->channels;
+    size_t y_stride = hp.float_targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
     int64_t count = data.train.im.count;
     Feeder *feed = feeder_new(m, &data.train, batch, seed, shuffled, st.epoch, st.epoch_steps * batch, epochs);
 
@@ -449,13 +563,13 @@ int cmd_train(const CnnModel *m, const Args *a)
     if (a->steps && (int64_t)a->steps * batch < total)
         total = (int64_t)a->steps * batch;
     Run run = {.epochs = epochs, .count = count, .total = total, .t0 = now(), .tty = isatty(2),
-               .every = a->progress};
+               .quiet = dist_rank() > 0, .every = a->progress};
     run.last = run.t0;
     st.seed = seed, st.train_images = count, st.batch = batch, st.epochs = epochs, st.shuffle = shuffled;
     st.base_lr = base_lr;
     int64_t steps_run = 0;
     bool stop = false;
-    if (resumed && st.epoch > epochs)
+    if (resumed && st.epoch > epochs && dist_rank() == 0)
         fprintf(stderr, "%s: note: %s's run is complete (%d epoch%s); a larger --epochs trains on\n", m->name,
                 a->resume, epochs, epochs == 1 ? "" : "s");
     for (int epoch = st.epoch; epoch <= epochs && ok && !stop; epoch++) {
@@ -467,18 +581,28 @@ int cmd_train(const CnnModel *m, const Args *a)
         bool finished = true;
         for (int64_t first = st.epoch_steps * batch; first < count; first += batch) {
             int n = (int)(count - first < batch ? count - first : batch);
-            if (n < m->min_images) {
-                /* a last batch of 1 (PyTorch refuses it: drop_last) */
-                if (epoch == 1)
+            if (n < m->min_images || n < dist_size()) {
+                /* a last batch of 1 (PyTorch refuses it: drop_last), or
+                 * of fewer images than processes */
+                if (epoch == 1 && dist_rank() == 0 && n < m->min_images)
                     fprintf(stderr, "%s: note: each epoch's last batch, of %d image, is left out: a batch "
                             "norm over a vector needs %d a step\n", m->name, n, m->min_images);
+                else if (epoch == 1 && dist_rank() == 0)
+                    fprintf(stderr, "%s: note: each epoch's last batch, of %d image%s, is left out: it has "
+                            "fewer than the %d processes\n", m->name, n, n == 1 ? "" : "s", dist_size());
                 run.done += n;
                 break;
             }
             const void *y;
             const float *x = feeder_take(feed, epoch, first, n, &y);
             hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, st.epoch_steps, per_epoch, epochs);
-            float loss = stepper_step(stepper, params, opt, x, y, n, &hp);
+            /* this process's part of the batch */
+            int lo = (int)((int64_t)n * dist_rank() / dist_size());
+            int hi = (int)((int64_t)n * (dist_rank() + 1) / dist_size());
+            stepper_set_span(stepper, lo, dist_size() > 1 ? n : 0);
+            red.part = hi - lo, red.batch = n, red.signal = stop_signal;
+            float loss = stepper_step(stepper, params, opt, x + (size_t)lo * in,
+                                      (const char *)y + (size_t)lo * y_stride, hi - lo, &hp);
             feeder_done(feed);
             st.step++;
             st.epoch_steps++;
@@ -503,7 +627,8 @@ int cmd_train(const CnnModel *m, const Args *a)
                          a->save ? ", is intact" : "");
                 if (run.tty)
                     fputc('\n', stderr);
-                fail(err);
+                if (dist_rank() == 0)
+                    fail(err);
                 ok = false;
                 break;
             }
@@ -511,7 +636,7 @@ int cmd_train(const CnnModel *m, const Args *a)
             run.done += n;
             run.loss = mean;
             progress(&run, run.tty && run.seen == count);
-            if ((a->steps && steps_run >= a->steps) || stop_signal) {
+            if ((a->steps && steps_run >= a->steps) || signalled(&red)) {
                 stop = true;
                 finished = first + batch >= count;
                 break;
@@ -521,8 +646,9 @@ int cmd_train(const CnnModel *m, const Args *a)
             break;
         if (run.tty)
             fputc('\n', stderr);
-        if (stop_signal) {
-            fprintf(stderr, "%s: interrupted at step %lld of epoch %d (batch %lld of %lld)\n",
+        if (signalled(&red)) {
+            if (dist_rank() == 0)
+                fprintf(stderr, "%s: interrupted at step %lld of epoch %d (batch %lld of %lld)\n",
                     m->name, (long long)st.step, epoch, (long long)st.epoch_steps, (long long)per_epoch);
             break;
         }
@@ -536,10 +662,8 @@ int cmd_train(const CnnModel *m, const Args *a)
         ok = log_line(log, a->log, err, sizeof err, "%d,%lld,%.6f,%s,%.1f,%s,%.6g,%.3f,%s,%s\n", epoch,
                       (long long)st.step, mean, test.acc_csv, ips, test.loss_csv, hp.lr, secs,
                       val.loss_csv, val.acc_csv);
-        if (!ok) {
-            fail(err);
-            break;
-        }
+        if (!ok)
+            fail(err);              /* the others learn it from dist_all below */
         /* the best validation accuracy (or, with float targets, loss) so far */
         double figure = data.val.targets ? -val.loss : val.acc;
         bool best = finished && data.val.im.count && (st.best_epoch == 0 || figure > st.best);
@@ -553,24 +677,27 @@ int cmd_train(const CnnModel *m, const Args *a)
             st.epoch_steps = st.seen = 0;
             st.loss_sum = 0;
         }
-        ok = save(m, a->save, params, &st, &classes);
+        ok = ok && save(m, a->save, params, &st, &classes);
         if (ok && best && a->save_best)
             ok = save(m, a->save_best, params, &st, &classes);
+        ok = dist_all(ok);          /* rank 0's writes */
     }
-    if (ok && stop_signal)
-        ok = save(m, a->save, params, &st, &classes);
-    if (ok && stop_signal)
+    int sig = signalled(&red);
+    if (ok && sig)
+        ok = dist_all(save(m, a->save, params, &st, &classes));
+    if (ok && sig && dist_rank() == 0)
         fprintf(stderr, "%s: %s%s\n", m->name, a->save ? "saved " : "nothing saved (no --save)",
                 a->save ? a->save : "");
     if (log)
         fclose(log);
     feeder_free(feed);
     stepper_free(stepper);
+    free(red.buf);
     free(opt);
     free(params);
     cnnw_extra_free(&classes);
     data_free(&data);
     if (!ok)
         return 1;
-    return stop_signal ? 128 + stop_signal : 0;
+    return sig ? 128 + sig : 0;
 }

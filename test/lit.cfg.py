@@ -31,6 +31,12 @@ config.substitutions.append(('%examples', os.path.join(config.cnnc_src_root, 'ex
 config.substitutions.append(('%python', '/usr/bin/python3'))
 config.substitutions.append(('%cflags', getattr(config, 'cflags', '')))
 config.substitutions.append(('%objroot', config.cnnc_obj_root))
+config.substitutions.append(('%fmnist', '/usr/share/datasets/fashion-mnist'))
+# Open MPI, for test/mpi: as root, on more ranks than cores; LeakSanitizer
+# would report Open MPI's own allocations at exit
+config.substitutions.append(('%mpirun', 'env ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe'))
+if getattr(config, 'mpi', False):
+    config.available_features.add('mpi')
 config.substitutions.append(('%onnxdata', '/usr/include/onnx/backend/test/data'))
 config.substitutions.append(('%tools', os.path.join(config.cnnc_src_root, 'tools')))
 config.environment['PATH'] = os.pathsep.join([config.llvm_tools_dir, config.environment.get('PATH', os.environ.get('PATH', ''))])

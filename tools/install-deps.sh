@@ -11,6 +11,7 @@ packages=(
     python3-onnx libonnx-testdata          # tools/onnx2cnn.py, cnn2onnx.py; ONNX's conformance tests
     clang libclang-rt-14-dev               # libFuzzer, for test/fuzz
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user   # running cross-compiled models
+    openmpi-bin libopenmpi-dev             # cnnc --mpi: training under mpirun (optional to build)
     dataset-fashion-mnist                  # the demo's and the accuracy checks' data
 )
 missing=()
