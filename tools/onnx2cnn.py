@@ -361,18 +361,14 @@ def near(a, b):
     return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
 
 
-def check_leaky(cv, node, a):
-    alpha = float(a.get("alpha", 0.01))
-    if alpha <= 0:
-        refuse(node, "alpha %s is not supported (it must be > 0)" % num(alpha))
-    return [num(alpha)]
-
-
-def check_elu(cv, node, a):
-    alpha = float(a.get("alpha", 1.0))
-    if alpha <= 0:
-        refuse(node, "alpha %s is not supported (it must be > 0)" % num(alpha))
-    return [num(alpha)]
+def positive_alpha(default):
+    """LeakyRelu's and Elu's alpha, the language's positional value: > 0"""
+    def check(cv, node, a):
+        alpha = float(a.get("alpha", default))
+        if alpha <= 0:
+            refuse(node, "alpha %s is not supported (it must be > 0)" % num(alpha))
+        return [num(alpha)]
+    return check
 
 
 def check_selu(cv, node, a):
@@ -650,7 +646,7 @@ HANDLERS = {
     "GlobalAveragePool": do_global_pool("globalavgpool"), "GlobalMaxPool": do_global_pool("globalmaxpool"),
     "BatchNormalization": do_batchnorm,
     "Relu": do_act("relu"), "Sigmoid": do_act("sigmoid"), "Tanh": do_act("tanh"),
-    "LeakyRelu": do_act("leaky_relu", check_leaky), "Elu": do_act("elu", check_elu),
+    "LeakyRelu": do_act("leaky_relu", positive_alpha(0.01)), "Elu": do_act("elu", positive_alpha(1.0)),
     "Selu": do_act("selu", check_selu), "Softplus": do_act("softplus"),
     "HardSigmoid": do_act("hardsigmoid", check_hardsigmoid), "HardSwish": do_act("hardswish"),
     "Gelu": do_act("gelu", check_gelu), "Silu": do_act("silu"),
