@@ -11,8 +11,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const CnnTensor t[] = {
-        {"conv1.weight", 4, {2, 1, 3, 3}, 0, 18, NULL},
-        {"conv1.bias", 1, {2}, 18, 2, NULL},
+        {"conv1.weight", 4, {2, 1, 3, 3}, 0, 18, NULL, 0},
+        {"conv1.bias", 1, {2}, 18, 2, NULL, 0},
     };
     CnnModel m = {.name = "fuzz", .ntensors = 2, .tensors = t, .params_size = 20, .outputs = 3,
                   .opt_state_size = 5};
