@@ -54,6 +54,14 @@ def torch_name(name):
     return module + "." + suffix
 
 
+def our_name(name):
+    """torch_name's inverse: layer1.0.conv1.weight is our layer1_0_conv1.weight"""
+    module, suffix = name.rsplit(".", 1)
+    for a, b in NAME_MAP:
+        module = module.replace(b, a)
+    return module + "." + suffix
+
+
 def seeded(name, shape, gain=4):
     """A tensor's values: scaled so that activations stay near 1 through
     the whole network, batch norms' statistics plausible; the classifier
@@ -133,14 +141,13 @@ def export_onnx(arch, w, size, out):
 
 
 def fill_onnx(graph, out):
-    """the emptied initializers of export_onnx's graph drawn again: torch's
-    name layer1.0.conv1.weight is our layer1_0_conv1.weight (numpy only)"""
+    """the emptied initializers of export_onnx's graph drawn again, under
+    our names (numpy and python3-onnx only)"""
     import onnx
     from onnx import numpy_helper
     m = onnx.load(graph)
     for t in m.graph.initializer:
-        module, suffix = t.name.rsplit(".", 1)
-        v = seeded(module.replace(".", "_") + "." + suffix, tuple(t.dims))
+        v = seeded(our_name(t.name), tuple(t.dims))
         t.CopyFrom(numpy_helper.from_array(v, t.name))
     onnx.save(m, out)
 
