@@ -4,10 +4,14 @@ settings and thread count, measured in the same way as cnnc's programs.
 
   torch_bench.py train-accuracy EPOCHS          LeNet-5 on Fashion-MNIST: test accuracy per epoch
   torch_bench.py speed MODEL THREADS            training and inference images/s, batch-1 latency
+  torch_bench.py infer-speed MODEL THREADS      inference images/s and batch-1 latency only
+  torch_bench.py train-memory MODEL             peak RSS of a training process, 1 thread
   torch_bench.py resnet-accuracy EPOCHS THREADS examples/fmnist_resnet.cnn on Fashion-MNIST with
                                                 its train block, torchvision's transforms
 
-MODEL is lenet5 (Fashion-MNIST images) or vgg_small (synthetic 32x32x3 data).
+MODEL is lenet5 (Fashion-MNIST images), vgg_small or resnet20 (random 32x32x3
+data, batch 64), mobilenet_v2 or resnet18 (torchvision's, random 224x224x3,
+batch 8).
 Prints `key value` lines for bench/run to read.
 """
 import gzip
@@ -82,6 +86,26 @@ class Block(nn.Module):
     def forward(self, x):
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         return F.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNet20(nn.Module):
+    """examples/resnet20.cnn: a 3x3 stem of 16, three stages of three basic
+    blocks (16, 32, 64 channels, projection shortcuts where the size halves),
+    global average pool, fc 10"""
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(3):
+                blocks.append(Block(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.stages = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.stages(F.relu(self.bn(self.conv(x)))).mean((2, 3)))
 
 
 class FmnistResNet(nn.Module):
@@ -184,40 +208,75 @@ def timed(fn, min_seconds=2.0):
             return n / t
 
 
-def speed(name, threads):
+def median_latency(f, one, seconds=2.0):
+    """the median of 2000 single-image calls, or of those that fit in the
+    time (at least 10), after 200 calls or a tenth of the time: as cnnc's
+    bench command"""
+    t0 = time.perf_counter()
+    for _ in range(200):
+        f(one)
+        if time.perf_counter() - t0 >= seconds / 10:
+            break
+    ts, t0 = [], time.perf_counter()
+    while len(ts) < 2000 and (len(ts) < 10 or time.perf_counter() - t0 < seconds):
+        t = time.perf_counter()
+        torch.softmax(f(one), 1)
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2] * 1e6
+
+
+def network(name):
+    """the model and its batch of inputs: 64 for the CIFAR-sized ones, 8 of
+    224x224x3 for torchvision's ImageNet networks (inference only)"""
+    if name == "lenet5":
+        return LeNet5(), torch.tensor(idx("train-images-idx3-ubyte")[:64],
+                                      dtype=torch.float32).unsqueeze(1) / 255
+    if name in ("mobilenet_v2", "resnet18"):
+        import torchvision
+        return getattr(torchvision.models, name)(), torch.rand(8, 3, 224, 224)
+    return {"vgg_small": VGGSmall, "resnet20": ResNet20}[name](), torch.rand(64, 3, 32, 32)
+
+
+def speed(name, threads, train=True):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if name == "lenet5":
-        model, x = LeNet5(), torch.tensor(idx("train-images-idx3-ubyte")[:64],
-                                          dtype=torch.float32).unsqueeze(1) / 255
-    else:
-        model, x = VGGSmall(), torch.rand(64, 3, 32, 32)
-    y = torch.randint(0, 10, (64,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model, x = network(name)
+    n = len(x)
+    y = torch.randint(0, 10, (n,))
+    if train:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-    def step():
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        print("train_ips %.1f" % (n * timed(step)))
+    model.eval()
+    with torch.no_grad():
+        print("infer_ips %.1f" % (n * timed(lambda: torch.softmax(model(x), 1))))
+        frozen = torch.jit.optimize_for_inference(torch.jit.script(model))
+        print("infer_opt_ips %.1f" % (n * timed(lambda: torch.softmax(frozen(x), 1))))
+        one = x[:1].contiguous()
+        print("latency_us %.1f" % median_latency(model, one))
+        print("latency_opt_us %.1f" % median_latency(frozen, one))
+
+
+def train_memory(name, steps=20):
+    """the peak resident memory (KiB) of a process that trains the model for
+    some steps at batch 64 on one thread, and of the same process before the
+    model was made (the interpreter and the libraries)"""
+    import resource
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.set_num_threads(1)
+    model, x = network(name)
+    y = torch.randint(0, 10, (len(x),))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(steps):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
-    print("train_ips %.1f" % (64 * timed(step)))
-    model.eval()
-    with torch.no_grad():
-        print("infer_ips %.1f" % (64 * timed(lambda: torch.softmax(model(x), 1))))
-        frozen = torch.jit.optimize_for_inference(torch.jit.script(model))
-        print("infer_opt_ips %.1f" % (64 * timed(lambda: torch.softmax(frozen(x), 1))))
-        one = x[:1].contiguous()
-        lat = []
-        for f in (model, frozen):
-            for _ in range(200):
-                f(one)
-            ts = []
-            for _ in range(2000):
-                t0 = time.perf_counter()
-                torch.softmax(f(one), 1)
-                ts.append(time.perf_counter() - t0)
-            lat.append(sorted(ts)[len(ts) // 2] * 1e6)
-        print("latency_us %.1f" % lat[0])
-        print("latency_opt_us %.1f" % lat[1])
+    print("train_rss_kib %d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print("base_rss_kib %d" % base)
 
 
 if __name__ == "__main__":
@@ -225,5 +284,9 @@ if __name__ == "__main__":
         train_accuracy(int(sys.argv[2]))
     elif sys.argv[1] == "resnet-accuracy":
         resnet_accuracy(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "train-memory":
+        train_memory(sys.argv[2])
+    elif sys.argv[1] == "infer-speed":
+        speed(sys.argv[2], int(sys.argv[3]), train=False)
     else:
         speed(sys.argv[2], int(sys.argv[3]))

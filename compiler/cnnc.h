@@ -630,6 +630,7 @@ typedef struct ConvKernel {
     int64_t G, Cs, Ms;
     int dh, dw;
     LLVMValueRef gi;                /* the group's loop, while emitting */
+    bool blocked;                   /* wpack blocked by channel block (conv_pack_blocks) */
 } ConvKernel;
 
 /* whether k is one dense conv: no groups, no dilation */
@@ -646,6 +647,9 @@ void emit_depthwise_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef
 void emit_depthwise_scatter(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef wpack, LLVMValueRef dpad);
 
 void emit_conv_kernel(Cg *c, ConvKernel *k);
+int conv_pack_blocks(Cg *c, const ConvKernel *k);
+/* where (row, col) of a rows x width pack blocked by bw is (conv.c) */
+LLVMValueRef conv_blocked_at(Cg *c, LLVMValueRef row, int64_t rows, LLVMValueRef col, int64_t width, int bw);
 /* the row-vector kernel (conv_rows.c) for one input channel, few kernels */
 bool rows_fits(Cg *c, const ConvKernel *k);
 void emit_conv_rows(Cg *c, ConvKernel *k);

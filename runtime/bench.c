@@ -2,12 +2,13 @@
  * bench.c: the compiled program's `bench` command: how fast this model runs
  * here, on random inputs and labels.
  *
- *   ./model bench [--threads N] [--seconds S]
+ *   ./model bench [--threads N]
  *
  * Prints `key value` lines: train_ips (training images/s at the compiled
  * batch), infer_ips (inference images/s, a batch per thread, with workspaces
  * kept from call to call as an application would keep them) and latency_us
- * (median of 2000 single-image inferences). bench/run reads them.
+ * (median of 2000 single-image inferences, or of those that fit in 2 s, at
+ * least 10). bench/run reads them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,15 +79,19 @@ int cmd_bench(const CnnModel *m, const Args *a)
     void *ws = ws_alloc(m);
     enum { N = 2000 };
     double *lat = malloc(N * sizeof *lat);
-    for (int i = 0; i < 200; i++)
+    /* warm up for 200 calls or a tenth of the time; then up to N calls, or
+     * as many as fit in the time (at least 10: a big model's latency) */
+    t0 = now();
+    for (int i = 0; i < 200 && now() - t0 < seconds / 10; i++)
         m->infer(params, x, y, 1, ws);
-    for (int i = 0; i < N; i++) {
+    int n = 0;
+    for (t0 = now(); n < N && (n < 10 || now() - t0 < seconds); n++) {
         double t = now();
         m->infer(params, x, y, 1, ws);
-        lat[i] = now() - t;
+        lat[n] = now() - t;
     }
-    qsort(lat, N, sizeof *lat, cmp_double);
-    printf("latency_us %.1f\n", lat[N / 2] * 1e6);
+    qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+    printf("latency_us %.1f\n", lat[n / 2] * 1e6);
     free(lat);
     free(ws);
     free(params);

@@ -272,11 +272,28 @@ int64_t conv_pack_bound(const Node *n)
  * convs only. */
 enum { PACK_FORWARD, PACK_TRANSPOSED, PACK_SCATTER };
 
-/* pack = weight (how's layout, rows of stride floats), each kernel m times
- * scale[m] when scale is given, or with unpack weight += pack: one walk over
- * the weight's (m, c, kh, kw) */
+/* A dense conv's pack for the direct kernel may be blocked: each block of
+ * bw output channels (conv_block_width) holds all its rows in a piece of its
+ * own, rows of its whole lanes, so that a channel block's weights are
+ * contiguous. Rows of the packed width would put them a power of two apart,
+ * on a few of the caches' sets (ResNet-18's 512 channels: 2 KB apart, 2 of
+ * L1's 64 sets), and the kernel would stream them from memory.
+ * The place of (row, col) of a rows x width pack blocked by bw: */
+LLVMValueRef conv_blocked_at(Cg *c, LLVMValueRef row, int64_t rows, LLVMValueRef col, int64_t width, int bw)
+{
+    LLVMValueRef blk = LLVMBuildUDiv(c->b, col, cg_i64(c, bw), "blk");
+    LLVMValueRef within = LLVMBuildSub(c->b, col, cg_mul(c, blk, cg_i64(c, bw)), "");
+    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntUGE, blk, cg_i64(c, width / bw), "");
+    LLVMValueRef rw = LLVMBuildSelect(c->b, last, cg_i64(c, cg_lanes(c, width % bw ? (int)(width % bw) : bw)),
+                                      cg_i64(c, cg_lanes(c, bw)), "");
+    return cg_add(c, cg_mul(c, blk, cg_i64(c, bw * rows)), cg_add(c, cg_mul(c, row, rw), within));
+}
+
+/* pack = weight (how's layout, rows of stride floats, or blocked by bw > 0),
+ * each kernel m times scale[m] when scale is given, or with unpack weight +=
+ * pack: one walk over the weight's (m, c, kh, kw) */
 static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
-                      bool unpack, LLVMValueRef scale)
+                      bool unpack, LLVMValueRef scale, int bw)
 {
     ConvGeom g = geom(n);
     Loop lm, lc, lh, lw;
@@ -295,6 +312,12 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
         LLVMValueRef t = how == PACK_TRANSPOSED ? cg_i64(c, taps - 1) : cg_i64(c, 0);
         LLVMValueRef tap = cg_muladd(c, kh, n->kw, kw);
         dst = cg_muladd(c, how == PACK_TRANSPOSED ? LLVMBuildSub(c->b, t, tap, "") : tap, g.C, m);
+    } else if (bw && how == PACK_FORWARD) {
+        dst = conv_blocked_at(c, cg_muladd(c, cg_muladd(c, kh, n->kw, kw), g.Cg, ch), taps * g.Cg, ml, g.Mg, bw);
+    } else if (bw) {
+        LLVMValueRef fh = LLVMBuildSub(c->b, cg_i64(c, n->kh - 1), kh, "");
+        LLVMValueRef fw = LLVMBuildSub(c->b, cg_i64(c, n->kw - 1), kw, "");
+        dst = conv_blocked_at(c, cg_muladd(c, cg_muladd(c, fh, n->kw, fw), g.Mg, ml), taps * g.Mg, ch, g.Cg, bw);
     } else if (how == PACK_FORWARD) {
         dst = cg_muladd(c, cg_muladd(c, cg_muladd(c, cg_muladd(c, gi, n->kh, kh), n->kw, kw), g.Cg, ch), stride, ml);
     } else if (how == PACK_TRANSPOSED) {
@@ -320,7 +343,8 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     cg_loop_end(c, &lm);
 }
 
-static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, LLVMValueRef scale)
+static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, LLVMValueRef scale,
+                      int bw)
 {
     ConvGeom g = geom(n);
     int64_t taps = (int64_t)n->kh * n->kw;
@@ -332,7 +356,7 @@ static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
         rows = taps, width = stride = g.C;
     if (stride != width)
         cg_zero(c, pack, cg_i64(c, rows * stride));
-    pack_walk(c, n, w, pack, how, stride, false, scale);
+    pack_walk(c, n, w, pack, how, stride, false, scale, bw);
 }
 
 /* out (bn, oh, ow0 .. ow0+r, m0 .. m0+bm) from r x bm accumulators */
@@ -359,7 +383,10 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     /* the packed rows hold whole lanes: no mask */
     int lanes = cg_lanes(c, bm);
     LLVMValueRef tap = cg_muladd(c, cg_muladd(c, cg_muladd(c, gi, k->kh, kh), k->kw, kw), k->C, ch);
-    LLVMValueRef w = cg_vload_lanes(c, k->wpack, cg_add(c, cg_mul(c, tap, cg_i64(c, k->Mp)), m0), lanes, lanes);
+    LLVMValueRef at = k->blocked ? cg_add(c, cg_mul(c, m0, cg_i64(c, (int64_t)k->kh * k->kw * k->C)),
+                                          cg_mul(c, tap, cg_i64(c, lanes)))
+                                 : cg_add(c, cg_mul(c, tap, cg_i64(c, k->Mp)), m0);
+    LLVMValueRef w = cg_vload_lanes(c, k->wpack, at, lanes, lanes);
     LLVMValueRef base = cg_add(c, cg_muladd(c, row, Cs, cg_mul(c, gi, cg_i64(c, k->C))), ch);
     for (int i = 0; i < r; i++) {
         LLVMValueRef x = cg_load(c, k->in, cg_add(c, base, cg_i64(c, (int64_t)i * k->sw * Cs)), "x");
@@ -382,10 +409,15 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
     }
 }
 
-/* Every channel block of r pixels from ow0: full blocks in a loop, then the rest. */
-static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
+/* Every channel block of r pixels from ow0: full blocks in a loop, then the
+ * rest; or only the block of bm from m0, when m0 is given. */
+static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueRef m0, int bm)
 {
-    int bm = conv_block_width(c, k->M);
+    if (m0) {
+        conv_block(c, k, ow0, r, m0, bm);
+        return;
+    }
+    bm = conv_block_width(c, k->M);
     int64_t full = k->M / bm, rest = k->M % bm;
     Loop lm;
     LLVMValueRef mb = cg_loopn(c, &lm, full, "mb");
@@ -393,6 +425,46 @@ static void conv_channels(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r)
     cg_loop_end(c, &lm);
     if (rest)
         conv_block(c, k, ow0, r, cg_i64(c, full * bm), (int)rest);
+}
+
+/* Every output pixel, r at a time along the rows, of every channel block (or
+ * of the one from m0, see conv_channels) */
+static void conv_pixels(Cg *c, ConvKernel *k, int r, LLVMValueRef m0, int bm)
+{
+    Loop ln, lh, lg, lw;
+    k->bn = cg_loop(c, &ln, c->batch, "n");
+    k->oh = cg_loopn(c, &lh, k->OH, "oh");
+    k->gi = k->G > 1 ? cg_loopn(c, &lg, k->G, "g") : NULL;
+    if (k->OW / r) {
+        LLVMValueRef ob = cg_loopn(c, &lw, k->OW / r, "ob");
+        conv_channels(c, k, cg_mul(c, ob, cg_i64(c, r)), r, m0, bm);
+        cg_loop_end(c, &lw);
+    }
+    if (k->OW % r)
+        conv_channels(c, k, cg_i64(c, k->OW / r * r), (int)(k->OW % r), m0, bm);
+    if (k->G > 1)
+        cg_loop_end(c, &lg);
+    cg_loop_end(c, &lh);
+    cg_loop_end(c, &ln);
+}
+
+/* The packed weights a pixel block streams through, in bytes, above which
+ * the channel blocks go outside the pixels: each block's weights then stay
+ * in the core's cache for all the pixels (ResNet-18's 512 x 512 3x3 convs,
+ * 9 MB), instead of the whole packed weight passing once per pixel block. */
+enum { WEIGHTS_INNER_BYTES = 128 << 10 };
+
+static bool weights_outer(const ConvKernel *k)
+{
+    return k->G <= 1 && (int64_t)k->kh * k->kw * k->C * k->Mp * 4 > WEIGHTS_INNER_BYTES;
+}
+
+/* The block width of the direct kernel's blocked pack for k, 0 when another
+ * kernel takes k (or it has groups) */
+int conv_pack_blocks(Cg *c, const ConvKernel *k)
+{
+    bool direct = !(k->G > 1 && k->C == 1 && k->M == 1) && !(k->scratch && wino_fits(k)) && !rows_fits(c, k);
+    return direct && k->G <= 1 ? conv_block_width(c, k->M) : 0;
 }
 
 void emit_conv_kernel(Cg *c, ConvKernel *k)
@@ -410,22 +482,19 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         return;
     }
     CNNC_ASSERT(!k->pool);      /* conv_takes_pool keeps to the kernels above */
-    int r = conv_block_count(c, conv_block_width(c, k->M), k->OW);
-    Loop ln, lh, lg, lw;
-    k->bn = cg_loop(c, &ln, c->batch, "n");
-    k->oh = cg_loopn(c, &lh, k->OH, "oh");
-    k->gi = k->G > 1 ? cg_loopn(c, &lg, k->G, "g") : NULL;
-    if (k->OW / r) {
-        LLVMValueRef ob = cg_loopn(c, &lw, k->OW / r, "ob");
-        conv_channels(c, k, cg_mul(c, ob, cg_i64(c, r)), r);
-        cg_loop_end(c, &lw);
+    int bm = conv_block_width(c, k->M);
+    int r = conv_block_count(c, bm, k->OW);
+    if (!weights_outer(k)) {
+        conv_pixels(c, k, r, NULL, 0);
+        return;
     }
-    if (k->OW % r)
-        conv_channels(c, k, cg_i64(c, k->OW / r * r), (int)(k->OW % r));
-    if (k->G > 1)
-        cg_loop_end(c, &lg);
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &ln);
+    int64_t full = k->M / bm, rest = k->M % bm;
+    Loop lm;
+    LLVMValueRef mb = cg_loopn(c, &lm, full, "mb");
+    conv_pixels(c, k, r, cg_mul(c, mb, cg_i64(c, bm)), bm);
+    cg_loop_end(c, &lm);
+    if (rest)
+        conv_pixels(c, k, r, cg_i64(c, full * bm), (int)rest);
 }
 
 /* The forward kernel's shape */
@@ -530,7 +599,8 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         scale = cg_ws(c, s->fold);
         k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
     }
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale);
+    k.blocked = conv_pack_blocks(c, &k) > 0;
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, conv_pack_blocks(c, &k));
     emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
         emit_act_inplace(c, n->act, n->act_param, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
@@ -600,7 +670,8 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     }
     k.wpack = cg_ws(c, s->tpack);
     k.Mp = packed(c, k.M);
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL);
+    k.blocked = conv_pack_blocks(c, &k) > 0;
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL, conv_pack_blocks(c, &k));
     emit_conv_kernel(c, &k);
     if (dinp_folds(n))
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
@@ -756,7 +827,7 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     if (G.G > 1)
         cg_loop_end(c, &lg);
     cg_loop_end(c, &ln);
-    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.Mg, true, NULL);
+    pack_walk(c, n, dw, dwpack, PACK_FORWARD, G.Mg, true, NULL, 0);
 }
 
 /* d padded input, scatter form: for output pixels gpix .. gpix+np of a row,
@@ -932,7 +1003,7 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
     if (dw && conv_depthwise(n)) {
         emit_depthwise_dweight(c, n, pad, g, cg_ws(c, s->tpack));
-        pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.C, true, NULL);
+        pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.C, true, NULL, 0);
     } else if (dw) {
         conv_dweight(c, n, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
     }
@@ -946,7 +1017,7 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
     } else if (a->dinp) {
         LLVMValueRef tpack = cg_ws(c, s->tpack);
         int how = conv_depthwise(n) ? PACK_FORWARD : plain(n) ? PACK_SCATTER : PACK_TRANSPOSED;
-        emit_pack(c, n, cg_param(c, n->weight), tpack, how, NULL);
+        emit_pack(c, n, cg_param(c, n->weight), tpack, how, NULL, 0);
         LLVMValueRef dpad = a->dinp;
         if (s->dpad >= 0) {
             dpad = cg_ws(c, s->dpad);

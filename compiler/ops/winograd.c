@@ -121,6 +121,7 @@ typedef struct Wino {
     LLVMValueRef u, v, m;           /* the transformed weights, input tiles, products */
     LLVMValueRef n, th, tw;         /* image, tile row, tile column */
     LLVMValueRef ch;                /* weights: the input channel */
+    int bw;                         /* U's blocks for the products' kernel (conv_pack_blocks), or 0 */
 } Wino;
 
 /* where element xi of a transformed tile t is kept, in a (a*a, T, width)
@@ -131,7 +132,8 @@ static LLVMValueRef tile_at(Cg *c, int xi, int64_t T, LLVMValueRef t, int64_t wi
 }
 
 /* U (xi, c, m0..) = G g G^T for the kernels of input channel c, output
- * channels m0..m0+width, from wpack (kh, kw, C, Mp). */
+ * channels m0..m0+width, from wpack (kh, kw, C, Mp); each U (xi) blocked as
+ * the products' kernel reads it, when it does (w->bw). */
 static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
@@ -145,7 +147,10 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     sandwich(c, w->s->g, a, r, g, u, width);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            cg_vstore(c, u[i][j], w->u, tile_at(c, i * a + j, k->C, w->ch, k->Mp, m0), width);
+            cg_vstore(c, u[i][j], w->u,
+                      w->bw ? cg_add(c, cg_i64(c, (int64_t)(i * a + j) * k->C * k->Mp),
+                                     conv_blocked_at(c, w->ch, k->C, m0, k->M, w->bw))
+                            : tile_at(c, i * a + j, k->C, w->ch, k->Mp, m0), width);
 }
 
 /* the first pixel of row i of tile (th, tw) of image n in an (N, H, W, .) image */
@@ -216,6 +221,10 @@ void emit_wino(Cg *c, const ConvKernel *k)
     int a = s->m + s->r - 1, xis = a * a;
     int64_t TH = k->OH / s->m, TW = k->OW / s->m;
     Wino w = {.k = k, .s = s, .a = a, .u = k->scratch};
+    /* the a*a products of a row of tiles, each a 1x1 conv of TW pixels */
+    ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE, .in = NULL, .Mp = k->Mp};
+    w.bw = conv_pack_blocks(c, &g);
+    g.blocked = w.bw > 0;
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
     LLVMValueRef vo[] = {cg_i64(c, floats64(u_floats(k, a)))};
     w.v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, vo, 1, "V");
@@ -237,12 +246,11 @@ void emit_wino(Cg *c, const ConvKernel *k)
     w.tw = cg_loopn(c, &lt, TW, "tw");
     cg_for_vectors(c, k->C, input_tile, &w);
     cg_loop_end(c, &lt);
-    /* the a*a products of this row of tiles, each a 1x1 conv of TW pixels */
+    /* the a*a products of this row of tiles */
     LLVMValueRef xi = cg_loopn(c, &lx, xis, "xi");
-    ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE,
-                    .in = cg_at(c, w.v, cg_mul(c, xi, cg_i64(c, TW * k->C))),
-                    .wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->Mp))),
-                    .out = cg_at(c, w.m, cg_mul(c, xi, cg_i64(c, TW * k->M))), .Mp = k->Mp};
+    g.in = cg_at(c, w.v, cg_mul(c, xi, cg_i64(c, TW * k->C)));
+    g.wpack = cg_at(c, w.u, cg_mul(c, xi, cg_i64(c, k->C * k->Mp)));
+    g.out = cg_at(c, w.m, cg_mul(c, xi, cg_i64(c, TW * k->M)));
     LLVMValueRef batch = c->batch;
     c->batch = cg_i64(c, 1);
     emit_conv_kernel(c, &g);
