@@ -146,23 +146,41 @@ int conv_block_width(Cg *c, int64_t channels)
     return channels < 2 * c->vw ? (int)channels : 2 * c->vw;
 }
 
-/* How many such blocks fit in the registers beside one operand and a
- * broadcast; of the counts from half that to all of it, one that divides
- * limit when there is one, so that no narrow remainder block is left. */
+/* How many such blocks of pixels a kernel keeps in registers, to cover
+ * limit pixels in runs of r and a last run of limit % r: each run's cycles
+ * per step of the sum are estimated as the most of its FMAs over the two FMA
+ * pipes, its loads (the block's vectors and a broadcast a pixel) over two
+ * load ports, and the FMA latency (FMA_LATENCY cycles) of its accumulator
+ * chains, and the count with the fewest cycles in all is taken (the largest
+ * of equals). A run of one pixel of one block would be a dependent chain at
+ * a quarter of the peak: 7 pixels go as 4 + 3, not 6 + 1. */
+enum { FMA_LATENCY = 4 };
+
+static int64_t run_cycles(int regs, int64_t r)
+{
+    int64_t fma = (regs * r + 1) / 2, loads = (regs + r + 1) / 2;
+    int64_t most = fma > loads ? fma : loads;
+    return r ? (most > FMA_LATENCY ? most : FMA_LATENCY) : 0;
+}
+
 int conv_block_count(Cg *c, int width, int64_t limit)
 {
     int regs = (width + c->vw - 1) / c->vw;
-    int r = (c->nregs - regs - 2) / regs;
-    if (r > 14)
-        r = 14;
-    if (r < 1)
-        r = 1;
-    if (r >= limit)
+    int most = (c->nregs - regs - 2) / regs;
+    if (most > 14)
+        most = 14;
+    if (most < 1)
+        most = 1;
+    if (most >= limit)
         return (int)limit;
-    for (int d = r; d * 2 >= r && d > 1; d--)
-        if (limit % d == 0)
-            return d;
-    return r;
+    int best = most;
+    int64_t best_cycles = INT64_MAX;
+    for (int r = most; r >= 1; r--) {
+        int64_t cycles = limit / r * run_cycles(regs, r) + run_cycles(regs, limit % r);
+        if (cycles < best_cycles)
+            best = r, best_cycles = cycles;
+    }
+    return best;
 }
 
 /* An image (N,H,W,C) with a border of ph rows and pw columns: zeros, or with
@@ -289,18 +307,14 @@ LLVMValueRef conv_blocked_at(Cg *c, LLVMValueRef row, int64_t rows, LLVMValueRef
     return cg_add(c, cg_mul(c, blk, cg_i64(c, bw * rows)), cg_add(c, cg_mul(c, row, rw), within));
 }
 
-/* pack = weight (how's layout, rows of stride floats, or blocked by bw > 0),
- * each kernel m times scale[m] when scale is given, or with unpack weight +=
- * pack: one walk over the weight's (m, c, kh, kw) */
-static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
-                      bool unpack, LLVMValueRef scale, int bw)
+/* The place *at in pack (how's layout, rows of stride floats, or blocked by
+ * bw > 0) of weight (m, ch, kh, kw), and that weight times scale[m] when
+ * scale is given; with unpack, weight (m, ch, kh, kw) += pack's (and NULL) */
+static LLVMValueRef pack_one(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
+                             bool unpack, LLVMValueRef scale, int bw, LLVMValueRef m, LLVMValueRef ch,
+                             LLVMValueRef kh, LLVMValueRef kw, LLVMValueRef *at)
 {
     ConvGeom g = geom(n);
-    Loop lm, lc, lh, lw;
-    LLVMValueRef m = cg_loopn(c, &lm, g.M, "m");
-    LLVMValueRef ch = cg_loopn(c, &lc, g.Cg, "c");
-    LLVMValueRef kh = cg_loopn(c, &lh, n->kh, "kh");
-    LLVMValueRef kw = cg_loopn(c, &lw, n->kw, "kw");
     LLVMValueRef src = cg_muladd(c, cg_muladd(c, cg_muladd(c, m, g.Cg, ch), n->kh, kh), n->kw, kw);
     /* kernel m is number ml of group gi */
     LLVMValueRef gi = g.G > 1 ? LLVMBuildUDiv(c->b, m, cg_i64(c, g.Mg), "g") : cg_i64(c, 0);
@@ -328,19 +342,73 @@ static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, i
     } else {
         dst = cg_muladd(c, cg_muladd(c, kh, g.M, m), stride, cg_muladd(c, kw, g.C, ch));
     }
-    LLVMValueRef v;
-    if (unpack) {
+    if (unpack)
         cg_accum(c, w, src, cg_load(c, pack, dst, "p"));
-    } else {
-        v = cg_load(c, w, src, "w");
-        if (scale)
-            v = cg_fmul(c, v, cg_load(c, scale, m, "scale"));
-        cg_store(c, v, pack, dst);
+    *at = dst;
+    if (unpack)
+        return NULL;
+    LLVMValueRef v = cg_load(c, w, src, "w");
+    return scale ? cg_fmul(c, v, cg_load(c, scale, m, "scale")) : v;
+}
+
+/* pack = weight, or weight += pack with unpack: one walk over the weight's
+ * (m, c, kh, kw). The loops go in the order of the written side, so that its
+ * stores run along its rows: the pack's outputs innermost (forward: m;
+ * transposed: c; scatter: kw, c), the weight's own order when unpacking. The
+ * innermost index goes in tiles of PACK_TILE, the tile loop outermost: the
+ * loads of a tile, a weight's rows apart (often a power of two, on a few of
+ * the cache's sets), stay in L1 for the other loops. */
+enum { PACK_TILE = 8 };
+
+static void pack_walk(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, int64_t stride,
+                      bool unpack, LLVMValueRef scale, int bw)
+{
+    ConvGeom g = geom(n);
+    enum { M, C, KH, KW };
+    static const int orders[][4] = {[PACK_FORWARD] = {C, KH, KW, M}, [PACK_TRANSPOSED] = {M, KH, KW, C},
+                                    [PACK_SCATTER] = {KH, M, KW, C}};
+    static const int weight_order[] = {M, C, KH, KW};
+    const int *order = unpack ? weight_order : conv_depthwise(n) ? orders[PACK_FORWARD] : orders[how];
+    const int64_t counts[] = {g.M, g.Cg, n->kh, n->kw};
+    static const char *const names[] = {"m", "c", "kh", "kw"};
+    int inner = order[3];
+    int64_t tile = unpack || counts[inner] < 2 * PACK_TILE ? counts[inner] : PACK_TILE;
+    if (inner == M && g.G > 1 && !conv_depthwise(n))
+        for (tile = PACK_TILE; g.Mg % tile; tile--)
+            ;                   /* a tile of m within a group: the pack's rows are each group's */
+    int64_t tiles = counts[inner] / tile, rest = counts[inner] % tile;
+    /* the full tiles, then the rest as one tile */
+    for (int part = 0; part < 2; part++) {
+        int64_t width = part ? rest : tile;
+        if (!width)
+            continue;
+        Loop lt, loops[4];
+        LLVMValueRef t0 = part ? cg_i64(c, tiles * tile)
+                               : cg_mul(c, cg_loopn(c, &lt, tiles, "tile"), cg_i64(c, tile));
+        LLVMValueRef at[4], dst, dst0 = NULL;
+        for (int i = 0; i < 3; i++)
+            at[order[i]] = cg_loopn(c, &loops[i], counts[order[i]], names[order[i]]);
+        if (unpack) {
+            at[inner] = cg_add(c, t0, cg_loopn(c, &loops[3], width, names[inner]));
+            pack_one(c, n, w, pack, how, stride, true, NULL, bw, at[M], at[C], at[KH], at[KW], &dst);
+            cg_loop_end(c, &loops[3]);
+        } else {
+            /* a tile's weights are consecutive in the pack: one vector store */
+            LLVMValueRef v = cg_vzero(c, (int)width);
+            for (int j = 0; j < width; j++) {
+                at[inner] = cg_add(c, t0, cg_i64(c, j));
+                LLVMValueRef x = pack_one(c, n, w, pack, how, stride, false, scale, bw, at[M], at[C], at[KH],
+                                          at[KW], &dst);
+                v = LLVMBuildInsertElement(c->b, v, x, cg_i64(c, j), "");
+                dst0 = j ? dst0 : dst;
+            }
+            cg_vstore(c, v, pack, dst0, (int)width);
+        }
+        for (int i = 2; i >= 0; i--)
+            cg_loop_end(c, &loops[i]);
+        if (!part)
+            cg_loop_end(c, &lt);
     }
-    cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh);
-    cg_loop_end(c, &lc);
-    cg_loop_end(c, &lm);
 }
 
 static void emit_pack(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef pack, int how, LLVMValueRef scale,
