@@ -210,6 +210,15 @@ CASES = [
     ("batchnorm", (6, 6, 3), 3, BN_NET[:-1]),
     ("groups", (12, 11, 2), 3, GROUPS_NET[:-1]),
     ("mbv2_block", (8, 8, 3), 3, MBV2_BLOCK[:-1]),
+    # 3x3 convs on maps of 16 columns and more: Winograd F(4x4, 3x3), a
+    # partial vector of outputs (24, 20), replicate padding, and the 2x2 max
+    # pool done in the last conv's pass (windows inside its 4x4 tiles)
+    ("winograd4", (16, 20, 16), 2, [
+        ("conv", "16 size=3 pad=same act=relu"), ("conv", "24 size=3 pad=1"),
+        ("conv", "20 size=3 pad=1 padmode=replicate act=relu"), ("maxpool", "2"),
+        ("flatten", ""), ("fc", "5")]),
+    # the same pool in F(4x4, 3x3)'s pass, every pooled output compared
+    ("winograd4_pool", (16, 16, 16), 2, [("conv", "20 size=3 pad=1 act=relu"), ("maxpool", "2")]),
 ]
 
 # batch norm's mode: running statistics (the forward fixtures), or the
@@ -535,6 +544,12 @@ TRAIN_CASES = [
     ("groups_sgd", (12, 11, 2), 4, GROUPS_NET, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9"),
     ("mbv2_sgd", (8, 8, 3), 16, MBV2_BLOCK, "loss cross_entropy; optimizer sgd lr=0.1 momentum=0.9 weight_decay=5e-4"),
     ("mbv2_adam", (8, 8, 3), 16, MBV2_BLOCK, "loss cross_entropy; optimizer adam lr=0.01 weight_decay=5e-4"),
+    # Winograd F(4x4, 3x3) forward and for d input (zero and replicate padding)
+    ("winograd4_sgd", (16, 16, 16), 4, [
+        ("conv", "16 size=3 pad=1 act=relu"), ("conv", "16 size=3 pad=1 act=tanh"),
+        ("conv", "16 size=3 pad=1 padmode=replicate"), ("maxpool", "2"), ("flatten", ""),
+        ("fc", "3"), ("softmax", "")],
+     "loss cross_entropy; optimizer sgd lr=0.01 momentum=0.5"),
 ]
 
 # The cases whose reference runs in float64 (then rounded to float32), for

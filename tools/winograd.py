@@ -10,14 +10,15 @@ construction gives A^T (m x a), G (a x r) and B^T (a x a), a = m + r - 1, with
 Prints each as a C initializer and checks the identity exactly (fractions),
 then the float32 error of the 2-D form against a float64 direct correlation
 (the reason for the points chosen: of 0, 1, -1 with +-2, +-1/2 or +-3/2,
-0, 1, -1, 2, -1/2 err least for F(2, 5)). winograd.c holds this output.
+0, 1, -1, 2, -1/2 err least for F(2, 5), and 0, 1, -1, 1/2, -2 for F(4, 3):
+1.2e-6, where +-2 give 2.6e-6 and +-1/2 3.1e-6). winograd.c holds this output.
 Needs python3-numpy.
 """
 from fractions import Fraction as Fr
 
 import numpy as np
 
-CASES = [(2, 3, [0, 1, -1]), (2, 5, [0, 1, -1, 2, Fr(-1, 2)])]
+CASES = [(2, 3, [0, 1, -1]), (4, 3, [0, 1, -1, Fr(1, 2), -2]), (2, 5, [0, 1, -1, 2, Fr(-1, 2)])]
 
 
 def polymul(a, b):

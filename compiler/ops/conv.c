@@ -565,6 +565,19 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         conv_pixels(c, k, r, cg_i64(c, full * bm), (int)rest);
 }
 
+/* A 1x1 stride-1 conv without padding is one matrix product over the
+ * image's pixels: seen as a single row of them, the kernel's runs of pixels
+ * cross the image's rows (MobileNet's 7x7 maps: runs of 49, not of 7) */
+static void pointwise_as_row(ConvKernel *k)
+{
+    if (k->kh == 1 && k->kw == 1 && k->sh == 1 && k->sw == 1 && k->Hp == k->OH && k->Wp == k->OW && !k->pool &&
+        conv_kernel_plain(k)) {
+        k->OW *= k->OH;
+        k->Wp *= k->Hp;
+        k->OH = k->Hp = 1;
+    }
+}
+
 /* The forward kernel's shape */
 static ConvKernel fwd_kernel(const Node *n)
 {
@@ -575,13 +588,13 @@ static ConvKernel fwd_kernel(const Node *n)
 
 /* In inference a 2x2 stride-2 max pool right after a conv is done in the
  * conv's pass by the row-vector kernel (two output rows at a time, the max of
- * them and of neighbouring pixels stored) and by Winograd's (each 2x2 output
- * tile is one window). The activations are monotonic, so they commute with
+ * them and of neighbouring pixels stored) and by Winograd's (an output tile
+ * holds whole 2x2 windows). The activations are monotonic, so they commute with
  * the max. */
 bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 {
     ConvKernel k = fwd_kernel(conv);
-    bool wino = c->winograd && c->scratch[conv->index].wino >= 0 && wino_fits(&k) && wino_tile(&k) == 2;
+    bool wino = c->winograd && c->scratch[conv->index].wino >= 0 && wino_fits(&k) && wino_tile(&k) % 2 == 0;
     return pool->op == OP_MAXPOOL && pool->kh == 2 && pool->kw == 2 && pool->sh == 2 && pool->sw == 2 &&
            !pool->ph && !pool->pw && k.OH % 2 == 0 && k.OW % 2 == 0 && (rows_fits(c, &k) || wino);
 }
@@ -667,6 +680,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         scale = cg_ws(c, s->fold);
         k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
     }
+    pointwise_as_row(&k);
     k.blocked = conv_pack_blocks(c, &k) > 0;
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, conv_pack_blocks(c, &k));
     emit_conv_kernel(c, &k);
@@ -738,6 +752,7 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     }
     k.wpack = cg_ws(c, s->tpack);
     k.Mp = packed(c, k.M);
+    pointwise_as_row(&k);
     k.blocked = conv_pack_blocks(c, &k) > 0;
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL, conv_pack_blocks(c, &k));
     emit_conv_kernel(c, &k);

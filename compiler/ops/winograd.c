@@ -19,6 +19,10 @@
 static const double AT23[] = {1, 1, 1, 0, 0, 1, -1, 1};
 static const double G23[] = {-1, 0, 0, 1.0 / 2, 1.0 / 2, 1.0 / 2, 1.0 / 2, -1.0 / 2, 1.0 / 2, 0, 0, 1};
 static const double BT23[] = {-1, 0, 1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, -1, 0, 1};
+/* F(4, 3), points 0, 1, -1, 1/2, -2 and infinity; float32 error 1.2e-06 */
+static const double AT43[] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 1.0 / 2, -2, 0, 0, 1, 1, 1.0 / 4, 4, 0, 0, 1, -1, 1.0 / 8, -8, 1};
+static const double G43[] = {1, 0, 0, 1.0 / 3, 1.0 / 3, 1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, -16.0 / 15, -8.0 / 15, -4.0 / 15, 1.0 / 15, -2.0 / 15, 4.0 / 15, 0, 0, 1};
+static const double BT43[] = {1, -3.0 / 2, -2, 3.0 / 2, 1, 0, 0, -1, 1.0 / 2, 5.0 / 2, 1, 0, 0, 1, -5.0 / 2, 1.0 / 2, 1, 0, 0, -2, -1, 2, 1, 0, 0, 1.0 / 2, -1, -1.0 / 2, 1, 0, 0, 1, -3.0 / 2, -2, 3.0 / 2, 1};
 /* F(2, 5), points 0, 1, -1, 2, -1/2 and infinity; float32 error 1.5e-06 */
 static const double AT25[] = {1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -1.0 / 2, 1};
 static const double G25[] = {1, 0, 0, 0, 0, -1.0 / 3, -1.0 / 3, -1.0 / 3, -1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, 1.0 / 3, 1.0 / 15, 2.0 / 15, 4.0 / 15, 8.0 / 15, 16.0 / 15, -16.0 / 15, 8.0 / 15, -4.0 / 15, 2.0 / 15, -1.0 / 15, 0, 0, 0, 0, 1};
@@ -27,12 +31,18 @@ static const double BT25[] = {1, 3.0 / 2, -2, -3.0 / 2, 1, 0, 0, -1, -5.0 / 2, -
 typedef struct WinoSpec {
     int m, r;                       /* outputs and taps per tile side */
     int min_c, min_m;               /* channels below which the transforms cost more than they save */
+    int min_tw;                     /* tiles a row below which the products' rows are too short */
     const double *at, *g, *bt;      /* m x a, a x r, a x a */
 } WinoSpec;
 
+/* the first that fits is taken: F(4x4, 3x3) does 36 multiplies per 16
+ * outputs and channel pair (9 per output directly, 4 with F(2x2, 3x3)), when
+ * a row of tiles is long enough for the products' register blocks (4 tiles:
+ * 16x16 maps and up; VGG-small's and ResNet-20's 8x8 stay F(2x2)) */
 static const WinoSpec specs[] = {
-    {2, 3, 16, 16, AT23, G23, BT23},
-    {2, 5, 4, 8, AT25, G25, BT25},
+    {4, 3, 16, 16, 4, AT43, G43, BT43},
+    {2, 3, 16, 16, 1, AT23, G23, BT23},
+    {2, 5, 4, 8, 1, AT25, G25, BT25},
 };
 
 enum { A_MAX = 6 };                 /* the largest tile side, m + r - 1 */
@@ -43,7 +53,8 @@ static const WinoSpec *spec_of(const ConvKernel *k)
         return NULL;
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         const WinoSpec *s = &specs[i];
-        if (k->kh == s->r && k->OH % s->m == 0 && k->OW % s->m == 0 && k->C >= s->min_c && k->M >= s->min_m)
+        if (k->kh == s->r && k->OH % s->m == 0 && k->OW % s->m == 0 && k->C >= s->min_c && k->M >= s->min_m &&
+            k->OW / s->m >= s->min_tw)
             return s;
     }
     return NULL;
@@ -195,14 +206,21 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
     if (k->pool) {
-        /* the tile is the pool's window: its max, in the window's order */
-        LLVMValueRef v = y[0][0];
-        for (int t = 1; t < m * m; t++)
-            v = cg_vmax(c, y[t / m][t % m], v);
-        v = bias ? cg_fadd(c, v, bias) : v;
-        LLVMValueRef pix = cg_muladd(c, cg_muladd(c, w->n, k->OH / m, w->th), k->OW / m, w->tw);
-        cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out,
-                  cg_add(c, cg_mul(c, pix, cg_i64(c, k->M)), m0), width);
+        /* the tile holds (m/2)^2 of the pool's 2x2 windows: each one's max,
+         * in the window's order */
+        for (int i = 0; i < m / 2; i++)
+            for (int j = 0; j < m / 2; j++) {
+                LLVMValueRef v = y[2 * i][2 * j];
+                for (int t = 1; t < 4; t++)
+                    v = cg_vmax(c, y[2 * i + t / 2][2 * j + t % 2], v);
+                v = bias ? cg_fadd(c, v, bias) : v;
+                LLVMValueRef row = cg_add(c, cg_muladd(c, w->n, k->OH / 2, cg_mul(c, w->th, cg_i64(c, m / 2))),
+                                          cg_i64(c, i));
+                LLVMValueRef pix = cg_muladd(c, row, k->OW / 2, cg_add(c, cg_mul(c, w->tw, cg_i64(c, m / 2)),
+                                                                      cg_i64(c, j)));
+                cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out,
+                          cg_add(c, cg_mul(c, pix, cg_i64(c, k->M)), m0), width);
+            }
         return;
     }
     for (int i = 0; i < m; i++) {
