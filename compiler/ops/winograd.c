@@ -7,8 +7,9 @@
  * input channels, are a*a independent matrix products M = V U (the
  * register-blocked 1x1 conv kernel of conv.c); each m x m output tile is
  * Y = A^T M A. F(2x2, 3x3) does 16 multiplies per 4 outputs and channel pair
- * instead of 36, F(2x2, 5x5) 36 instead of 100. The work goes a row of tiles
- * at a time, so that V and M stay in cache.
+ * instead of 36, F(4x4, 3x3) 36 instead of 144, F(2x2, 5x5) 36 instead of
+ * 100. The work goes a row of tiles at a time, so that V and M stay in
+ * cache.
  *
  * The matrices are tools/winograd.py's output (derived by the Toom-Cook
  * construction and checked there, exactly and in float32):
@@ -192,7 +193,8 @@ static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
 }
 
 /* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu; or
- * with k->pool (m = 2) the tile's max, one pixel of the pooled output */
+ * with k->pool the max of each 2x2 window of the tile, (m/2)^2 pixels of the
+ * pooled output */
 static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
 {
     Wino *w = ctx;
