@@ -342,11 +342,11 @@ static LLVMValueRef pack_one(Cg *c, const Node *n, LLVMValueRef w, LLVMValueRef 
     } else {
         dst = cg_muladd(c, cg_muladd(c, kh, g.M, m), stride, cg_muladd(c, kw, g.C, ch));
     }
-    if (unpack)
-        cg_accum(c, w, src, cg_load(c, pack, dst, "p"));
     *at = dst;
-    if (unpack)
+    if (unpack) {
+        cg_accum(c, w, src, cg_load(c, pack, dst, "p"));
         return NULL;
+    }
     LLVMValueRef v = cg_load(c, w, src, "w");
     return scale ? cg_fmul(c, v, cg_load(c, scale, m, "scale")) : v;
 }
@@ -681,8 +681,9 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
     }
     pointwise_as_row(&k);
-    k.blocked = conv_pack_blocks(c, &k) > 0;
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, conv_pack_blocks(c, &k));
+    int bw = conv_pack_blocks(c, &k);
+    k.blocked = bw > 0;
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, bw);
     emit_conv_kernel(c, &k);
     if (n->act != ACT_NONE && n->act != ACT_RELU)
         emit_act_inplace(c, n->act, n->act_param, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
@@ -753,8 +754,9 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     k.wpack = cg_ws(c, s->tpack);
     k.Mp = packed(c, k.M);
     pointwise_as_row(&k);
-    k.blocked = conv_pack_blocks(c, &k) > 0;
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL, conv_pack_blocks(c, &k));
+    int bw = conv_pack_blocks(c, &k);
+    k.blocked = bw > 0;
+    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_TRANSPOSED, NULL, bw);
     emit_conv_kernel(c, &k);
     if (dinp_folds(n))
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
