@@ -205,8 +205,14 @@ static bool to_input(const char *path, const Picture *p, int H, int W, int C, bo
                  "centre-crop)", path, p->w, p->h, W, H);
         return false;
     }
-    double scale = p->h == H && p->w == W ? 1
-                 : (double)p->h * W < (double)p->w * H ? (double)H / p->h : (double)W / p->w;
+    if (p->h == H && p->w == W) {   /* the common case, without the resampling's arithmetic */
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int k = 0; k < C; k++)
+                    out[((size_t)y * W + x) * C + k] = (float)(sample(p, y, x, k, C) / 255.0);
+        return true;
+    }
+    double scale = (double)p->h * W < (double)p->w * H ? (double)H / p->h : (double)W / p->w;
     double rh = p->h * scale, rw = p->w * scale;
     double top = (rh - H) / 2, left = (rw - W) / 2;
     for (int y = 0; y < H; y++)
@@ -251,8 +257,19 @@ static int list_dir(const char *dir, bool want_dirs, char ***names, char *err, s
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        struct stat st;         /* by the directory's descriptor: no path to build */
-        if (fstatat(dirfd(d), e->d_name, &st, 0) != 0 || (want_dirs ? !S_ISDIR(st.st_mode) : !(S_ISREG(st.st_mode) && is_image(e->d_name))))
+        if (!want_dirs && !is_image(e->d_name))
+            continue;
+        /* the entry's type as readdir gives it, else (a link, or a file
+         * system that does not say) by the directory's descriptor */
+        struct stat st;
+        bool is_dir = e->d_type == DT_DIR, is_file = e->d_type == DT_REG;
+        if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
+            if (fstatat(dirfd(d), e->d_name, &st, 0) != 0)
+                continue;
+            is_dir = S_ISDIR(st.st_mode);
+            is_file = S_ISREG(st.st_mode);
+        }
+        if (want_dirs ? !is_dir : !is_file)
             continue;
         if (n == cap)
             *names = realloc(*names, (size_t)(cap *= 2) * sizeof **names);
