@@ -480,8 +480,9 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
 enum { HP_LR, HP_MOMENTUM, HP_WEIGHT_DECAY, HP_EPS, HP_BETA1, HP_BETA2, HP_COUNT };
 enum { HP_SEED_BYTE = 4 * HP_COUNT, HP_TARGETS_BYTE = HP_SEED_BYTE + 8 };
 /* A step's CnnSync (cnnrt.h): the function that sums floats over the step's
- * shares at byte 0, the batch's images (int64) at SYNC_IMAGES_BYTE. */
-enum { SYNC_IMAGES_BYTE = 8 };
+ * shares at byte 0, the batch's images (int64) at SYNC_IMAGES_BYTE, the
+ * function told of the gradients finished so far (or null) at SYNC_READY_BYTE. */
+enum { SYNC_IMAGES_BYTE = 8, SYNC_READY_BYTE = 16 };
 int64_t train_opt_state_size(const Graph *g);
 void train_hyper(const Graph *g, float hp[HP_COUNT]);
 /* The train block's hyperparameters as a constant of CnnHyper's type. */

@@ -260,6 +260,50 @@ static void emit_accumulate(Cg *c, const Node *n, LLVMValueRef grad, LLVMValueRe
     cg_loop_end(c, &l);
 }
 
+/* Whether node n's parameters (trained or running statistics) are p. */
+static bool owns(const Node *n, const Param *p)
+{
+    return n->weight == p || n->bias == p || n->stat[0] == p || n->stat[1] == p;
+}
+
+/* The gradients' frontier once the nodes marked done have run backward: the
+ * float offset F from which every parameter's gradient is final, the
+ * parameters lying in statement order (shapes.c) and a parameter's gradient
+ * being its own node's step alone. */
+static int64_t final_from(const Graph *g, const bool *done)
+{
+    int64_t from = g->params_size;
+    for (int k = g->nparams - 1; k >= 0; k--) {
+        const Param *p = g->params[k];
+        if (p->fixed)
+            continue;
+        int owner = 0;
+        while (owner < g->n && !owns(&g->nodes[owner], p))
+            owner++;
+        if (owner == g->n || !done[owner])
+            break;
+        from = p->offset;
+    }
+    return from;
+}
+
+/* sync->ready(sync, from), when there is a sync and it has a ready: the
+ * gradients at [from, params_size) are final, so that their exchange with
+ * other processes can start while the backward pass goes on. */
+static void emit_ready(Cg *c, int64_t from)
+{
+    LLVMValueRef some = LLVMBuildICmp(c->b, LLVMIntNE, c->sync, LLVMConstNull(c->ptr), "shared");
+    LLVMBasicBlockRef join = cg_if(c, some, "ready");
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    LLVMValueRef at = LLVMBuildGEP2(c->b, i8, c->sync, (LLVMValueRef[]){cg_i64(c, SYNC_READY_BYTE)}, 1, "");
+    LLVMValueRef fn = LLVMBuildLoad2(c->b, c->ptr, at, "sync.ready");
+    LLVMBasicBlockRef call = cg_if(c, LLVMBuildICmp(c->b, LLVMIntNE, fn, LLVMConstNull(c->ptr), "has"), "call");
+    LLVMTypeRef ft = LLVMFunctionType(c->voidt, (LLVMTypeRef[]){c->ptr, c->i64}, 2, false);
+    LLVMBuildCall2(c->b, ft, fn, (LLVMValueRef[]){c->sync, cg_i64(c, from)}, 2, "");
+    cg_if_end(c, call);
+    cg_if_end(c, join);
+}
+
 /* float NAME_grad_hp(params, opt_state, input, labels, n, workspace, hp, first):
  * forward, loss and backward of n images, the gradients (of their mean loss)
  * left in the workspace at the plan's d.params. first is the images' place in
@@ -307,11 +351,14 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
                                   load_targets_flag(c, hp),
                                   act[g->loss_grad_node], act[g->n - 1],
                                   grad[g->loss_grad_node]);
+    bool *done = calloc((size_t)g->n, sizeof *done);
+    int64_t from = g->params_size;
     for (int s = 0; s < g->nbwd; s++) {
         const BwdStep *st = &g->bwd[s];
         const Node *n = st->node;
         int i = n->index;
         Node tmp;
+        done[i] = true;
         if (n->fused)
             continue;
         /* each input's gradient: stored, or into a scratch tensor and added */
@@ -327,7 +374,14 @@ static LLVMValueRef emit_grad(Cg *c, const char *lname, const Plan *plan, LLVMTy
                 emit_accumulate(c, &g->nodes[n->inputs[k]], grad[n->inputs[k]], dins[k]);
         free(ins);
         free(dins);
+        int64_t now = final_from(g, done);
+        if (now < from)
+            emit_ready(c, from = now);
     }
+    /* the parameters of nodes without a backward step (none today) */
+    if (from > 0)
+        emit_ready(c, 0);
+    free(done);
     LLVMBuildRet(b, loss);
     c->training = false;
     c->drop_first = NULL;

@@ -547,7 +547,8 @@ static const struct Command {
      "                [--test-images F (--test-labels F | --test-targets F)]\n"
      "                [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N]\n"
      "                [--weights W | --resume W] [--save W] [--save-best W] [--no-shuffle]\n"
-     "                [--steps N] [--log metrics.csv] [--progress SECONDS]"},
+     "                [--steps N] [--log metrics.csv] [--progress SECONDS]\n"
+     "                under mpirun (cnnc --mpi): [--mpi-timeout SECONDS] [--mpi-bucket KIB]"},
     {"eval", cmd_eval, C_EVAL,
      "eval    --weights W --data DIR | --images F (--labels F | --targets F) [--threads N]\n"
      "                [--classes FILE] [--confusion]"},
@@ -562,7 +563,7 @@ static const struct Command {
      "       PROG show    curve metrics.csv -o curve.png|curve.svg"},
 };
 
-typedef enum { O_PATH, O_INT, O_REAL, O_SEED, O_FLAG } OptKind;
+typedef enum { O_PATH, O_INT, O_INT0, O_REAL, O_SEED, O_FLAG } OptKind;   /* O_INT0: 0 too */
 
 static const struct Option {
     const char *name;
@@ -595,6 +596,8 @@ static const struct Option {
     {"--batch", O_INT, offsetof(Args, batch), C_TRAIN, 1 << 30},
     {"--steps", O_INT, offsetof(Args, steps), C_TRAIN, 1 << 30},
     {"--progress", O_INT, offsetof(Args, progress), C_TRAIN, 1 << 30},
+    {"--mpi-timeout", O_INT0, offsetof(Args, mpi_timeout), C_TRAIN, 1 << 30},
+    {"--mpi-bucket", O_INT0, offsetof(Args, mpi_bucket), C_TRAIN, 1 << 20},
     {"--lr", O_REAL, offsetof(Args, lr), C_TRAIN, 0},
     {"--seed", O_SEED, offsetof(Args, seed), C_TRAIN, 0},
     {"--no-shuffle", O_FLAG, offsetof(Args, no_shuffle), C_TRAIN, 0},
@@ -637,9 +640,11 @@ static bool parse_option(const struct Option *o, const char *v, Args *a)
         *(const char **)field = v;
         return true;
     case O_INT:
-        if (parse_int(v, 1, o->hi, field))
+    case O_INT0:
+        if (parse_int(v, o->kind == O_INT, o->hi, field))
             return true;
-        snprintf(msg, sizeof msg, "'%s' needs a number from 1 to %d, not '%s'", o->name, o->hi, v);
+        snprintf(msg, sizeof msg, "'%s' needs a number from %d to %d, not '%s'", o->name, o->kind == O_INT,
+                 o->hi, v);
         break;
     case O_REAL:
         a->lr = strtod(v, &end);
@@ -693,6 +698,7 @@ static int run_command(const struct Command *cmd, const CnnModel *m, const Args 
     int rc = dist_start(argc, argv);
     if (rc)
         return rc;
+    dist_set_timeout(a->mpi_timeout);
     if (cmd->run == cmd_train || dist_rank() == 0)
         rc = cmd->run(m, a);
     dist_end();
@@ -722,7 +728,8 @@ int main(int argc, char **argv)
         return fail(msg);
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    Args a = {.cmd = argv[1], .top = 3, .threads = cores > 0 ? (int)cores : 1, .progress = 10};
+    Args a = {.cmd = argv[1], .top = 3, .threads = cores > 0 ? (int)cores : 1, .progress = 10,
+              .mpi_timeout = 300, .mpi_bucket = 1024};
     a.files = calloc((size_t)argc, sizeof *a.files);
     int rc = 1;
     for (int i = 2; i < argc; i++) {

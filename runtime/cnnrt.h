@@ -60,6 +60,10 @@ typedef struct CnnSync CnnSync;
 struct CnnSync {
     void (*sum)(const CnnSync *sync, float *data, int64_t count);
     int64_t images;
+    /* when not NULL: called during the backward pass each time more of the
+     * gradients are final, every one at [from, params_size) of dparams
+     * (from falls to 0 by the end), so that their exchange can start */
+    void (*ready)(const CnnSync *sync, int64_t from);
 };
 
 /* The generated functions the descriptor points at. */

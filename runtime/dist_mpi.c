@@ -6,14 +6,28 @@
  * step.c). Errors return (MPI_ERRORS_RETURN) and end the run with a message
  * naming the call; a process that dies ends the job through mpirun, which
  * kills the others.
+ *
+ * Every collective is started nonblocking and waited for here, on a clock:
+ * a process that hangs without dying (stopped, spinning, cut off) leaves
+ * the others waiting in a collective, and after the timeout
+ * (dist_set_timeout, the program's --mpi-timeout) the first of them ends
+ * the job with a message naming the call and MPI_Abort, which mpirun
+ * carries to every process. The wait polls, as MPI's blocking calls do,
+ * and after a millisecond sleeps between polls, so that more processes
+ * than cores still progress.
  */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "runtime.h"
 
 static int rank, size = 1;
+static int timeout = 300;           /* seconds */
+/* dist_sum_start's requests, until dist_sum_finish */
+static MPI_Request *started;
+static int nstarted, started_cap;
 
 static void check(int rc, const char *call)
 {
@@ -25,6 +39,37 @@ static void check(int rc, const char *call)
     fprintf(stderr, "cnn: rank %d of %d: %s failed: %s\n", rank, size, call, text);
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
+}
+
+void dist_set_timeout(int seconds)
+{
+    timeout = seconds;
+}
+
+/* Waits for n requests; past the timeout, ends the job. */
+static void wait_for(int n, MPI_Request *reqs, const char *call)
+{
+    double since = 0;
+    for (long polls = 0;; polls++) {
+        int done = 0;
+        check(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), call);
+        if (done)
+            return;
+        if (polls < 1024)
+            continue;
+        double now = MPI_Wtime();
+        if (since == 0)
+            since = now;
+        if (timeout > 0 && now - since > timeout) {
+            fprintf(stderr, "cnn: rank %d of %d: no answer from the other processes in %d s (%s): one of "
+                    "them hangs or cannot be reached; stopping the job (--mpi-timeout)\n", rank, size,
+                    timeout, call);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+            exit(1);
+        }
+        if (now - since > 1e-3)
+            nanosleep(&(struct timespec){0, 50000}, NULL);
+    }
 }
 
 int dist_start(int *argc, char ***argv)
@@ -43,38 +88,71 @@ int dist_start(int *argc, char ***argv)
 
 void dist_end(void)
 {
+    free(started);
     MPI_Finalize();
 }
 
 int dist_rank(void) { return rank; }
 int dist_size(void) { return size; }
 
+/* One allreduce in place, waited for. */
+static void allreduce(void *data, int n, MPI_Datatype type, MPI_Op op)
+{
+    MPI_Request req;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data, n, type, op, MPI_COMM_WORLD, &req), "MPI_Iallreduce");
+    wait_for(1, &req, "MPI_Allreduce");
+}
+
 /* in pieces, MPI's counts being ints */
-void dist_sum(float *data, int64_t n)
+void dist_sum_start(float *data, int64_t n)
 {
     for (int64_t i = 0; i < n; i += 1 << 28) {
+        if (nstarted == started_cap)
+            started = realloc(started, (size_t)(started_cap = 2 * started_cap + 8) * sizeof *started);
         int k = (int)(n - i < (1 << 28) ? n - i : 1 << 28);
-        check(MPI_Allreduce(MPI_IN_PLACE, data + i, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+        check(MPI_Iallreduce(MPI_IN_PLACE, data + i, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                             &started[nstarted++]), "MPI_Iallreduce");
     }
+}
+
+void dist_sum_finish(void)
+{
+    wait_for(nstarted, started, "MPI_Allreduce of the gradients");
+    nstarted = 0;
+}
+
+void dist_progress(void)
+{
+    int done = 0;
+    if (nstarted)
+        check(MPI_Testall(nstarted, started, &done, MPI_STATUSES_IGNORE), "MPI_Iallreduce");
+}
+
+void dist_sum(float *data, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 1 << 28)
+        allreduce(data + i, (int)(n - i < (1 << 28) ? n - i : 1 << 28), MPI_FLOAT, MPI_SUM);
 }
 
 void dist_sum_f64(double *data, int n)
 {
-    check(MPI_Allreduce(MPI_IN_PLACE, data, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+    allreduce(data, n, MPI_DOUBLE, MPI_SUM);
 }
 
 bool dist_all(bool ok)
 {
     int v = ok;
-    check(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD), "MPI_Allreduce");
+    allreduce(&v, 1, MPI_INT, MPI_LAND);
     return v;
 }
 
 bool dist_agree(uint64_t value, const char *what, char *err, size_t es)
 {
     unsigned long long mine = value, *all = malloc((size_t)size * sizeof *all);
-    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD),
-          "MPI_Allgather");
+    MPI_Request req;
+    check(MPI_Iallgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all, 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD, &req),
+          "MPI_Iallgather");
+    wait_for(1, &req, "MPI_Allgather");
     size_t len = 0;
     int differ = 0;
     for (int r = 1; r < size; r++)

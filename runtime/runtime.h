@@ -16,6 +16,8 @@ typedef struct Args {
     const char **files;             /* the words that are not options, in order */
     int nfiles, top, threads, epochs, batch, steps;
     int progress;                   /* seconds between progress lines off a terminal */
+    int mpi_timeout;                /* under mpirun: seconds a collective may wait */
+    int mpi_bucket;                 /* under mpirun: KiB of gradient an exchange during backward, 0: after it */
     double lr;
     uint64_t seed;
     bool seed_given, no_shuffle, verbose, resize;
@@ -38,6 +40,16 @@ int dist_rank(void);
 int dist_size(void);
 void dist_sum(float *data, int64_t n);
 void dist_sum_f64(double *data, int n);
+/* dist_sum in two halves: started now, the sum at data once
+ * dist_sum_finish has returned; the starts in the same order everywhere.
+ * dist_progress moves the started ones on (MPI progresses inside calls). */
+void dist_sum_start(float *data, int64_t n);
+void dist_sum_finish(void);
+void dist_progress(void);
+/* Seconds a collective may wait for the other processes before the run
+ * stops with a message naming it (a process that hangs, a link that is
+ * down); 0: for ever. */
+void dist_set_timeout(int seconds);
 /* whether ok on every process */
 bool dist_all(bool ok);
 /* whether every process holds this value of what; if not, err names the
@@ -145,6 +157,15 @@ int stepper_most_images(const CnnModel *m, int threads);
  * it may replace both (with, say, their mean over processes). */
 typedef void StepReduceFn(void *ctx, float *dparams, int64_t n, float *loss);
 void stepper_set_reduce(Stepper *s, StepReduceFn *fn, void *ctx);
+/* The early half of the reduce hook: when a step runs as one share (one
+ * thread's images), fn gets the gradient as the backward pass finishes it,
+ * [from, end) of dparams each time, from the end of params down to 0, so
+ * that its exchange overlaps the rest of the pass; the reduce hook then
+ * finishes it. A step of more shares calls the reduce hook alone. */
+typedef void StepBucketFn(void *ctx, const float *dparams, int64_t from, int64_t end);
+void stepper_set_buckets(Stepper *s, StepBucketFn *fn, void *ctx);
+/* whether the last step called the bucket hook (down to 0) */
+bool stepper_bucketed(const Stepper *s);
 /* The next steps' images are [offset, offset + n) of a batch of total
  * images across processes; total 0: the step's images are the batch. */
 void stepper_set_span(Stepper *s, int64_t offset, int total);

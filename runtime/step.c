@@ -20,7 +20,11 @@
  *
  * The summed gradient then passes the step's reduce hook, if one is set
  * (stepper_set_reduce): the seam where other processes' gradients (MPI) or
- * statistics that must cover the whole batch join before the update.
+ * statistics that must cover the whole batch join before the update. A step
+ * of one share with a bucket hook (stepper_set_buckets) hands the hook each
+ * part of the gradient as the generated backward pass finishes it (the
+ * CnnSync's ready), so that the exchange of the last layers' gradients runs
+ * while the first layers' are computed.
  *
  * With other processes (stepper_set_span), the step's images are a part of
  * a larger batch: the generated code gets each share's place in the whole
@@ -95,6 +99,10 @@ struct Stepper {
     int n, shares;
     StepReduceFn *reduce;           /* after the workers' sums are added, or NULL */
     void *reduce_ctx;
+    StepBucketFn *bucket;           /* during a one-share step's backward pass, or NULL */
+    void *bucket_ctx;
+    int64_t bucket_from;            /* the gradients handed to it so far: [bucket_from, params_size) */
+    bool bucketed;                  /* the last step's were, all of them */
     /* m->syncs: the exchange between the shares of a step */
     ShareSync *sync;                /* per worker */
     float **published;              /* per share, during an exchange */
@@ -135,6 +143,29 @@ static void share_sum(const CnnSync *base, float *data, int64_t count)
     memcpy(data, s->total_sum, (size_t)count * sizeof *data);
 }
 
+/* The generated backward pass has finished the gradients at [from, ...). */
+static void share_ready(const CnnSync *base, int64_t from)
+{
+    ShareSync *me = (ShareSync *)base;
+    struct Stepper *s = me->s;
+    const float *d = (const float *)((char *)s->ws[0] + s->m->dparams_offset);
+    if (from < s->bucket_from) {
+        s->bucket(s->bucket_ctx, d, from, s->bucket_from);
+        s->bucket_from = from;
+    }
+}
+
+void stepper_set_buckets(Stepper *s, StepBucketFn *fn, void *ctx)
+{
+    s->bucket = fn;
+    s->bucket_ctx = ctx;
+}
+
+bool stepper_bucketed(const Stepper *s)
+{
+    return s->bucketed;
+}
+
 void stepper_set_span(Stepper *s, int64_t offset, int total)
 {
     s->offset = offset;
@@ -162,10 +193,9 @@ Stepper *stepper_new(const CnnModel *m, int threads)
     s->sum = calloc((size_t)t, sizeof *s->sum);
     for (int i = 0; i < t; i++)
         s->ws[i] = ws_alloc(m);
-    if (m->syncs) {
-        s->sync = calloc((size_t)t, sizeof *s->sync);
+    s->sync = calloc((size_t)t, sizeof *s->sync);   /* m->syncs, or the bucket hook */
+    if (m->syncs)
         s->published = calloc((size_t)t, sizeof *s->published);
-    }
     return s;
 }
 
@@ -197,12 +227,14 @@ static void run_share(void *ctx, int64_t k, int thread)
     int first = share_first(s, k), n = share_first(s, k + 1) - first;
     int64_t in = (int64_t)m->height * m->width * m->channels;
     const CnnSync *sync = NULL;
-    if (s->sync) {
+    bool buckets = s->bucket && s->shares == 1;
+    if (m->syncs || buckets) {
         ShareSync *me = &s->sync[thread];
-        me->base = (CnnSync){share_sum, s->total ? s->total : s->n};
+        me->base = (CnnSync){share_sum, s->total ? s->total : s->n, buckets ? share_ready : NULL};
         me->s = s;
         me->share = (int)k;
         sync = &me->base;
+        s->bucket_from = m->params_size;
     }
     s->loss[k] = m->grad(s->params, s->opt, s->x + first * in,
                          (const int32_t *)(s->y + (size_t)first * s->y_stride), n, s->ws[thread],
@@ -223,6 +255,7 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     int spread = n / 8 < threads ? n / 8 : threads;
     if (shares < spread)
         shares = spread;
+    s->bucketed = false;
     if (shares <= 1 && !s->reduce)
         return m->train_step(params, opt, x, y, n, s->ws[0], hp);
     shares = shares < 1 ? 1 : shares;
@@ -255,6 +288,7 @@ float stepper_step(Stepper *s, float *params, float *opt, const float *x, const 
     s->n = n;
     s->shares = shares;
     rt_pool_run(s->pool, shares, run_share, s);
+    s->bucketed = s->bucket && shares == 1 && s->bucket_from == 0;
     float *sum = s->sum[0], loss = 0;
     for (int t = 1; t < used; t++)
         for (int64_t i = 0; i < m->params_size; i++)

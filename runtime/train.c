@@ -233,21 +233,44 @@ static Figures report_set(const CnnModel *m, const float *params, const Dataset 
 
 /* The step's reduce hook across processes: the gradient and the loss of
  * this process's part of the batch, weighted by that part, added over the
- * processes with rank 0's running statistics and every process's signal. */
+ * processes with rank 0's running statistics and every process's signal.
+ * With buckets (one share a process, every process), the gradient's sums
+ * start during the backward pass (bucket_procs), a bucket of at least
+ * `bucket` floats at a time from the last layers on, and the hook adds the
+ * rest and waits for them. */
 typedef struct Reduce {
     const CnnModel *m;
     float *params, *buf;
     int part, batch;                /* this process's images of the step's batch */
     int signal;                     /* in: this process's; out: the one every process stops for */
+    int64_t bucket;                 /* floats */
+    int64_t unsent;                 /* buf[unsent, params_size) is started this step */
+    int64_t buckets, steps;         /* over the run */
 } Reduce;
+
+static void bucket_procs(void *ctx, const float *d, int64_t from, int64_t end)
+{
+    Reduce *r = ctx;
+    float w = (float)r->part / (float)r->batch;
+    for (int64_t i = from; i < end; i++)
+        r->buf[i] = w * d[i];
+    if (r->unsent - from >= r->bucket || from == 0) {
+        dist_sum_start(r->buf + from, r->unsent - from);
+        r->unsent = from;
+        r->buckets++;
+    } else {
+        dist_progress();
+    }
+}
 
 static void reduce_procs(void *ctx, float *d, int64_t n, float *loss)
 {
     Reduce *r = ctx;
     const CnnModel *m = r->m;
     float w = (float)r->part / (float)r->batch;
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++)
+    int64_t first = r->unsent == n ? 0 : n;     /* the first float this call adds */
+    int64_t k = first;
+    for (int64_t i = 0; first == 0 && i < n; i++)
         r->buf[k++] = w * d[i];
     r->buf[k++] = w * *loss;
     r->buf[k++] = (float)r->signal;
@@ -255,7 +278,11 @@ static void reduce_procs(void *ctx, float *d, int64_t n, float *loss)
     for (int t = 0; t < m->ntensors; t++)
         for (int64_t i = 0; m->tensors[t].state && i < m->tensors[t].size; i++)
             r->buf[k++] = dist_rank() == 0 ? r->params[m->tensors[t].offset + i] : 0.0f;
-    dist_sum(r->buf, k);
+    dist_sum(r->buf + first, k - first);
+    if (first)
+        dist_sum_finish();
+    r->steps++;
+    r->unsent = n;
     memcpy(d, r->buf, (size_t)n * sizeof *d);
     *loss = r->buf[n];
     float signals = r->buf[n + 1], count = r->buf[n + 2];
@@ -540,14 +567,22 @@ int cmd_train(const CnnModel *m, const Args *a)
     CnnHyper hp = m->hp;
     hp.seed = seed;
     hp.float_targets = data.train.targets != NULL;
-    Stepper *stepper = stepper_new(m, a->threads < 64 ? a->threads : 64);
+    int threads = a->threads < 64 ? a->threads : 64;
+    Stepper *stepper = stepper_new(m, threads);
     Reduce red = {.m = m, .params = params};
     if (dist_size() > 1) {
         int64_t state = 0;
         for (int t = 0; t < m->ntensors; t++)
             state += m->tensors[t].state ? m->tensors[t].size : 0;
         red.buf = malloc(((size_t)(m->params_size + state) + 3) * sizeof *red.buf);
+        red.unsent = m->params_size;
         stepper_set_reduce(stepper, reduce_procs, &red);
+        /* buckets when every process's steps are one share, the size rank 0's */
+        double kib = dist_rank() == 0 ? a->mpi_bucket : 0;
+        dist_sum_f64(&kib, 1);
+        red.bucket = (int64_t)kib * 256;
+        if (dist_all(kib > 0 && threads == 1 && (batch + dist_size() - 1) / dist_size() <= m->batch))
+            stepper_set_buckets(stepper, bucket_procs, &red);
     }
     size_t in = (size_t)m->height * m->width * m->channels;
     size_t y_stride = hp.float_targets ? (size_t)m->outputs * sizeof(float) : sizeof(int32_t);
@@ -682,6 +717,12 @@ int cmd_train(const CnnModel *m, const Args *a)
             ok = save(m, a->save_best, params, &st, &classes);
         ok = dist_all(ok);          /* rank 0's writes */
     }
+    if (ok && red.steps)
+        printf("%d processes: the gradients summed %s\n", dist_size(),
+               red.buckets ? "in buckets during the backward pass" : "after the backward pass");
+    if (ok && red.buckets)
+        printf("  %.1f buckets a step (--mpi-bucket %lld KiB)\n", (double)red.buckets / (double)red.steps,
+               (long long)red.bucket / 256);
     int sig = signalled(&red);
     if (ok && sig)
         ok = dist_all(save(m, a->save, params, &st, &classes));
