@@ -9,6 +9,8 @@
  * from (seed, epoch, image). So the feeder and the step need agree only on
  * where the run starts (epoch, batch) and when a batch is left out (a last
  * batch below min_images), and a resumed run gets the batches it would have.
+ * Under mpirun a process fills only its part of each batch (dist_part); the
+ * rest of the slot is not read.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -66,7 +68,9 @@ void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int epoch)
 static void fill(Feeder *f, Slot *s, int epoch, int64_t first, int n)
 {
     const CnnModel *m = f->m;
-    for (int i = 0; i < n; i++) {
+    int lo, hi;
+    dist_part(n, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
         int64_t k = f->order[first + i];
         if (m->augment_crop || m->augment_flip)
             augment_image(f->d->im.pixels + k * f->in, s->x + i * f->in, m->height, m->width, m->channels,

@@ -50,6 +50,12 @@ void dist_progress(void);
  * stops with a message naming it (a process that hangs, a link that is
  * down); 0: for ever. */
 void dist_set_timeout(int seconds);
+/* this process's images of a batch of n: [lo, hi) */
+static inline void dist_part(int n, int *lo, int *hi)
+{
+    *lo = (int)((int64_t)n * dist_rank() / dist_size());
+    *hi = (int)((int64_t)n * (dist_rank() + 1) / dist_size());
+}
 /* whether ok on every process */
 bool dist_all(bool ok);
 /* whether every process holds this value of what; if not, err names the

@@ -632,8 +632,8 @@ int cmd_train(const CnnModel *m, const Args *a)
             const float *x = feeder_take(feed, epoch, first, n, &y);
             hp.lr = (float)scheduled_lr(m, base_lr, epoch - 1, st.epoch_steps, per_epoch, epochs);
             /* this process's part of the batch */
-            int lo = (int)((int64_t)n * dist_rank() / dist_size());
-            int hi = (int)((int64_t)n * (dist_rank() + 1) / dist_size());
+            int lo, hi;
+            dist_part(n, &lo, &hi);
             stepper_set_span(stepper, lo, dist_size() > 1 ? n : 0);
             red.part = hi - lo, red.batch = n, red.signal = stop_signal;
             float loss = stepper_step(stepper, params, opt, x + (size_t)lo * in,
