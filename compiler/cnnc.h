@@ -517,6 +517,13 @@ struct Cg {
     bool winograd;                  /* Winograd kernels where they fit */
     bool small;                     /* functions compiled for size (optsize, minsize) */
     const LLVMValueRef *ins;        /* a forward emitter's inputs, one per edge (ins[0] is inp) */
+    /* In an outlined op function (lower.c): the offsets into params and the
+     * workspace it uses come from the caller's table of them, so that the
+     * functions of layers alike are the same function (cg_offset). */
+    LLVMValueRef offsets;           /* the function's i64 * to that table, or NULL */
+    LLVMBuilderRef offsets_b;       /* at the end of its entry block, where they are loaded */
+    int64_t *offset_vals;           /* the table */
+    int noffsets, offsets_cap;
 };
 
 /* What a backward emitter reads and writes; all (N, ...) like their tensors. */
@@ -567,6 +574,9 @@ LLVMValueRef cg_const_like(Cg *c, LLVMValueRef like, double v);   /* a float or 
 LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p);   /* NULL when p is fixed */
 LLVMValueRef cg_hash_uniform(Cg *c, LLVMValueRef key);  /* i64 key -> float in [0, 1) */
 LLVMValueRef cg_ws(Cg *c, int64_t offset);              /* float * into the workspace */
+/* an offset into params or the workspace: a constant, or in an outlined
+ * function the caller's (Cg.offsets) */
+LLVMValueRef cg_offset(Cg *c, int64_t v);
 /* vectors of n floats, in cg_lanes(n) lanes (the extra ones zero) */
 int cg_lanes(Cg *c, int n);
 LLVMValueRef cg_vload(Cg *c, LLVMValueRef base, LLVMValueRef idx, int n);

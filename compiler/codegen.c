@@ -7,6 +7,7 @@
  * `contract` flag, so that LLVM may fuse a multiply and an add into an FMA, and
  * `reassoc`, so that reductions vectorize.
  */
+#include <stdlib.h>
 #include <string.h>
 #include "cnnc.h"
 
@@ -161,7 +162,7 @@ LLVMValueRef cg_dparam(Cg *c, LLVMValueRef dparams, const Param *p)
 {
     if (!p || p->fixed)
         return NULL;
-    return cg_at(c, dparams, cg_i64(c, p->offset));
+    return cg_at(c, dparams, cg_offset(c, p->offset));
 }
 
 /* splitmix64's finalizer of key, its top 24 bits as a float in [0, 1) */
@@ -212,7 +213,7 @@ LLVMValueRef cg_param(Cg *c, const Param *p)
         if (c->g->params[i] == p && c->fixed[i])
             return c->fixed[i];
     CNNC_ASSERT(!p->fixed);
-    return cg_at(c, c->params, cg_i64(c, p->offset));
+    return cg_at(c, c->params, cg_offset(c, p->offset));
 }
 
 LLVMValueRef cg_inside(Cg *c, LLVMValueRef i, int64_t n)
@@ -265,9 +266,22 @@ void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValue
     cg_loop_end(c, &lkh);
 }
 
+LLVMValueRef cg_offset(Cg *c, int64_t v)
+{
+    if (!c->offsets)
+        return cg_i64(c, v);
+    if (c->noffsets == c->offsets_cap)
+        c->offset_vals = realloc(c->offset_vals, (size_t)(c->offsets_cap = 2 * c->offsets_cap + 16) *
+                                                 sizeof *c->offset_vals);
+    LLVMValueRef k = cg_i64(c, c->noffsets);
+    c->offset_vals[c->noffsets++] = v;
+    LLVMValueRef at = LLVMBuildInBoundsGEP2(c->offsets_b, c->i64, c->offsets, &k, 1, "");
+    return LLVMBuildLoad2(c->offsets_b, c->i64, at, "offset");
+}
+
 LLVMValueRef cg_ws(Cg *c, int64_t offset)
 {
-    LLVMValueRef off = cg_i64(c, offset);
+    LLVMValueRef off = cg_offset(c, offset);
     return LLVMBuildInBoundsGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->ws, &off, 1, "");
 }
 

@@ -797,11 +797,12 @@ void backend_lower(Backend *be)
     LLVMDisposeMessage(verr);
 }
 
-/* LLVM's default<O-level> pipeline, vectorizers on from -O2 */
+/* LLVM's default<O-level> pipeline, vectorizers on from -O2, after
+ * mergefunc has kept one of each set of identical op functions (lower.c) */
 void backend_optimize(Backend *be)
 {
-    char passes[32];
-    snprintf(passes, sizeof passes, "default<O%d>", be->opts->opt_level);
+    char passes[48];
+    snprintf(passes, sizeof passes, "mergefunc,default<O%d>", be->opts->opt_level);
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, be->opts->opt_level >= 2);
     LLVMPassBuilderOptionsSetSLPVectorization(po, be->opts->opt_level >= 2);

@@ -39,15 +39,25 @@ void cg_target_attrs(Cg *c, LLVMValueRef fn)
 /* Every op's code is a function of its own, CALLER.NODE (.bwd for the
  * backward), internal and never inlined: a profile names the layer, and LLVM
  * optimizes each kernel alone. Its arguments are the caller's values the
- * emitter may use, constants excepted (they stay constants). The tensors of
- * one call never overlap (the plan gives each its own bytes), so every
- * pointer is noalias. */
+ * emitter may use, constants excepted (they stay constants), and last a
+ * table of the offsets into params and the workspace it uses (cg_offset),
+ * a constant of the caller's loaded in the function's entry block. So two
+ * layers alike (ResNet-18's twelve 3x3 convs of four shapes) emit the same
+ * function, which LLVM's mergefunc pass (backend_optimize) keeps once, and
+ * the compile time follows the distinct layers, not the layers. The
+ * tensors of one call never overlap (the plan gives each its own bytes), so
+ * every pointer is noalias. */
 typedef struct Outline {
     LLVMValueRef **slot;            /* where each value lives in Cg, Bwd or an input array */
     LLVMValueRef *saved;
     int n;
     LLVMValueRef fn, caller;
-    LLVMBasicBlockRef block;
+    LLVMBasicBlockRef block, entry, body;
+    /* the caller's cg_offset state, when outlines nest */
+    LLVMValueRef offsets;
+    LLVMBuilderRef offsets_b;
+    int64_t *offset_vals;
+    int noffsets, offsets_cap;
 } Outline;
 
 static void outline_init(Outline *o, int cap)
@@ -69,13 +79,14 @@ static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
     outline_add(o, &c->drop_key);
     outline_add(o, &c->drop_first);
     outline_add(o, &c->sync);
-    LLVMTypeRef *types = calloc((size_t)o->n + 1, sizeof *types);
+    LLVMTypeRef *types = calloc((size_t)o->n + 2, sizeof *types);
     for (int i = 0; i < o->n; i++)
         types[i] = LLVMTypeOf(*o->slot[i]);
+    types[o->n] = c->ptr;           /* the offsets */
     size_t len;
     char name[256];
     snprintf(name, sizeof name, "%s.%s%s", LLVMGetValueName2(c->fn, &len), n->name, suffix);
-    o->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->voidt, types, (unsigned)o->n, false));
+    o->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->voidt, types, (unsigned)o->n + 1, false));
     LLVMSetLinkage(o->fn, LLVMInternalLinkage);
     cg_target_attrs(c, o->fn);
     LLVMAddAttributeAtIndex(o->fn, LLVMAttributeFunctionIndex,
@@ -90,23 +101,60 @@ static void outline_begin(Cg *c, Outline *o, const Node *n, const char *suffix)
         if (types[i] == c->ptr && !twice)
             LLVMAddAttributeAtIndex(o->fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, noalias, 0));
     }
+    /* the table is read only, and read whole */
+    for (const char *const *a = (const char *const[]){"noalias", "readonly", "nocapture", NULL}; *a; a++)
+        LLVMAddAttributeAtIndex(o->fn, (unsigned)o->n + 1,
+                                LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName(*a, strlen(*a)), 0));
     free(types);
     o->block = LLVMGetInsertBlock(c->b);
     o->caller = c->fn;
     c->fn = o->fn;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, o->fn, "entry"));
+    o->entry = LLVMAppendBasicBlockInContext(c->ctx, o->fn, "offsets");
+    o->body = LLVMAppendBasicBlockInContext(c->ctx, o->fn, "entry");
+    LLVMPositionBuilderAtEnd(c->b, o->body);
     for (int i = 0; i < o->n; i++)
         *o->slot[i] = LLVMGetParam(o->fn, (unsigned)i);
+    o->offsets = c->offsets, o->offsets_b = c->offsets_b, o->offset_vals = c->offset_vals;
+    o->noffsets = c->noffsets, o->offsets_cap = c->offsets_cap;
+    c->offsets = LLVMGetParam(o->fn, (unsigned)o->n);
+    c->offsets_b = LLVMCreateBuilderInContext(c->ctx);
+    LLVMPositionBuilderAtEnd(c->offsets_b, o->entry);
+    c->offset_vals = NULL;
+    c->noffsets = c->offsets_cap = 0;
 }
 
 static void outline_end(Cg *c, Outline *o)
 {
     LLVMBuildRetVoid(c->b);
+    LLVMBuildBr(c->offsets_b, o->body);
+    LLVMDisposeBuilder(c->offsets_b);
+    int k = c->noffsets;
+    LLVMValueRef *vals = calloc((size_t)k + 1, sizeof *vals);
+    for (int i = 0; i < k; i++)
+        vals[i] = cg_i64(c, c->offset_vals[i]);
+    free(c->offset_vals);
+    if (k > 0)
+        LLVMAddAttributeAtIndex(o->fn, (unsigned)o->n + 1,
+            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("dereferenceable", 15),
+                                    (uint64_t)k * 8));
+    c->offsets = o->offsets, c->offsets_b = o->offsets_b, c->offset_vals = o->offset_vals;
+    c->noffsets = o->noffsets, c->offsets_cap = o->offsets_cap;
     c->fn = o->caller;
     LLVMPositionBuilderAtEnd(c->b, o->block);
     for (int i = 0; i < o->n; i++)
         *o->slot[i] = o->saved[i];
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(o->fn), o->fn, o->saved, (unsigned)o->n, "");
+    LLVMValueRef table = LLVMConstPointerNull(c->ptr);
+    if (k > 0) {
+        LLVMValueRef init = LLVMConstArray2(c->i64, vals, (uint64_t)k);
+        table = LLVMAddGlobal(c->mod, LLVMTypeOf(init), "offsets");
+        LLVMSetInitializer(table, init);
+        LLVMSetGlobalConstant(table, true);
+        LLVMSetLinkage(table, LLVMPrivateLinkage);
+        LLVMSetUnnamedAddress(table, LLVMGlobalUnnamedAddr);
+    }
+    o->saved[o->n] = table;
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(o->fn), o->fn, o->saved, (unsigned)o->n + 1, "");
+    free(vals);
     free(o->slot);
     free(o->saved);
 }
