@@ -606,6 +606,12 @@ typedef void WindowBody(Cg *c, const Node *n, void *ctx, LLVMValueRef pix, LLVMV
 void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValueRef ow,
                bool replicate, WindowBody *body, void *ctx);
 
+/* ---- split.c: an executable's module optimized and compiled in parts,
+ * one a thread; objs[p] gets part p ---- */
+enum { SPLIT_MAX_PARTS = 4 };
+bool split_compile(LLVMModuleRef mod, LLVMTargetMachineRef *tms, int parts, int opt_level,
+                   const char *const *objs, char *err, size_t es);
+
 struct Backend {
     Graph *g;
     const Options *opts;
@@ -613,6 +619,8 @@ struct Backend {
     Plan plan;
     bool training, planned;
     LLVMTargetMachineRef tm;
+    int parts;                      /* an executable compiled in parts on threads (split.c), else 1 */
+    LLVMTargetMachineRef part_tm[SPLIT_MAX_PARTS];  /* part_tm[0] is tm */
     char *triple, *lname, *cpu, *features;
     Cg c;
     float *weights;                 /* --weights */

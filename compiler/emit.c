@@ -32,8 +32,7 @@ _Static_assert((int)SCHED_NONE == CNN_SCHED_NONE && (int)SCHED_STEP == CNN_SCHED
                (int)SCHED_MULTISTEP == CNN_SCHED_MULTISTEP && (int)SCHED_COSINE == CNN_SCHED_COSINE,
                "schedule words");
 
-static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
-                       LLVMModuleRef mod, const char *lname, const Plan *plan);
+static bool emit_files(Backend *be, LLVMModuleRef mod, const char *lname, const Plan *plan);
 
 const char *emit_llvm_version(void)
 {
@@ -549,7 +548,8 @@ static bool mpi_part(Diag *d, const Options *opts, char *part, size_t size)
     return true;
 }
 
-static bool link_exe(Diag *d, const Options *opts, const char *obj, const char *exe, const char *out)
+/* objs: the objects' paths, each quoted, space-separated */
+static bool link_exe(Diag *d, const Options *opts, const char *objs, const char *exe, const char *out)
 {
     char rt[PATH_MAX], mpi[PATH_MAX + 512];
     if (!find_runtime("libcnnrt.a", rt, sizeof rt)) {
@@ -558,9 +558,9 @@ static bool link_exe(Diag *d, const Options *opts, const char *obj, const char *
     }
     if (!mpi_part(d, opts, mpi, sizeof mpi))
         return false;
-    char cmd[5 * PATH_MAX + 1024];
-    snprintf(cmd, sizeof cmd, "cc %s -o '%s' '%s' %s '%s' -lpng -ljpeg -lz -lm -lpthread", CNNC_LINK_FLAGS, exe,
-             obj, mpi, rt);
+    char cmd[(5 + SPLIT_MAX_PARTS) * PATH_MAX + 1024];
+    snprintf(cmd, sizeof cmd, "cc %s -o '%s' %s %s '%s' -lpng -ljpeg -lz -lm -lpthread", CNNC_LINK_FLAGS, exe,
+             objs, mpi, rt);
     int rc = system(cmd);
     if (rc != 0) {
         if (rc > 0 && WIFEXITED(rc))
@@ -693,6 +693,15 @@ bool backend_target(Backend *be)
     be->tm = make_target(opts, be->d, &be->triple);
     if (!be->tm)
         return false;
+    /* an executable optimized in parts, on this machine's cores */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    be->parts = opts->mode == MODE_EXE && opts->opt_level >= 1 && cores > 1 ? 2 : 1;
+    be->part_tm[0] = be->tm;
+    for (int p = 1; p < be->parts; p++) {
+        char *triple;
+        be->part_tm[p] = make_target(opts, be->d, &triple);
+        LLVMDisposeMessage(triple);
+    }
     Cg *c = &be->c;
     *c = (Cg){.g = be->g, .plan = &be->plan, .winograd = !opts->no_winograd};
     c->ctx = LLVMContextCreate();
@@ -798,11 +807,12 @@ void backend_lower(Backend *be)
 }
 
 /* LLVM's default<O-level> pipeline, vectorizers on from -O2, after
- * mergefunc has kept one of each set of identical op functions (lower.c) */
+ * mergefunc has kept one of each set of identical op functions (lower.c);
+ * for an executable in parts, mergefunc alone (each part runs the rest) */
 void backend_optimize(Backend *be)
 {
     char passes[48];
-    snprintf(passes, sizeof passes, "mergefunc,default<O%d>", be->opts->opt_level);
+    snprintf(passes, sizeof passes, be->parts > 1 ? "mergefunc" : "mergefunc,default<O%d>", be->opts->opt_level);
     LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(po, be->opts->opt_level >= 2);
     LLVMPassBuilderOptionsSetSLPVectorization(po, be->opts->opt_level >= 2);
@@ -813,7 +823,7 @@ void backend_optimize(Backend *be)
 
 bool backend_write(Backend *be)
 {
-    return emit_files(be->g, be->opts, be->d, be->tm, be->c.mod, be->lname, &be->plan);
+    return emit_files(be, be->c.mod, be->lname, &be->plan);
 }
 
 void backend_free(Backend *be)
@@ -832,14 +842,52 @@ void backend_free(Backend *be)
     }
     if (be->tm)
         LLVMDisposeTargetMachine(be->tm);
+    for (int p = 1; p < be->parts; p++)
+        if (be->part_tm[p])
+            LLVMDisposeTargetMachine(be->part_tm[p]);
     LLVMDisposeMessage(be->triple);
 }
 
 /* Writes what the mode asks for, each file whole or not at all: every file
  * goes to its temporary, and all are committed once all are complete. */
-static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachineRef tm,
-                LLVMModuleRef mod, const char *lname, const Plan *plan)
+/* The executable's objects, at tmp.0.o ...: the module in one, or in parts
+ * on threads. */
+static bool write_objects(Backend *be, LLVMModuleRef mod, const char *tmp, char *objs, size_t size,
+                          char **err)
 {
+    char paths[SPLIT_MAX_PARTS][2 * PATH_MAX];
+    const char *list[SPLIT_MAX_PARTS];
+    size_t len = 0;
+    objs[0] = '\0';
+    for (int p = 0; p < be->parts; p++) {
+        snprintf(paths[p], sizeof paths[p], "%s.%d.o", tmp, p);
+        list[p] = paths[p];
+        len += (size_t)snprintf(objs + len, size - len, "%s'%s'", p ? " " : "", paths[p]);
+    }
+    if (be->parts == 1)
+        return !LLVMTargetMachineEmitToFile(be->tm, mod, paths[0], LLVMObjectFile, err);
+    char e[1024];
+    if (split_compile(mod, be->part_tm, be->parts, be->opts->opt_level, list, e, sizeof e))
+        return true;
+    *err = LLVMCreateMessage(e);
+    return false;
+}
+
+static void remove_objects(const Backend *be, const char *tmp)
+{
+    for (int p = 0; p < be->parts; p++) {
+        char path[2 * PATH_MAX];
+        snprintf(path, sizeof path, "%s.%d.o", tmp, p);
+        unlink(path);
+    }
+}
+
+static bool emit_files(Backend *be, LLVMModuleRef mod, const char *lname, const Plan *plan)
+{
+    Graph *g = be->g;
+    const Options *opts = be->opts;
+    Diag *d = be->d;
+    LLVMTargetMachineRef tm = be->tm;
     char out[PATH_MAX], hdr[PATH_MAX];
     output_paths(g, opts, out, hdr, sizeof out);
     if (opts->mode == MODE_LLVM && !strcmp(out, "-")) {
@@ -860,11 +908,9 @@ static bool emit_files(Graph *g, const Options *opts, Diag *d, LLVMTargetMachine
     if (opts->mode == MODE_LLVM) {
         ok = !LLVMPrintModuleToFile(mod, o.tmp, &err);
     } else if (opts->mode == MODE_EXE) {
-        char obj[sizeof o.tmp + 2];
-        snprintf(obj, sizeof obj, "%s.o", o.tmp);
-        ok = !LLVMTargetMachineEmitToFile(tm, mod, obj, LLVMObjectFile, &err) &&
-             link_exe(d, opts, obj, o.tmp, out);
-        unlink(obj);
+        char objs[SPLIT_MAX_PARTS * (2 * PATH_MAX + 4)];
+        ok = write_objects(be, mod, o.tmp, objs, sizeof objs, &err) && link_exe(d, opts, objs, o.tmp, out);
+        remove_objects(be, o.tmp);
     } else {
         LLVMCodeGenFileType ft = opts->mode == MODE_ASM ? LLVMAssemblyFile : LLVMObjectFile;
         ok = !LLVMTargetMachineEmitToFile(tm, mod, o.tmp, ft, &err);
