@@ -550,6 +550,10 @@ LLVMValueRef cg_loop(Cg *c, Loop *l, LLVMValueRef count, const char *name);
 LLVMValueRef cg_loopn(Cg *c, Loop *l, int64_t count, const char *name);
 void cg_loop_end(Cg *c, Loop *l);
 LLVMBasicBlockRef cg_if(Cg *c, LLVMValueRef cond, const char *name);   /* returns the join */
+/* if (c->sync != NULL) { ..., cg_if_end; and within it, the CnnSync's field
+ * at byte (SYNC_*) as a value of type t */
+LLVMBasicBlockRef cg_if_sync(Cg *c, const char *name);
+LLVMValueRef cg_sync_field(Cg *c, int64_t byte, LLVMTypeRef t, const char *name);
 void cg_if_end(Cg *c, LLVMBasicBlockRef join);
 LLVMValueRef cg_add(Cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_mul(Cg *c, LLVMValueRef a, LLVMValueRef b);

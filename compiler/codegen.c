@@ -266,6 +266,18 @@ void cg_window(Cg *c, const Node *n, LLVMValueRef bn, LLVMValueRef oh, LLVMValue
     cg_loop_end(c, &lkh);
 }
 
+LLVMBasicBlockRef cg_if_sync(Cg *c, const char *name)
+{
+    return cg_if(c, LLVMBuildICmp(c->b, LLVMIntNE, c->sync, LLVMConstNull(c->ptr), "shared"), name);
+}
+
+LLVMValueRef cg_sync_field(Cg *c, int64_t byte, LLVMTypeRef t, const char *name)
+{
+    LLVMValueRef off = cg_i64(c, byte);
+    LLVMValueRef at = LLVMBuildGEP2(c->b, LLVMInt8TypeInContext(c->ctx), c->sync, &off, 1, "");
+    return LLVMBuildLoad2(c->b, t, at, name);
+}
+
 LLVMValueRef cg_offset(Cg *c, int64_t v)
 {
     if (!c->offsets)

@@ -292,11 +292,8 @@ static int64_t final_from(const Graph *g, const bool *done)
  * other processes can start while the backward pass goes on. */
 static void emit_ready(Cg *c, int64_t from)
 {
-    LLVMValueRef some = LLVMBuildICmp(c->b, LLVMIntNE, c->sync, LLVMConstNull(c->ptr), "shared");
-    LLVMBasicBlockRef join = cg_if(c, some, "ready");
-    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
-    LLVMValueRef at = LLVMBuildGEP2(c->b, i8, c->sync, (LLVMValueRef[]){cg_i64(c, SYNC_READY_BYTE)}, 1, "");
-    LLVMValueRef fn = LLVMBuildLoad2(c->b, c->ptr, at, "sync.ready");
+    LLVMBasicBlockRef join = cg_if_sync(c, "ready");
+    LLVMValueRef fn = cg_sync_field(c, SYNC_READY_BYTE, c->ptr, "sync.ready");
     LLVMBasicBlockRef call = cg_if(c, LLVMBuildICmp(c->b, LLVMIntNE, fn, LLVMConstNull(c->ptr), "has"), "call");
     LLVMTypeRef ft = LLVMFunctionType(c->voidt, (LLVMTypeRef[]){c->ptr, c->i64}, 2, false);
     LLVMBuildCall2(c->b, ft, fn, (LLVMValueRef[]){c->sync, cg_i64(c, from)}, 2, "");

@@ -211,10 +211,9 @@ static void emit_sync(Cg *c, LLVMValueRef data, int64_t count)
 {
     if (!c->sync)
         return;
-    LLVMValueRef some = LLVMBuildICmp(c->b, LLVMIntNE, c->sync, LLVMConstNull(c->ptr), "shared");
-    LLVMBasicBlockRef join = cg_if(c, some, "sync");
+    LLVMBasicBlockRef join = cg_if_sync(c, "sync");
     LLVMTypeRef ft = LLVMFunctionType(c->voidt, (LLVMTypeRef[]){c->ptr, c->ptr, c->i64}, 3, false);
-    LLVMValueRef fn = LLVMBuildLoad2(c->b, c->ptr, c->sync, "sync.sum");
+    LLVMValueRef fn = cg_sync_field(c, 0, c->ptr, "sync.sum");
     LLVMBuildCall2(c->b, ft, fn, (LLVMValueRef[]){c->sync, data, cg_i64(c, count)}, 3, "");
     cg_if_end(c, join);
 }
@@ -226,11 +225,8 @@ static LLVMValueRef batch_images(Cg *c)
         return c->batch;
     LLVMValueRef v = cg_var_i64(c, "images");
     LLVMBuildStore(c->b, c->batch, v);
-    LLVMValueRef some = LLVMBuildICmp(c->b, LLVMIntNE, c->sync, LLVMConstNull(c->ptr), "shared");
-    LLVMBasicBlockRef join = cg_if(c, some, "sync.images");
-    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
-    LLVMValueRef at = LLVMBuildGEP2(c->b, i8, c->sync, (LLVMValueRef[]){cg_i64(c, SYNC_IMAGES_BYTE)}, 1, "");
-    LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i64, at, "sync.images"), v);
+    LLVMBasicBlockRef join = cg_if_sync(c, "sync.images");
+    LLVMBuildStore(c->b, cg_sync_field(c, SYNC_IMAGES_BYTE, c->i64, "sync.images"), v);
     cg_if_end(c, join);
     return LLVMBuildLoad2(c->b, c->i64, v, "images");
 }
