@@ -80,6 +80,19 @@ void fold_affines(Graph *g)
     }
 }
 
+/* The add right after node e, when e is its only reader and one of its two
+ * inputs: the other input's node in *other, or false */
+static bool sum_after(const Graph *g, int e, const Node **other)
+{
+    if (e + 1 >= g->n || g->nodes[e].nreaders != 1)
+        return false;
+    const Node *a = &g->nodes[e + 1];
+    if (!op_has(a->op, OPF_SUM) || a->ninputs != 2 || (a->inputs[0] == e) == (a->inputs[1] == e))
+        return false;
+    *other = &g->nodes[a->inputs[a->inputs[0] == e]];
+    return true;
+}
+
 int infer_pass(const Graph *g, int i, Node *tmp, const Node **run)
 {
     const Node *n = &g->nodes[i];
@@ -90,22 +103,24 @@ int infer_pass(const Graph *g, int i, Node *tmp, const Node **run)
         *run = node_with_fused(g, i, tmp);
         return i + 1;
     }
-    if (i + 1 >= g->n || !g->nodes[i + 1].folded)
-        return i;
     *tmp = *n;
-    tmp->fold = &g->nodes[i + 1];
+    int end = i;
+    if (i + 1 < g->n && g->nodes[i + 1].folded)
+        tmp->fold = &g->nodes[++end];
+    if (op_has(n->op, OPF_TAKES_SUM) && n->act == ACT_NONE && sum_after(g, end, &tmp->residual))
+        end++;
+    if (end == i)
+        return i;
     *run = tmp;
-    if (i + 2 >= g->n)
-        return i + 1;
-    /* the activation after the batch norm, as the kernel's own */
-    const Node *a = &g->nodes[i + 2];
-    int act = op_act(a->op);
-    if (act == ACT_NONE || !act_info[act].from_y || a->ninputs != 1 || a->inputs[0] != i + 1 ||
-        g->nodes[i + 1].nreaders != 1)
-        return i + 1;
+    /* the activation after them, as the kernel's own */
+    const Node *a = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
+    int act = a ? op_act(a->op) : ACT_NONE;
+    if (act == ACT_NONE || !act_info[act].from_y || a->ninputs != 1 || a->inputs[0] != end ||
+        g->nodes[end].nreaders != 1)
+        return end;
     tmp->act = act;
     tmp->act_param = a->act_param;
-    return i + 2;
+    return end + 1;
 }
 
 void autodiff_print(FILE *out, const Graph *g)

@@ -103,6 +103,8 @@ enum {
     OPF_WHOLE_BATCH = 1 << 8,       /* training reads the whole batch's statistics (a CnnSync) */
     OPF_AFFINE = 1 << 9,            /* inference: a scale and shift per channel */
     OPF_TAKES_AFFINE = 1 << 10,     /* its inference kernel folds an AFFINE op after it */
+    OPF_SUM = 1 << 11,              /* its output is the sum of its inputs */
+    OPF_TAKES_SUM = 1 << 12,        /* its inference kernel adds in a SUM's other input */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
@@ -255,6 +257,7 @@ typedef struct Node {
     int output;                     /* the node a label of it names: itself, or that one */
     bool pool_fused;                /* (in emit.c's copy) the 2x2 max pool after it, in its kernel */
     const struct Node *fold;        /* (in a copy, inference) the batch norm its kernel folds in */
+    const struct Node *residual;    /* (in a copy, inference) the add's other input its kernel adds in */
 } Node;
 
 typedef struct TrainCfg {
@@ -327,8 +330,9 @@ const struct Node *node_with_fused(const Graph *g, int i, struct Node *tmp);
  * act, one reader) as folded: in inference that kernel applies it. */
 void fold_affines(Graph *g);
 /* Inference: node i as its kernel runs it (*run, possibly tmp): with a fused
- * activation after it, or a folded batch norm and the from_y activation that
- * reads it. Returns the last node the pass stands for (a fused or folded node
+ * activation after it, or a folded batch norm, an add it is the only input
+ * of (OPF_SUM after OPF_TAKES_SUM: *run's residual is the other input) and
+ * the from_y activation that reads them. Returns the last node the pass stands for (a fused or folded node
  * returns -1); the next pass starts after it. */
 int infer_pass(const Graph *g, int i, struct Node *tmp, const struct Node **run);
 void autodiff_print(FILE *out, const Graph *g);
@@ -595,7 +599,6 @@ LLVMValueRef cg_vget(Cg *c, LLVMValueRef var, int n);
 typedef void VectorFn(Cg *c, void *ctx, LLVMValueRef at, int width);
 void cg_for_blocks(Cg *c, int64_t n, int size, VectorFn *fn, void *ctx);   /* [0, n) by size */
 void cg_for_vectors(Cg *c, int64_t n, VectorFn *fn, void *ctx);   /* [0, n) by vectors */
-void emit_act_inplace(Cg *c, int act, double param, LLVMValueRef buf, LLVMValueRef count);
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x);  /* float fn(float) */
 LLVMValueRef cg_act(Cg *c, int act, double param, LLVMValueRef x);   /* f(x); ops/act.c */
 /* a conv's or fc's act=: checked, with its parameter's default */
@@ -641,7 +644,7 @@ struct Backend {
  * padded, convolved with the flipped weights). */
 typedef struct ConvKernel {
     int64_t Hp, Wp, C, OH, OW, M;   /* C and M: per group */
-    int kh, kw, sh, sw, act;
+    int kh, kw, sh, sw, act;        /* act: applied to each result as it is stored */
     LLVMValueRef in, wpack, bias, out;
     LLVMValueRef bn, oh;            /* the loop's, while emitting */
     LLVMValueRef scratch;           /* for Winograd's tiles, when it fits */
@@ -654,7 +657,17 @@ typedef struct ConvKernel {
     int dh, dw;
     LLVMValueRef gi;                /* the group's loop, while emitting */
     bool blocked;                   /* wpack blocked by channel block (conv_pack_blocks) */
+    double act_param;
+    int64_t ph, pw;                 /* depthwise: the zero border the kernel adds (in is unpadded, Hp x Wp) */
+    LLVMValueRef res;               /* inference: a fused add's other input, laid out as out, or NULL */
 } ConvKernel;
+
+/* a result of k's, with its activation (any of acts.def's from_y ones: they
+ * are monotonic, so they commute with a fused max pool) */
+LLVMValueRef conv_act(Cg *c, const ConvKernel *k, LLVMValueRef v);
+/* the first n floats of result v stored at out[at]: k->res's added, then
+ * the activation */
+void conv_store(Cg *c, const ConvKernel *k, LLVMValueRef v, LLVMValueRef at, int n);
 
 /* whether k is one dense conv: no groups, no dilation */
 bool conv_kernel_plain(const ConvKernel *k);
@@ -666,6 +679,7 @@ bool conv_depthwise(const Node *n);         /* groups = C = M */
 /* depthwise.c: the forward kernel (weights packed (Kh, Kw, C)), d weight
  * into dwpack (Kh, Kw, C), and d padded input by scatter (stride > 1) */
 void emit_depthwise(Cg *c, const ConvKernel *k);
+bool depthwise_pads_inline(const Node *n);  /* whether its kernel can add the zero border itself */
 void emit_depthwise_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dwpack);
 void emit_depthwise_scatter(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef wpack, LLVMValueRef dpad);
 

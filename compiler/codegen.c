@@ -187,11 +187,20 @@ LLVMValueRef cg_var(Cg *c, const char *name)
 
 /* float fn(float): an LLVM intrinsic (llvm.exp.f32, llvm.maxnum.f32) or libm;
  * for a vector x, fn names the intrinsic without its type (llvm.exp), and the
- * call is to llvm.exp.vNf32. */
+ * call is to llvm.exp.vNf32, or libm's fn once a lane. */
 LLVMValueRef cg_call(Cg *c, const char *fn, LLVMValueRef x)
 {
     LLVMTypeRef t = LLVMTypeOf(x);
     char name[64];
+    if (LLVMGetTypeKind(t) == LLVMVectorTypeKind && strncmp(fn, "llvm.", 5)) {
+        /* a libm function has no vector form: lane by lane */
+        LLVMValueRef v = LLVMGetUndef(t);
+        for (unsigned i = 0; i < LLVMGetVectorSize(t); i++) {
+            LLVMValueRef lane = LLVMConstInt(LLVMInt32TypeInContext(c->ctx), i, false);
+            v = LLVMBuildInsertElement(c->b, v, cg_call(c, fn, LLVMBuildExtractElement(c->b, x, lane, "")), lane, "");
+        }
+        return v;
+    }
     if (LLVMGetTypeKind(t) == LLVMVectorTypeKind) {
         snprintf(name, sizeof name, "%s.v%uf32", fn, LLVMGetVectorSize(t));
         fn = name;

@@ -162,7 +162,8 @@ static void outline_end(Cg *c, Outline *o)
 /* Node n's forward pass from its inputs (ins, one per edge) into out. */
 void emit_node_fwd(Cg *c, const Node *n, const LLVMValueRef *ins, LLVMValueRef out)
 {
-    int k = n->ninputs ? n->ninputs : ins != NULL;     /* a source reads the caller's input */
+    /* a source reads the caller's input; a fused add's other input comes last */
+    int k = n->ninputs ? n->ninputs + (n->residual != NULL) : ins != NULL;
     LLVMValueRef *in = calloc((size_t)k + 1, sizeof *in);
     for (int i = 0; i < k; i++)
         in[i] = ins[i];
@@ -221,7 +222,8 @@ LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
 /* The forward pass of every node after the input, which is read at `input`;
  * val[i] gets node i's output. FWD_INFER: activations and max pools applied
  * by their producer's kernel where it can (a pool only when it is the conv's
- * only reader), batch norms folded into the conv before them (infer_pass),
+ * only reader), batch norms folded into the conv before them, and adds
+ * into the conv whose output they alone read (infer_pass),
  * outputs where plan->out puts them, the model's into `output`.
  * FWD_TRAIN: activations applied by their producer's kernel, every output
  * kept at plan->act for backward. FWD_KEEP: every node on its own at
@@ -244,7 +246,7 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
         if (policy == FWD_INFER)
             end = infer_pass(g, i, &tmp, &n);
         const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
-        if (policy == FWD_INFER && op_has(n->op, OPF_TAKES_POOL) && next && g->nodes[end].nreaders == 1 &&
+        if (policy == FWD_INFER && op_has(n->op, OPF_TAKES_POOL) && !n->residual && next && g->nodes[end].nreaders == 1 &&
             next->inputs[0] == end && conv_takes_pool(c, n, next)) {
             if (n != &tmp)
                 tmp = *n;
@@ -255,6 +257,8 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
         LLVMValueRef dst = policy != FWD_INFER ? cg_ws(c, plan->act[i])
                          : end == g->n - 1 ? output : cg_ws(c, plan->out[end]);
         LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
+        if (n->residual)
+            ins[n->ninputs] = val[n->residual->index];
         emit_node_fwd(c, n, ins, dst);
         free(ins);
         for (int j = i; j <= end; j++)

@@ -205,10 +205,13 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
         if (op_has(g->nodes[i].op, OPF_TAKES_POOL) && pass_end[i] + 1 < n)
             pass_end[i]++;
     }
+    /* a pass reads the inputs of the nodes it stands for from outside it (a
+     * fused add's other input) */
     for (int i = 0; i < n; i++)
-        for (int k = 0; head[i] == i && k < g->nodes[i].ninputs; k++) {
-            int j = head[g->nodes[i].inputs[k]];
-            end[j] = pass_end[i] > end[j] ? pass_end[i] : end[j];
+        for (int k = 0; k < g->nodes[i].ninputs; k++) {
+            int j = head[g->nodes[i].inputs[k]], e = pass_end[head[i]];
+            if (j != head[i])
+                end[j] = e > end[j] ? e : end[j];
         }
     Lives l = {0};
     int output = head[n - 1];

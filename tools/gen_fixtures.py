@@ -104,6 +104,12 @@ MBV2_BLOCK = [
     ("conv", "8 size=1 bias=false"), ("batchnorm", ""), ("add", "y"),
     ("globalavgpool", ""), ("fc", "3"), ("softmax", "")]
 
+RESIDUAL_FUSED = [
+    ("x: relu", ""), ("a: conv", "4 size=3 pad=1"), ("conv", "4 size=5 pad=2 from=x"), ("add", "a"),
+    ("relu6", ""), ("w: conv", "16 size=3 pad=1"), ("conv", "16 size=3 pad=1 bias=false"), ("batchnorm", ""),
+    ("add", "w"), ("relu", ""), ("d: conv", "16 size=1"), ("conv", "16 size=3 pad=1 groups=16"), ("add", "d"),
+    ("tanh", ""), ("h: conv", "12 size=1"), ("i: conv", "12 size=3 pad=1"), ("add", "i from=h"),
+    ("relu6", ""), ("e: conv", "12 size=1"), ("conv", "12 size=1"), ("add", "e"), ("sigmoid", "")]
 
 
 def example_layers(name):
@@ -219,6 +225,12 @@ CASES = [
         ("flatten", ""), ("fc", "5")]),
     # the same pool in F(4x4, 3x3)'s pass, every pooled output compared
     ("winograd4_pool", (16, 16, 16), 2, [("conv", "20 size=3 pad=1 act=relu"), ("maxpool", "2")]),
+    # adds done in the kernel of the conv they alone read (inference), then
+    # the activation after them: the row-vector conv's (a pass of its own
+    # after it), a 3x3 conv's with a folded batch norm, a depthwise conv's,
+    # with the conv's output as the add's second input, a 1x1 conv's of 12
+    # channels (a partial vector); every output compared
+    ("residual_fused", (10, 12, 1), 3, RESIDUAL_FUSED),
 ]
 
 # batch norm's mode: running statistics (the forward fixtures), or the

@@ -4,9 +4,9 @@
  * out = f(inp), same shape. Each activation's forward and derivative sit side
  * by side below, as act_fwd_<word> and act_grad_<word>, and acts.def's
  * dispatch tables reach them: a conv or fc applies its act= through the same
- * functions (cg_act, cg_act_grad). Forward runs on floats; the derivatives of
- * the from_y activations also on vectors (a conv's backward pass), through y
- * alone. Semantics are PyTorch's modules' (torch.nn.functional).
+ * functions (cg_act, cg_act_grad). Forward runs on floats, and on vectors in
+ * a conv kernel's stores; the derivatives of the from_y activations also on
+ * vectors (a conv's backward pass), through y alone. Semantics are PyTorch's modules' (torch.nn.functional).
  *
  * Dropout zeroes each element with probability `rate` in training and scales
  * the rest by 1/(1-rate); it is the identity at inference.
@@ -318,15 +318,6 @@ static void emit_map(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out, i
     LLVMValueRef count = cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out)));
     LLVMValueRef i = cg_loop(c, &l, count, "i");
     cg_store(c, cg_act(c, act, n->act_param, cg_load(c, inp, i, "x")), out, i);
-    cg_loop_end(c, &l);
-}
-
-/* buf[i] = f(buf[i]) for i < count */
-void emit_act_inplace(Cg *c, int act, double param, LLVMValueRef buf, LLVMValueRef count)
-{
-    Loop l;
-    LLVMValueRef i = cg_loop(c, &l, count, "i");
-    cg_store(c, cg_act(c, act, param, cg_load(c, buf, i, "x")), buf, i);
     cg_loop_end(c, &l);
 }
 

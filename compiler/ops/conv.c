@@ -183,6 +183,28 @@ int conv_block_count(Cg *c, int width, int64_t limit)
     return best;
 }
 
+LLVMValueRef conv_act(Cg *c, const ConvKernel *k, LLVMValueRef v)
+{
+    return cg_act(c, k->act, k->act_param, v);
+}
+
+void conv_store(Cg *c, const ConvKernel *k, LLVMValueRef v, LLVMValueRef at, int n)
+{
+    if (k->res)
+        v = cg_fadd(c, v, cg_vload_lanes(c, k->res, at, n, (int)LLVMGetVectorSize(LLVMTypeOf(v))));
+    cg_vstore_lanes(c, conv_act(c, k, v), k->out, at, n);
+}
+
+/* out = act(out + res) after a kernel that does not add res itself */
+static void emit_residual_pass(Cg *c, const ConvKernel *k)
+{
+    Loop l;
+    LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, k->OH * k->OW * k->Ms)), "i");
+    LLVMValueRef v = cg_fadd(c, cg_load(c, k->out, i, "y"), cg_load(c, k->res, i, "r"));
+    cg_store(c, conv_act(c, k, v), k->out, i);
+    cg_loop_end(c, &l);
+}
+
 /* An image (N,H,W,C) with a border of ph rows and pw columns: zeros, or with
  * replicate the nearest edge pixel. */
 typedef struct PadGeom {
@@ -468,13 +490,9 @@ static void conv_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int r, LLVMValueR
      * rewrites: only the block's last pixel needs a masked store (slow on
      * AVX2, vmaskmov). */
     bool whole = bm == k->M && Ms == k->M && cg_lanes(c, bm) != bm;
-    for (int i = 0; i < r; i++) {
-        LLVMValueRef v = cg_vget(c, acc[i], bm);
-        if (k->act == ACT_RELU)
-            v = cg_vrelu(c, v);
-        cg_vstore_lanes(c, v, k->out, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, Ms)), mg),
-                        whole && i < r - 1 ? cg_lanes(c, bm) : bm);
-    }
+    for (int i = 0; i < r; i++)
+        conv_store(c, k, cg_vget(c, acc[i], bm), cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, i)), cg_i64(c, Ms)), mg),
+                   whole && i < r - 1 ? cg_lanes(c, bm) : bm);
 }
 
 /* Every channel block of r pixels from ow0: full blocks in a loop, then the
@@ -545,6 +563,14 @@ void emit_conv_kernel(Cg *c, ConvKernel *k)
         emit_wino(c, k);
         return;
     }
+    if (rows_fits(c, k) && k->res) {
+        ConvKernel alone = *k;
+        alone.act = ACT_NONE;
+        alone.res = NULL;
+        emit_conv_rows(c, &alone);
+        emit_residual_pass(c, k);
+        return;
+    }
     if (rows_fits(c, k)) {
         emit_conv_rows(c, k);
         return;
@@ -583,7 +609,7 @@ static ConvKernel fwd_kernel(const Node *n)
 {
     ConvGeom g = geom(n);
     return (ConvKernel){g.Hp, g.Wp, g.Cg, g.OH, g.OW, g.Mg, n->kh, n->kw, n->sh, n->sw, n->act, .in = NULL,
-                        .G = g.G, .Cs = g.C, .Ms = g.M, .dh = g.dh, .dw = g.dw};
+                        .G = g.G, .Cs = g.C, .Ms = g.M, .dh = g.dh, .dw = g.dw, .act_param = n->act_param};
 }
 
 /* In inference a 2x2 stride-2 max pool right after a conv is done in the
@@ -619,7 +645,7 @@ int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, in
     if (pad && training) {
         s->pad = *keep;
         *keep += pad;
-    } else if (pad) {
+    } else if (pad && !(conv_depthwise(n) && depthwise_pads_inline(n))) {
         s->pad = at;
         at += pad;
     }
@@ -668,9 +694,16 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.bias = n->bias ? cg_param(c, n->bias) : NULL;
     k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     k.pool = n->pool_fused;
+    k.res = n->residual ? c->ins[n->ninputs] : NULL;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
         emit_pad_walk(c, input_pad(n), inp, k.in, false);
+    } else if (n->ph || n->pw) {
+        /* depthwise, in inference: the kernel adds the border */
+        k.Hp = n->in.d[0];
+        k.Wp = n->in.d[1];
+        k.ph = n->ph;
+        k.pw = n->pw;
     }
     k.wpack = cg_ws(c, s->wpack);
     k.Mp = packed(c, k.M);
@@ -685,8 +718,6 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.blocked = bw > 0;
     emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, bw);
     emit_conv_kernel(c, &k);
-    if (n->act != ACT_NONE && n->act != ACT_RELU)
-        emit_act_inplace(c, n->act, n->act_param, out, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out) / (k.pool ? 4 : 1))));
 }
 
 /* The transposed conv computes every input pixel over whole windows of the

@@ -106,8 +106,7 @@ static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int 
             s[m][v] = cg_vget(c, acc[0][m][v], vw);
             if (k->pool)
                 s[m][v] = pair_max(c, cg_vmax(c, cg_vget(c, acc[1][m][v], vw), s[m][v]));
-            if (k->act == ACT_RELU)
-                s[m][v] = cg_vrelu(c, s[m][v]);
+            s[m][v] = conv_act(c, k, s[m][v]);
         }
     if (k->pool) {
         outs = (nv + 1) / 2;

@@ -8,8 +8,9 @@
  * are contiguous) and weights packed (Kh, Kw, C), so every load is a whole
  * vector: no broadcasts, no reductions across lanes.
  *
- *   forward:  a block of R output pixels x one channel block in registers,
- *             each tap's weight vector loaded once for the R pixels;
+ *   forward:  a block of R output pixels x one channel block (a vector) in
+ *             registers, the taps' weight vectors held in registers for the
+ *             row when they fit; the zero border left out of the sums;
  *             d inp of a stride-1 conv is the same kernel over the padded
  *             output gradient with the flipped weights (conv.c);
  *   d weight: every tap's sum for one channel block in registers, over all
@@ -19,73 +20,179 @@
  */
 #include "../cnnc.h"
 
-typedef struct DwBlock {
-    const ConvKernel *k;
-    LLVMValueRef bn, oh, ow0;
-    int r;
-} DwBlock;
+/* the most taps whose weights a row holds in registers, and pixels a block */
+enum { DW_MOST_TAPS = 25, DW_MOST_PIXELS = 14 };
 
 static int dil(int d)
 {
     return d > 1 ? d : 1;
 }
 
-/* out (bn, oh, ow0 .. ow0+r, c0 .. c0+w) */
-static void fwd_block(Cg *c, void *ctx, LLVMValueRef c0, int w)
+/* ---- forward ----
+ *
+ * In inference the zero border is the kernel's own (ConvKernel's ph, pw):
+ * a tap that falls on it is left out of the output's sum, instead of read
+ * from a padded copy of the input. The outputs whose window crosses the
+ * border are a few rows and columns (pad 1: one on each side); each is
+ * emitted with its own constant taps, and the interior, in blocks of r
+ * pixels, takes them all. A padded input (training, which keeps it for d
+ * weight, and d inp's padded output gradient) is all interior. */
+
+/* The outputs o of [lo, hi) along one axis whose taps all land inside the
+ * input's 0 .. I-1 (o*s - p + t*d for t < K) */
+typedef struct Span {
+    int64_t lo, hi;
+} Span;
+
+static Span interior(int64_t O, int s, int64_t p, int K, int d, int64_t I)
 {
-    const DwBlock *b = ctx;
-    const ConvKernel *k = b->k;
-    int64_t C = k->Cs;
-    LLVMValueRef acc[16];
-    LLVMValueRef init = k->bias ? cg_vload(c, k->bias, c0, w) : cg_vzero(c, w);
-    for (int i = 0; i < b->r; i++) {
-        acc[i] = cg_vvar(c, w, "acc");
-        LLVMBuildStore(c->b, init, acc[i]);
-    }
-    Loop lh, lw;
-    LLVMValueRef kh = cg_loopn(c, &lh, k->kh, "kh");
-    LLVMValueRef kw = cg_loopn(c, &lw, k->kw, "kw");
-    LLVMValueRef wv = cg_vload(c, k->wpack, cg_muladd(c, cg_muladd(c, kh, k->kw, kw), C, c0), w);
-    LLVMValueRef ih = cg_add(c, cg_mul(c, b->oh, cg_i64(c, k->sh)), cg_mul(c, kh, cg_i64(c, dil(k->dh))));
-    LLVMValueRef iw = cg_add(c, cg_mul(c, b->ow0, cg_i64(c, k->sw)), cg_mul(c, kw, cg_i64(c, dil(k->dw))));
-    LLVMValueRef base = cg_muladd(c, cg_muladd(c, cg_muladd(c, b->bn, k->Hp, ih), k->Wp, iw), C, c0);
-    for (int i = 0; i < b->r; i++) {
-        LLVMValueRef x = cg_vload(c, k->in, cg_add(c, base, cg_i64(c, (int64_t)i * k->sw * C)), w);
-        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[i], w), cg_fmul(c, x, wv)), acc[i]);
-    }
-    cg_loop_end(c, &lw);
-    cg_loop_end(c, &lh);
-    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, b->bn, k->OH, b->oh), k->OW, b->ow0);
-    for (int i = 0; i < b->r; i++) {
-        LLVMValueRef v = cg_vget(c, acc[i], w);
-        if (k->act == ACT_RELU)
-            v = cg_vrelu(c, v);
-        cg_vstore(c, v, k->out, cg_muladd(c, cg_add(c, pix, cg_i64(c, i)), C, c0), w);
+    int64_t lo = (p + s - 1) / s, last = I - 1 + p - (int64_t)(K - 1) * d;
+    int64_t hi = last < 0 ? 0 : last / s + 1;
+    lo = lo < O ? lo : O;
+    hi = hi < O ? hi : O;
+    return (Span){lo, hi > lo ? hi : lo};
+}
+
+/* output o's taps inside the input: [*t0, *t1) (empty when none is) */
+static void taps_inside(int64_t o, int s, int64_t p, int K, int d, int64_t I, int *t0, int *t1)
+{
+    *t0 = *t1 = 0;
+    for (int t = K - 1; t >= 0; t--) {
+        int64_t i = o * s - p + (int64_t)t * d;
+        if (i >= 0 && i < I) {
+            *t0 = t;
+            *t1 = *t1 ? *t1 : t + 1;
+        }
     }
 }
 
-static void fwd_pixels(Cg *c, DwBlock *b, LLVMValueRef ow0, int r)
+/* the border outputs the kernel emits one by one, at most, along each axis */
+enum { DW_MOST_BORDER = 4 };
+
+bool depthwise_pads_inline(const Node *n)
 {
-    b->ow0 = ow0;
-    b->r = r;
-    cg_for_blocks(c, b->k->Cs, conv_block_width(c, b->k->Cs), fwd_block, b);
+    int64_t H = n->in.d[0], W = n->in.d[1], OH = n->out.d[0], OW = n->out.d[1];
+    Span rows = interior(OH, n->sh, n->ph, n->kh, dil(n->dh), H);
+    Span cols = interior(OW, n->sw, n->pw, n->kw, dil(n->dw), W);
+    return n->padmode != PAD_REPLICATE && OH - (rows.hi - rows.lo) <= DW_MOST_BORDER &&
+           OW - (cols.hi - cols.lo) <= DW_MOST_BORDER;
+}
+
+typedef struct DwRow {
+    const ConvKernel *k;
+    LLVMValueRef bn, oh;
+    int kh0, kh1;                   /* this row's taps */
+    LLVMValueRef c0;
+    int w;
+    LLVMValueRef wv[DW_MOST_TAPS];  /* the taps' weights for the block at c0, or NULL: loaded at each use */
+} DwRow;
+
+/* out (bn, oh, ow0 .. ow0+r, c0 .. c0+w): taps kh0..kh1 x kw0..kw1 */
+static void fwd_pixels(Cg *c, const DwRow *row, LLVMValueRef ow0, int r, int kw0, int kw1)
+{
+    const ConvKernel *k = row->k;
+    int64_t C = k->Cs, W = k->Wp;
+    int w = row->w;
+    LLVMValueRef acc[DW_MOST_PIXELS];
+    LLVMValueRef init = k->bias ? cg_vload(c, k->bias, row->c0, w) : cg_vzero(c, w);
+    for (int i = 0; i < r; i++)
+        acc[i] = init;
+    /* input (bn, oh*sh - ph, ow0*sw - pw, c0), then each tap's and pixel's offset from it */
+    LLVMValueRef ih = cg_add(c, cg_mul(c, row->oh, cg_i64(c, k->sh)), cg_i64(c, -k->ph));
+    LLVMValueRef iw = cg_add(c, cg_mul(c, ow0, cg_i64(c, k->sw)), cg_i64(c, -k->pw));
+    LLVMValueRef base = cg_muladd(c, cg_muladd(c, cg_muladd(c, row->bn, k->Hp, ih), W, iw), C, row->c0);
+    for (int kh = row->kh0; kh < row->kh1; kh++)
+        for (int kw = kw0; kw < kw1; kw++) {
+            int tap = kh * k->kw + kw;
+            LLVMValueRef wv = row->wv[tap] ? row->wv[tap]
+                                           : cg_vload(c, k->wpack, cg_add(c, cg_i64(c, tap * C), row->c0), w);
+            for (int i = 0; i < r; i++) {
+                int64_t off = ((int64_t)kh * dil(k->dh) * W + (int64_t)i * k->sw + (int64_t)kw * dil(k->dw)) * C;
+                LLVMValueRef x = cg_vload(c, k->in, cg_add(c, base, cg_i64(c, off)), w);
+                acc[i] = cg_fadd(c, acc[i], cg_fmul(c, x, wv));
+            }
+        }
+    LLVMValueRef pix = cg_muladd(c, cg_muladd(c, row->bn, k->OH, row->oh), k->OW, ow0);
+    for (int i = 0; i < r; i++)
+        conv_store(c, k, acc[i], cg_muladd(c, cg_add(c, pix, cg_i64(c, i)), C, row->c0), w);
+}
+
+/* The pixels a block holds, and whether the taps' weights stay in registers
+ * for the row: with them, each tap costs a load of the input and an FMA a
+ * pixel (the loads of neighbouring taps shared); without, a weight load more
+ * per tap, shared by the block. */
+static int row_pixels(Cg *c, const ConvKernel *k, int w, bool *held)
+{
+    int regs = (w + c->vw - 1) / c->vw, taps = k->kh * k->kw;
+    int most = (c->nregs - 2 - taps * regs) / regs;
+    *held = taps <= DW_MOST_TAPS && most >= 4;
+    if (!*held)
+        most = (c->nregs - 2 - regs) / regs;
+    most = most > DW_MOST_PIXELS ? DW_MOST_PIXELS : most < 1 ? 1 : most;
+    return most;
+}
+
+/* one row of outputs for the channel block at c0 */
+static void fwd_row_block(Cg *c, void *ctx, LLVMValueRef c0, int w)
+{
+    DwRow row = *(const DwRow *)ctx;
+    const ConvKernel *k = row.k;
+    row.c0 = c0;
+    row.w = w;
+    bool held;
+    int r = row_pixels(c, k, w, &held);
+    for (int t = 0; t < DW_MOST_TAPS; t++)
+        row.wv[t] = NULL;
+    for (int kh = row.kh0; held && kh < row.kh1; kh++)
+        for (int kw = 0; kw < k->kw; kw++)
+            row.wv[kh * k->kw + kw] = cg_vload(c, k->wpack, cg_add(c, cg_i64(c, (int64_t)(kh * k->kw + kw) * k->Cs), c0), w);
+    Span cols = interior(k->OW, k->sw, k->pw, k->kw, dil(k->dw), k->Wp);
+    int t0, t1;
+    for (int64_t ow = 0; ow < k->OW; ow++) {
+        if (ow == cols.lo && cols.hi > cols.lo) {
+            /* the interior: blocks of r, then the rest */
+            int64_t n = cols.hi - cols.lo;
+            if (n / r) {
+                Loop l;
+                LLVMValueRef b = cg_loopn(c, &l, n / r, "ob");
+                fwd_pixels(c, &row, cg_add(c, cg_i64(c, cols.lo), cg_mul(c, b, cg_i64(c, r))), r, 0, k->kw);
+                cg_loop_end(c, &l);
+            }
+            if (n % r)
+                fwd_pixels(c, &row, cg_i64(c, cols.lo + n / r * r), (int)(n % r), 0, k->kw);
+            ow = cols.hi - 1;
+            continue;
+        }
+        taps_inside(ow, k->sw, k->pw, k->kw, dil(k->dw), k->Wp, &t0, &t1);
+        fwd_pixels(c, &row, cg_i64(c, ow), 1, t0, t1);
+    }
+}
+
+static void fwd_row(Cg *c, DwRow *row)
+{
+    cg_for_blocks(c, row->k->Cs, row->k->Cs < c->vw ? (int)row->k->Cs : c->vw, fwd_row_block, row);
 }
 
 void emit_depthwise(Cg *c, const ConvKernel *k)
 {
-    int r = conv_block_count(c, conv_block_width(c, k->Cs), k->OW);
-    DwBlock b = {k, NULL, NULL, NULL, 0};
-    Loop ln, lh, lw;
-    b.bn = cg_loop(c, &ln, c->batch, "n");
-    b.oh = cg_loopn(c, &lh, k->OH, "oh");
-    if (k->OW / r) {
-        LLVMValueRef ob = cg_loopn(c, &lw, k->OW / r, "ob");
-        fwd_pixels(c, &b, cg_mul(c, ob, cg_i64(c, r)), r);
-        cg_loop_end(c, &lw);
+    DwRow row = {.k = k};
+    Span rows = interior(k->OH, k->sh, k->ph, k->kh, dil(k->dh), k->Hp);
+    Loop ln, lh;
+    row.bn = cg_loop(c, &ln, c->batch, "n");
+    for (int64_t oh = 0; oh < k->OH; oh++) {
+        if (oh == rows.lo && rows.hi > rows.lo) {
+            row.oh = cg_add(c, cg_i64(c, rows.lo), cg_loopn(c, &lh, rows.hi - rows.lo, "oh"));
+            row.kh0 = 0;
+            row.kh1 = k->kh;
+            fwd_row(c, &row);
+            cg_loop_end(c, &lh);
+            oh = rows.hi - 1;
+            continue;
+        }
+        row.oh = cg_i64(c, oh);
+        taps_inside(oh, k->sh, k->ph, k->kh, dil(k->dh), k->Hp, &row.kh0, &row.kh1);
+        fwd_row(c, &row);
     }
-    if (k->OW % r)
-        fwd_pixels(c, &b, cg_i64(c, k->OW / r * r), (int)(k->OW % r));
-    cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
 }
 

@@ -220,7 +220,7 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
                                           cg_i64(c, i));
                 LLVMValueRef pix = cg_muladd(c, row, k->OW / 2, cg_add(c, cg_mul(c, w->tw, cg_i64(c, m / 2)),
                                                                       cg_i64(c, j)));
-                cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out,
+                cg_vstore(c, conv_act(c, k, v), k->out,
                           cg_add(c, cg_mul(c, pix, cg_i64(c, k->M)), m0), width);
             }
         return;
@@ -230,7 +230,7 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
         for (int j = 0; j < m; j++) {
             LLVMValueRef at = cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->M)), m0);
             LLVMValueRef v = bias ? cg_fadd(c, y[i][j], bias) : y[i][j];
-            cg_vstore(c, k->act == ACT_RELU ? cg_vrelu(c, v) : v, k->out, at, width);
+            conv_store(c, k, v, at, width);
         }
     }
 }
