@@ -105,6 +105,7 @@ enum {
     OPF_TAKES_AFFINE = 1 << 10,     /* its inference kernel folds an AFFINE op after it */
     OPF_SUM = 1 << 11,              /* its output is the sum of its inputs */
     OPF_TAKES_SUM = 1 << 12,        /* its inference kernel adds in a SUM's other input */
+    OPF_PACKS = 1 << 13,            /* its inference pass packs its weights first (`prepare`) */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
@@ -375,6 +376,7 @@ typedef struct Plan {
     Scratch *conv;              /* per node, a train step (and `show`'s activations) */
     int64_t *out;                   /* inference: per node */
     int64_t infer_bytes;
+    int64_t packed_bytes;       /* inference: [0, packed_bytes) holds what `prepare` packs */
     int64_t *act, *grad;            /* training: per node */
     int64_t **edge;                 /* training: per node and input edge, an accumulated gradient */
     int64_t dparams, grad_end;      /* the parameters' gradients: [dparams, grad_end) */
@@ -385,8 +387,9 @@ typedef struct Plan {
 void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
 int64_t plan_floats(int64_t floats);        /* bytes of that many floats, 64-byte aligned */
 /* The hooks of ops.def's SCRATCH flag, per family (scratch.def): n's scratch
- * laid out from `at` (what training keeps for backward at *keep, which moves
- * on), its end returned; and the bytes it keeps. */
+ * laid out from `at` (at *keep, which moves on: what training keeps for
+ * backward, what inference packs from the weights alone, which `prepare`
+ * fills once for many calls), its end returned; and the bytes training keeps. */
 #define SCRATCH(id, family) \
     int64_t scratch_##family(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep); \
     int64_t kept_##family(const Node *n, int64_t batch);
@@ -467,6 +470,8 @@ void emit_node_bwd(Cg *c, const Node *n, const Bwd *a);
 /* The values of n's inputs, one per edge, from every node's value (malloc'd) */
 LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val);
 typedef enum { FWD_INFER, FWD_TRAIN, FWD_KEEP } FwdPolicy;
+/* the packs of the inference passes (NAME_prepare) */
+void emit_packs(Cg *c, const struct Plan *plan);
 void emit_forward(Cg *c, const struct Plan *plan, FwdPolicy policy, LLVMValueRef input, LLVMValueRef output,
                   LLVMValueRef *val);
 
@@ -499,6 +504,12 @@ void emit_train(Cg *c, const char *lname, const Plan *plan, TrainFns *out);
 /* ---- codegen.c: the helpers every emitter shares ---- */
 
 /* One function being generated. Tensors are float pointers; indices are i64. */
+/* What an inference pass of an OPF_PACKS op emits (Cg.prep): its weights'
+ * pack and then its kernel (NAME_infer's passes, training's), only the pack
+ * (NAME_prepare), or only the kernel, on the pack `prepare` left
+ * (NAME_infer_prepared). */
+enum { PREP_BOTH, PREP_PACK, PREP_RUN };
+
 struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -514,6 +525,7 @@ struct Cg {
     LLVMValueRef ws;                /* i8 *: the workspace */
     const struct Plan *plan;
     const Scratch *scratch;     /* the plan's conv scratch for this function */
+    int prep;                       /* PREP_*: an inference pass's packs, its kernel, or both */
     LLVMValueRef drop_key;          /* i64: varies per step, for dropout's masks */
     LLVMValueRef drop_first;        /* i64: the first image's place in the whole batch */
     LLVMValueRef sync;              /* training: the CnnSync * that sums across shares, or null */
@@ -713,6 +725,7 @@ void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at);
  * before n folded with them: bias * scale + shift (shift without a bias).
  * Returns where that bias is. */
 LLVMValueRef batchnorm_folded_bias(Cg *c, const Node *n, LLVMValueRef at, LLVMValueRef bias, int64_t M);
+LLVMValueRef batchnorm_folded_at(Cg *c, LLVMValueRef at, int64_t M);   /* where that bias is */
 
 /* ---- ops/loss.c: the losses (not ops of the table: they follow the model) ---- */
 

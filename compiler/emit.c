@@ -67,13 +67,33 @@ static void name_params(LLVMValueRef fn, const char *const *names)
         LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
 }
 
-/* void NAME_infer(const float *params, const float *input, float *output,
- *                 int n, void *workspace) */
-static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
+/* void NAME_prepare(const float *params, void *workspace): the weights'
+ * packs of every inference pass, at the start of the workspace */
+static LLVMValueRef emit_prepare(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
+{
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_prepare", lname);
+    LLVMTypeRef args[] = {c->ptr, c->ptr};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 2, false));
+    name_params(fn, (const char *[]){"params", "workspace"});
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    c->params = baked ? baked : LLVMGetParam(fn, 0);
+    c->batch = cg_i64(c, 1);
+    c->ws = LLVMGetParam(fn, 1);
+    emit_packs(c, plan);
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+/* void NAME_infer_prepared(const float *params, const float *input, float *output,
+ *                          int n, void *workspace): the forward pass on the
+ * packs NAME_prepare left in the workspace */
+static LLVMValueRef emit_infer_prepared(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
 {
     const Graph *g = c->g;
     char fname[256];
-    snprintf(fname, sizeof fname, "%s_infer", lname);
+    snprintf(fname, sizeof fname, "%s_infer_prepared", lname);
     LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
     LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 5, false));
     name_params(fn, (const char *[]){"params", "input", "output", "n", "workspace"});
@@ -83,13 +103,34 @@ static LLVMValueRef emit_infer(Cg *c, const char *lname, const Plan *plan, LLVMV
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
     c->ws = LLVMGetParam(fn, 4);
     LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
+    c->prep = PREP_RUN;
     emit_forward(c, plan, FWD_INFER, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), val);
+    c->prep = PREP_BOTH;
     free(val);
     if (g->n == 1 && !g->nodes[0].normalizes) {
         /* a model of only `input`: copy it through */
         LLVMBuildMemCpy(c->b, LLVMGetParam(fn, 2), 4, LLVMGetParam(fn, 1), 4,
                         cg_mul(c, c->batch, cg_i64(c, 4 * shape_elems(g->nodes[0].out))));
     }
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+/* void NAME_infer(const float *params, const float *input, float *output,
+ *                 int n, void *workspace): NAME_prepare, then NAME_infer_prepared */
+static LLVMValueRef emit_infer(Cg *c, const char *lname, LLVMValueRef prepare, LLVMValueRef prepared)
+{
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_infer", lname);
+    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 5, false));
+    name_params(fn, (const char *[]){"params", "input", "output", "n", "workspace"});
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef pa[] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 4)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(prepare), prepare, pa, 2, "");
+    LLVMValueRef ia[] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3),
+                         LLVMGetParam(fn, 4)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(prepared), prepared, ia, 5, "");
     LLVMBuildRetVoid(c->b);
     return fn;
 }
@@ -333,7 +374,8 @@ static bool graph_syncs(const Graph *g)
     return false;
 }
 
-static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMValueRef init,
+/* infer: NAME_infer, NAME_prepare, NAME_infer_prepared */
+static void emit_descriptor(Cg *c, const Plan *plan, const LLVMValueRef *infer, LLVMValueRef init,
                             const TrainFns *t, LLVMValueRef acts, LLVMValueRef baked)
 {
     const Graph *g = c->g;
@@ -380,7 +422,8 @@ static void emit_descriptor(Cg *c, const Plan *plan, LLVMValueRef infer, LLVMVal
         [MF_outputs] = i32c(c, shape_elems(g->nodes[g->n - 1].out)), [MF_ntensors] = i32c(c, nt),
         [MF_params_size] = cg_i64(c, g->params_size), [MF_workspace_size] = cg_i64(c, plan->bytes),
         [MF_shape_hash] = LLVMConstInt(c->i64, emit_shape_hash(g), false),
-        [MF_tensors] = tglob, [MF_baked] = baked ? baked : null, [MF_init_params] = init, [MF_infer] = infer,
+        [MF_tensors] = tglob, [MF_baked] = baked ? baked : null, [MF_init_params] = init, [MF_infer] = infer[0],
+        [MF_prepare] = infer[1], [MF_infer_prepared] = infer[2],
         [MF_train_step] = t->step_hp ? t->step_hp : null, [MF_grad] = t->grad ? t->grad : null,
         [MF_apply] = t->apply ? t->apply : null, [MF_syncs] = i32c(c, graph_syncs(g)),
         [MF_min_images] = i32c(c, g->min_images > 1 ? g->min_images : 1),
@@ -645,7 +688,7 @@ static char *lower(const char *s)
  * clash with the runtime's symbols (a model named `rt` links). */
 static void hide_internals(Cg *c, const Options *opts, const char *lname)
 {
-    static const char *const api[] = {"infer", "init_params", "train_step"};
+    static const char *const api[] = {"infer", "prepare", "infer_prepared", "init_params", "train_step"};
     for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f))
             continue;
@@ -773,10 +816,13 @@ void backend_lower(Backend *be)
     Cg *c = &be->c;
     const Options *opts = be->opts;
     const char *lname = be->lname;
-    LLVMValueRef infer = emit_infer(c, lname, &be->plan, be->baked);
+    LLVMValueRef prepare = emit_prepare(c, lname, &be->plan, be->baked);
+    LLVMValueRef prepared = emit_infer_prepared(c, lname, &be->plan, be->baked);
+    LLVMValueRef infer = emit_infer(c, lname, prepare, prepared);
     LLVMValueRef init = emit_init(c, lname);
-    cg_target_attrs(c, infer);
-    cg_target_attrs(c, init);
+    LLVMValueRef fns[] = {prepare, prepared, infer, init};
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        cg_target_attrs(c, fns[i]);
     TrainFns train = {0};
     if (be->training && !be->baked) {
         c->params = NULL;
@@ -796,7 +842,7 @@ void backend_lower(Backend *be)
         c->winograd = !opts->no_winograd;
     }
     if (opts->mode == MODE_EXE)
-        emit_descriptor(c, &be->plan, infer, init, &train, acts, be->baked);
+        emit_descriptor(c, &be->plan, (LLVMValueRef[]){infer, prepare, prepared}, init, &train, acts, be->baked);
     hide_internals(c, opts, lname);
     char *verr = NULL;
     if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &verr)) {

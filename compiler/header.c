@@ -84,6 +84,13 @@ bool header_write(FILE *f, const Graph *g, const Options *o, const char *lname, 
             o->weights ? " The weights are built in: params may be NULL." : "");
     fprintf(f, "void %s_infer(const float *params, const float *input, float *output,\n"
                "              int n, void *workspace);\n\n", lname);
+    fprintf(f, "/* %s_infer in two halves, for many calls with the same weights:\n"
+               " * %s_prepare packs params into workspace, and each %s_infer_prepared\n"
+               " * after it reads that pack instead of packing again. Prepare again after\n"
+               " * params change, or after the workspace served another call. */\n", lname, lname, lname);
+    fprintf(f, "void %s_prepare(const float *params, void *workspace);\n", lname);
+    fprintf(f, "void %s_infer_prepared(const float *params, const float *input, float *output,\n"
+               "                       int n, void *workspace);\n\n", lname);
     if (training)
         fprintf(f, "/* One step of training on n labelled images (labels in [0, %s_OUTPUT_SIZE)):\n"
                    " * forward, loss, backward and an update of params by the train block's\n"

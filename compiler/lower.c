@@ -228,6 +228,27 @@ LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
  * FWD_TRAIN: activations applied by their producer's kernel, every output
  * kept at plan->act for backward. FWD_KEEP: every node on its own at
  * plan->act (`show` draws each). */
+/* The pass from node i (see emit_forward): *n as its kernel runs it,
+ * possibly tmp; returns the last node it stands for. */
+static int forward_pass(Cg *c, FwdPolicy policy, int i, Node *tmp, const Node **n)
+{
+    const Graph *g = c->g;
+    *n = policy == FWD_KEEP ? &g->nodes[i] : node_with_fused(g, i, tmp);
+    int end = *n == tmp ? i + 1 : i;
+    if (policy == FWD_INFER)
+        end = infer_pass(g, i, tmp, n);
+    const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
+    if (policy == FWD_INFER && op_has((*n)->op, OPF_TAKES_POOL) && !(*n)->residual && next &&
+        g->nodes[end].nreaders == 1 && next->inputs[0] == end && conv_takes_pool(c, *n, next)) {
+        if (*n != tmp)
+            *tmp = **n;
+        tmp->pool_fused = true;
+        *n = tmp;
+        end++;
+    }
+    return end;
+}
+
 void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input, LLVMValueRef output,
                   LLVMValueRef *val)
 {
@@ -241,19 +262,8 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
     }
     for (int i = 1; i < g->n; i++) {
         Node tmp;
-        const Node *n = policy == FWD_KEEP ? &g->nodes[i] : node_with_fused(g, i, &tmp);
-        int end = n == &tmp ? i + 1 : i;            /* the last node this pass stands for */
-        if (policy == FWD_INFER)
-            end = infer_pass(g, i, &tmp, &n);
-        const Node *next = end + 1 < g->n ? &g->nodes[end + 1] : NULL;
-        if (policy == FWD_INFER && op_has(n->op, OPF_TAKES_POOL) && !n->residual && next && g->nodes[end].nreaders == 1 &&
-            next->inputs[0] == end && conv_takes_pool(c, n, next)) {
-            if (n != &tmp)
-                tmp = *n;
-            tmp.pool_fused = true;
-            n = &tmp;
-            end++;
-        }
+        const Node *n;
+        int end = forward_pass(c, policy, i, &tmp, &n);
         LLVMValueRef dst = policy != FWD_INFER ? cg_ws(c, plan->act[i])
                          : end == g->n - 1 ? output : cg_ws(c, plan->out[end]);
         LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
@@ -265,4 +275,25 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
             val[j] = dst;
         i = end;
     }
+}
+
+/* The packs of every inference pass of an OPF_PACKS op (NAME_prepare),
+ * where plan->conv_infer puts them */
+void emit_packs(Cg *c, const Plan *plan)
+{
+    const Graph *g = c->g;
+    c->scratch = plan->conv_infer;
+    c->prep = PREP_PACK;
+    for (int i = 1; i < g->n; i++) {
+        Node tmp;
+        const Node *n;
+        int end = forward_pass(c, FWD_INFER, i, &tmp, &n);
+        if (op_has(n->op, OPF_PACKS)) {
+            LLVMValueRef *none = calloc((size_t)n->ninputs + 2, sizeof *none);
+            emit_node_fwd(c, n, none, NULL);
+            free(none);
+        }
+        i = end;
+    }
+    c->prep = PREP_BOTH;
 }

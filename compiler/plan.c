@@ -221,20 +221,24 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++)
         if (head[i] == i && i != output)
             live(&l, TK_ACTIVATION, i, buffer_bytes(&g->nodes[i], batch), i, end[i], &p->out[i]);
-    /* each pass's scratch: laid out from 0, then moved where it was put */
-    int64_t *at = calloc((size_t)n, sizeof *at), unused = 0;
+    /* each pass's scratch: laid out from 0, then moved where it was put; what
+     * the pass prepares from the weights alone (a conv's pack) at *keep, in
+     * the region before the rest that `prepare` fills */
+    int64_t *at = calloc((size_t)n, sizeof *at), packed = 0, keep = 0;
     for (int i = 1; i < n; i++)
         if (head[i] == i && op_has(g->nodes[i].op, OPF_SCRATCH)) {
             infer_pass(g, i, &tmp, &run);
-            live(&l, TK_SCRATCH, i, scratch_fn[run->op](&p->conv_infer[i], run, batch, false, 0, &unused), i,
+            live(&l, TK_SCRATCH, i, scratch_fn[run->op](&p->conv_infer[i], run, batch, false, 0, &packed), i,
                  pass_end[i], &at[i]);
         }
-    p->infer_bytes = allocate(&l, 0);
+    p->packed_bytes = packed;
+    p->infer_bytes = allocate(&l, packed);
     for (int i = 1; i < n; i++)
         if (head[i] == i && op_has(g->nodes[i].op, OPF_SCRATCH)) {
             infer_pass(g, i, &tmp, &run);
-            scratch_fn[run->op](&p->conv_infer[i], run, batch, false, at[i], &unused);
+            scratch_fn[run->op](&p->conv_infer[i], run, batch, false, at[i], &keep);
         }
+    CNNC_ASSERT(keep == packed);
     for (int i = 1; i < n; i++)
         if (head[i] != i)
             p->out[i] = p->out[head[i]];

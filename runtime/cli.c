@@ -123,6 +123,8 @@ struct Inferer {
     const CnnModel *m;
     Pool *pool;
     void **ws;
+    bool *ready;                    /* per thread: its workspace holds the pack of `packed` */
+    const float *packed;
     const float *params, *input;    /* the call's */
     float *output;
     int64_t count;
@@ -134,6 +136,7 @@ Inferer *infer_new(const CnnModel *m, int threads)
     e->m = m;
     e->pool = rt_pool_new(threads);
     e->ws = calloc((size_t)rt_pool_threads(e->pool), sizeof *e->ws);
+    e->ready = calloc((size_t)rt_pool_threads(e->pool), sizeof *e->ready);
     for (int t = 0; t < rt_pool_threads(e->pool); t++)
         e->ws[t] = ws_alloc(m);
     return e;
@@ -144,6 +147,7 @@ void infer_free(Inferer *e)
     for (int t = 0; t < rt_pool_threads(e->pool); t++)
         free(e->ws[t]);
     free(e->ws);
+    free(e->ready);
     rt_pool_free(e->pool);
     free(e);
 }
@@ -154,13 +158,19 @@ static void infer_chunk(void *ctx, int64_t task, int thread)
     int64_t first = task * e->m->batch;
     int64_t n = e->count - first < e->m->batch ? e->count - first : e->m->batch;
     int64_t in = (int64_t)e->m->height * e->m->width * e->m->channels;
-    e->m->infer(e->params, e->input + first * in, e->output + first * e->m->outputs, (int)n,
-                e->ws[thread]);
+    if (!e->ready[thread]) {
+        e->m->prepare(e->params, e->ws[thread]);
+        e->ready[thread] = true;
+    }
+    e->m->infer_prepared(e->params, e->input + first * in, e->output + first * e->m->outputs, (int)n,
+                         e->ws[thread]);
 }
 
 void infer_run(Inferer *e, const float *params, const float *input, float *output, int64_t count)
 {
-    e->params = params;
+    if (params != e->packed)
+        memset(e->ready, 0, (size_t)rt_pool_threads(e->pool) * sizeof *e->ready);
+    e->packed = e->params = params;
     e->input = input;
     e->output = output;
     e->count = count;
@@ -275,7 +285,9 @@ static int cmd_predict(const CnnModel *m, const Args *a)
             rc = fail(err);
             break;
         }
-        m->infer(params, x, y, 1, ws);
+        if (i == 0)
+            m->prepare(params, ws);
+        m->infer_prepared(params, x, y, 1, ws);
         printf("%s:", a->files[i]);
         bool *used = calloc((size_t)m->outputs, 1);
         for (int k = 0; k < top; k++) {

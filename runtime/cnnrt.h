@@ -69,6 +69,7 @@ struct CnnSync {
 /* The generated functions the descriptor points at. */
 typedef void CnnInitFn(float *params, uint64_t seed);
 typedef void CnnInferFn(const float *params, const float *input, float *output, int n, void *ws);
+typedef void CnnPrepareFn(const float *params, void *ws);
 typedef float CnnStepFn(float *params, float *opt_state, const float *input, const void *labels, int n,
                         void *ws, const CnnHyper *hp);
 typedef float CnnGradFn(const float *params, const float *opt_state, const float *input,

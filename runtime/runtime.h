@@ -71,7 +71,9 @@ float *load_params_named(const CnnModel *m, const Args *a, CnnwExtra *names, cha
 /* --classes FILE: one name a line, at most the model's outputs */
 bool read_class_names(const CnnModel *m, const char *path, CnnwExtra *names, char *err, size_t es);
 /* Inference in batches on a pool, each thread with a workspace of its own,
- * kept from call to call. */
+ * kept from call to call, which holds the weights' pack (the model's
+ * prepare) from a thread's first batch on: runs with the same params must
+ * not change what they point to. */
 typedef struct Inferer Inferer;
 Inferer *infer_new(const CnnModel *m, int threads);
 void infer_run(Inferer *e, const float *params, const float *input, float *output, int64_t count);

@@ -359,10 +359,15 @@ void batchnorm_affine(Cg *c, const Node *n, LLVMValueRef at)
     per_channel(c, &b, set_affine);
 }
 
+LLVMValueRef batchnorm_folded_at(Cg *c, LLVMValueRef at, int64_t M)
+{
+    return cg_at(c, at, cg_i64(c, 2 * M));
+}
+
 LLVMValueRef batchnorm_folded_bias(Cg *c, const Node *n, LLVMValueRef at, LLVMValueRef bias, int64_t M)
 {
     batchnorm_affine(c, n, at);
-    LLVMValueRef folded = cg_at(c, at, cg_i64(c, 2 * M));
+    LLVMValueRef folded = batchnorm_folded_at(c, at, M);
     Loop lm;
     LLVMValueRef m = cg_loopn(c, &lm, M, "m");
     LLVMValueRef shift = cg_load(c, at, cg_add(c, m, cg_i64(c, M)), "shift");

@@ -649,16 +649,19 @@ int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, in
         s->pad = at;
         at += pad;
     }
-    s->wpack = at;
-    at += pack;
+    /* in inference the pack (and the folded batch norm) come from the weights
+     * alone: `prepare` leaves them at *keep for every call after it */
+    int64_t *packs = training ? &at : keep;
+    s->wpack = *packs;
+    *packs += pack;
     int64_t wino = conv_wino_bytes(n, training);
     if (wino) {
         s->wino = at;
         at += wino;
     }
     if (n->fold && !training) {
-        s->fold = at;           /* the batch norm's scale and shift, then the folded bias */
-        at += plan_floats(3 * n->out.d[2]);
+        s->fold = *packs;       /* the batch norm's scale and shift, then the folded bias */
+        *packs += plan_floats(3 * n->out.d[2]);
     }
     if (!training)
         return at;
@@ -697,7 +700,8 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
-        emit_pad_walk(c, input_pad(n), inp, k.in, false);
+        if (c->prep != PREP_PACK)
+            emit_pad_walk(c, input_pad(n), inp, k.in, false);
     } else if (n->ph || n->pw) {
         /* depthwise, in inference: the kernel adds the border */
         k.Hp = n->in.d[0];
@@ -707,17 +711,22 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     }
     k.wpack = cg_ws(c, s->wpack);
     k.Mp = packed(c, k.M);
-    LLVMValueRef scale = NULL;
-    if (n->fold) {
-        /* the batch norm after it: weights times its scale, bias times it plus its shift */
-        scale = cg_ws(c, s->fold);
-        k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
-    }
     pointwise_as_row(&k);
     int bw = conv_pack_blocks(c, &k);
     k.blocked = bw > 0;
-    emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, bw);
-    emit_conv_kernel(c, &k);
+    if (n->fold && c->prep == PREP_RUN)
+        k.bias = batchnorm_folded_at(c, cg_ws(c, s->fold), n->out.d[2]);
+    if (c->prep != PREP_RUN) {
+        LLVMValueRef scale = NULL;
+        if (n->fold) {
+            /* the batch norm after it: weights times its scale, bias times it plus its shift */
+            scale = cg_ws(c, s->fold);
+            k.bias = batchnorm_folded_bias(c, n->fold, scale, k.bias, n->out.d[2]);
+        }
+        emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, bw);
+    }
+    if (c->prep != PREP_PACK)
+        emit_conv_kernel(c, &k);
 }
 
 /* The transposed conv computes every input pixel over whole windows of the
