@@ -672,7 +672,10 @@ typedef struct ConvKernel {
     double act_param;
     int64_t ph, pw;                 /* depthwise: the zero border the kernel adds (in is unpadded, Hp x Wp) */
     LLVMValueRef res;               /* inference: a fused add's other input, laid out as out, or NULL */
+    bool slack;                     /* in may be read CONV_SLACK floats past its end (a padded copy) */
 } ConvKernel;
+
+enum { CONV_SLACK = 16 };
 
 /* a result of k's, with its activation (any of acts.def's from_y ones: they
  * are monotonic, so they commute with a fused max pool) */

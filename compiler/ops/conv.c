@@ -627,12 +627,13 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 
 /* ---- the plan's hook (ops.def flag SCRATCH): what a conv needs of the workspace ---- */
 
-/* the padded input, which training keeps from forward to backward */
+/* the padded input, which training keeps from forward to backward, and
+ * CONV_SLACK floats after it that a kernel may read (never use) */
 int64_t kept_conv(const Node *n, int64_t batch)
 {
     if (!n->ph && !n->pw)
         return 0;
-    return plan_floats(batch * (n->in.d[0] + 2 * n->ph) * (n->in.d[1] + 2 * n->pw) * n->in.d[2]);
+    return plan_floats(batch * (n->in.d[0] + 2 * n->ph) * (n->in.d[1] + 2 * n->pw) * n->in.d[2] + CONV_SLACK);
 }
 
 /* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
@@ -700,6 +701,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
     if (s->pad >= 0) {
         k.in = cg_ws(c, s->pad);
+        k.slack = true;
         if (c->prep != PREP_PACK)
             emit_pad_walk(c, input_pad(n), inp, k.in, false);
     } else if (n->ph || n->pw) {

@@ -6,7 +6,10 @@
  * the vectors run along the output row: out (oh, ow0 .. ow0 + nv*vw, all m)
  * from M x nv accumulators; each tap loads a row segment of the input
  * (contiguous, as C = 1) and broadcasts M weights. The accumulators are then
- * interleaved to the channels-last layout by shuffles and stored whole. In
+ * interleaved to the channels-last layout by shuffles and stored whole. A
+ * row's last vector, past the row's end, is loaded whole from a padded copy
+ * (its slack covers the last row; a masked load is slow on AMD's AVX2), the
+ * lanes past the row left out of the stores. In
  * inference the kernel also takes a 2x2 stride-2 max pool after it (two
  * output rows at a time, the max of them and of neighbouring pixels).
  */
@@ -87,7 +90,7 @@ static void conv_rows_block(Cg *c, ConvKernel *k, LLVMValueRef ow0, int nv, int 
                                      k->Wp, cg_add(c, ow0, kw));
         for (int v = 0; v < nv; v++)
             x[r][v] = cg_vload_lanes(c, k->in, cg_add(c, row, cg_i64(c, (int64_t)v * vw)),
-                                     v == nv - 1 && tail ? tail : vw, vw);
+                                     v == nv - 1 && tail && !k->slack ? tail : vw, vw);
     }
     for (int m = 0; m < k->M; m++) {
         LLVMValueRef w = cg_splat(c, cg_load(c, k->wpack, cg_add(c, tap, cg_i64(c, m)), "w"), vw);
