@@ -670,7 +670,7 @@ int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, in
     at += pack;
     if (n->act != ACT_NONE) {
         s->dpre = at;
-        at += plan_floats(shape_elems(n->out) * batch);
+        at += plan_floats(shape_elems(n->out) * batch + CONV_SLACK);
     }
     /* d inp: a conv of the padded output gradient, or scattered (stride > 1) */
     int qh, qw;
@@ -860,8 +860,12 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
     Loop lh, lw;
     LLVMValueRef oh = cg_loopn(c, &lh, G.OH, "oh");
     LLVMValueRef ow = cg_loopn(c, &lw, G.OW, "ow");
-    LLVMValueRef gv = cg_vload(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
-                                                      cg_i64(c, G.M)), cg_muladd(c, gi, G.Mg, b->m0)), b->bm);
+    /* d pre in our scratch (dpre, with its slack) is loaded in whole lanes,
+     * the ones past the block only reaching accumulator lanes never stored */
+    int lanes = cg_lanes(c, b->bm);
+    LLVMValueRef gv = cg_vload_lanes(c, g, cg_add(c, cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.OH, oh), G.OW, ow),
+                                                            cg_i64(c, G.M)), cg_muladd(c, gi, G.Mg, b->m0)),
+                                     n->act != ACT_NONE ? lanes : b->bm, lanes);
     LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), cg_mul(c, b->kh0, cg_i64(c, G.dh)));
     LLVMValueRef base = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, cg_mul(c, ow, cg_i64(c, n->sw))),
                                cg_i64(c, G.C));
@@ -1098,6 +1102,20 @@ static void conv_dinp_grouped(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     cg_loop_end(c, &ln);
 }
 
+/* The width channels of one pixel at `at`, touching n floats of memory:
+ * g = dout * act'(out) (g is dout without an activation), bsum += it */
+static void dpre_pixel(Cg *c, const Node *n, const Bwd *a, LLVMValueRef g, LLVMValueRef bsum, LLVMValueRef at,
+                       int width, int touched)
+{
+    int lanes = cg_lanes(c, width);
+    LLVMValueRef gv = cg_vload_lanes(c, a->dout, at, touched, lanes);
+    if (n->act != ACT_NONE) {
+        gv = cg_act_grad(c, n->act, n->act_param, NULL, cg_vload_lanes(c, a->out, at, touched, lanes), gv);
+        cg_vstore_lanes(c, gv, g, at, touched);
+    }
+    LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, bsum, width), gv), bsum);
+}
+
 /* From dout (N,OH,OW,M): dbias (M) and dweight (M,C,Kh,Kw) +=, dinp (N,H,W,C) = */
 void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
 {
@@ -1113,16 +1131,18 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
         int width = G.M - m0 < c->vw ? (int)(G.M - m0) : c->vw;
         LLVMValueRef bsum = cg_vvar(c, width, "db");
         LLVMBuildStore(c->b, cg_vzero(c, width), bsum);
+        /* a partial vector of channels (M = 6) is loaded and stored whole
+         * but at the last pixel: its lanes past the channels are the next
+         * pixel's, which the next step rewrites (a masked load or store is
+         * slow on AMD's AVX2) */
+        LLVMValueRef pixels = cg_mul(c, c->batch, cg_i64(c, G.OH * G.OW));
+        int lanes = cg_lanes(c, width);
+        LLVMValueRef last = lanes == width ? pixels : LLVMBuildSub(c->b, pixels, cg_i64(c, 1), "");
         Loop lp;
-        LLVMValueRef p = cg_loop(c, &lp, cg_mul(c, c->batch, cg_i64(c, G.OH * G.OW)), "p");
-        LLVMValueRef at = cg_muladd(c, p, G.M, cg_i64(c, m0));
-        LLVMValueRef gv = cg_vload(c, a->dout, at, width);
-        if (n->act != ACT_NONE) {
-            gv = cg_act_grad(c, n->act, n->act_param, NULL, cg_vload(c, a->out, at, width), gv);
-            cg_vstore(c, gv, g, at, width);
-        }
-        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, bsum, width), gv), bsum);
+        dpre_pixel(c, n, a, g, bsum, cg_muladd(c, cg_loop(c, &lp, last, "p"), G.M, cg_i64(c, m0)), width, lanes);
         cg_loop_end(c, &lp);
+        if (lanes != width)
+            dpre_pixel(c, n, a, g, bsum, cg_muladd(c, last, G.M, cg_i64(c, m0)), width, width);
         if (db)
             cg_vstore(c, cg_fadd(c, cg_vload(c, db, cg_i64(c, m0), width), cg_vget(c, bsum, width)), db,
                       cg_i64(c, m0), width);
