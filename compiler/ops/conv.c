@@ -699,13 +699,15 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     k.pool = n->pool_fused;
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
-    if (s->pad >= 0) {
+    /* the depthwise kernel and, in inference, Winograd's add a zero border
+     * themselves: no padded copy */
+    bool own_border = s->pad < 0 || (!c->training && n->padmode != PAD_REPLICATE && k.scratch && wino_fits(&k));
+    if (s->pad >= 0 && !own_border) {
         k.in = cg_ws(c, s->pad);
         k.slack = true;
         if (c->prep != PREP_PACK)
             emit_pad_walk(c, input_pad(n), inp, k.in, false);
     } else if (n->ph || n->pw) {
-        /* depthwise, in inference: the kernel adds the border */
         k.Hp = n->in.d[0];
         k.Wp = n->in.d[1];
         k.ph = n->ph;

@@ -173,23 +173,64 @@ static LLVMValueRef tile_pixel(Cg *c, const Wino *w, int64_t H, int64_t W, int i
     return cg_muladd(c, row, W, cg_mul(c, w->tw, cg_i64(c, m)));
 }
 
-/* V (xi, tw, c0..) = B^T d B for tile (th, tw) of image n */
-static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
+/* V (xi, tw, c0..) = B^T d B for tile (th, tw) of image n. With the zero
+ * border the kernel's own (k->ph, k->pw: inference), a tile inside the image
+ * reads it directly and one that crosses the border reads zeros there. */
+static void tile_transform(Cg *c, const Wino *w, LLVMValueRef c0, int width, bool border)
 {
-    Wino *w = ctx;
     const ConvKernel *k = w->k;
     int a = w->a, m = w->s->m;
     int64_t TW = k->OW / m;
     LLVMValueRef d[A_MAX][A_MAX], v[A_MAX][A_MAX];
     for (int i = 0; i < a; i++) {
-        LLVMValueRef pix = tile_pixel(c, w, k->Hp, k->Wp, i);
-        for (int j = 0; j < a; j++)
-            d[i][j] = cg_vload(c, k->in, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->C)), c0), width);
+        LLVMValueRef y = cg_add(c, cg_mul(c, w->th, cg_i64(c, m)), cg_i64(c, i - k->ph));
+        for (int j = 0; j < a; j++) {
+            LLVMValueRef x = cg_add(c, cg_mul(c, w->tw, cg_i64(c, m)), cg_i64(c, j - k->pw));
+            LLVMValueRef yy = border ? cg_clamp(c, y, k->Hp) : y, xx = border ? cg_clamp(c, x, k->Wp) : x;
+            LLVMValueRef pix = cg_muladd(c, cg_muladd(c, w->n, k->Hp, yy), k->Wp, xx);
+            d[i][j] = cg_vload(c, k->in, cg_add(c, cg_mul(c, pix, cg_i64(c, k->C)), c0), width);
+            if (border)
+                d[i][j] = LLVMBuildSelect(c->b, LLVMBuildAnd(c->b, cg_inside(c, y, k->Hp), cg_inside(c, x, k->Wp), ""),
+                                          d[i][j], cg_vzero(c, width), "");
+        }
     }
     sandwich(c, w->s->bt, a, a, d, v, width);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
             cg_vstore(c, v[i][j], w->v, tile_at(c, i * a + j, TW, w->tw, k->C, c0), width);
+}
+
+/* the tiles t along one axis whose pixels t*m - p .. t*m - p + a - 1 are all
+ * inside 0 .. n-1: t*m >= p and t*m <= n - a + p */
+static LLVMValueRef tile_inside(Cg *c, LLVMValueRef t, int m, int a, int64_t p, int64_t n)
+{
+    int64_t lo = (p + m - 1) / m, hi = n - a + p < 0 ? -1 : (n - a + p) / m;
+    return LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, t, cg_i64(c, lo), ""),
+                        LLVMBuildICmp(c->b, LLVMIntSLE, t, cg_i64(c, hi), ""), "");
+}
+
+static void input_tile(Cg *c, void *ctx, LLVMValueRef c0, int width)
+{
+    Wino *w = ctx;
+    const ConvKernel *k = w->k;
+    if (!k->ph && !k->pw) {
+        tile_transform(c, w, c0, width, false);
+        return;
+    }
+    int a = w->a, m = w->s->m;
+    LLVMValueRef inside = LLVMBuildAnd(c->b, tile_inside(c, w->th, m, a, k->ph, k->Hp),
+                                       tile_inside(c, w->tw, m, a, k->pw, k->Wp), "inside");
+    LLVMBasicBlockRef direct = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tile");
+    LLVMBasicBlockRef border = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tile.border");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "");
+    LLVMBuildCondBr(c->b, inside, direct, border);
+    LLVMPositionBuilderAtEnd(c->b, direct);
+    tile_transform(c, w, c0, width, false);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, border);
+    tile_transform(c, w, c0, width, true);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
 }
 
 /* out (m x m pixels of tile (th, tw), m0..) = bias + A^T M A, then relu; or
