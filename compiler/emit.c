@@ -67,17 +67,28 @@ static void name_params(LLVMValueRef fn, const char *const *names)
         LLVMSetValueName2(LLVMGetParam(fn, i), names[i], strlen(names[i]));
 }
 
+/* void NAME_suffix(args...), its parameters named, the builder at its entry
+ * and c->fn it */
+static LLVMValueRef api_function(Cg *c, const char *lname, const char *suffix, LLVMTypeRef *args, unsigned n,
+                                 const char *const *names)
+{
+    char fname[256];
+    snprintf(fname, sizeof fname, "%s_%s", lname, suffix);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, n, false));
+    name_params(fn, names);
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    return fn;
+}
+
+static const char *const infer_names[] = {"params", "input", "output", "n", "workspace"};
+
 /* void NAME_prepare(const float *params, void *workspace): the weights'
  * packs of every inference pass, at the start of the workspace */
 static LLVMValueRef emit_prepare(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
 {
-    char fname[256];
-    snprintf(fname, sizeof fname, "%s_prepare", lname);
-    LLVMTypeRef args[] = {c->ptr, c->ptr};
-    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 2, false));
-    name_params(fn, (const char *[]){"params", "workspace"});
-    c->fn = fn;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef fn = api_function(c, lname, "prepare", (LLVMTypeRef[]){c->ptr, c->ptr}, 2,
+                                   (const char *[]){"params", "workspace"});
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = cg_i64(c, 1);
     c->ws = LLVMGetParam(fn, 1);
@@ -92,13 +103,8 @@ static LLVMValueRef emit_prepare(Cg *c, const char *lname, const Plan *plan, LLV
 static LLVMValueRef emit_infer_prepared(Cg *c, const char *lname, const Plan *plan, LLVMValueRef baked)
 {
     const Graph *g = c->g;
-    char fname[256];
-    snprintf(fname, sizeof fname, "%s_infer_prepared", lname);
-    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
-    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 5, false));
-    name_params(fn, (const char *[]){"params", "input", "output", "n", "workspace"});
-    c->fn = fn;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef fn = api_function(c, lname, "infer_prepared", (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->i32, c->ptr},
+                                   5, infer_names);
     c->params = baked ? baked : LLVMGetParam(fn, 0);
     c->batch = LLVMBuildSExt(c->b, LLVMGetParam(fn, 3), c->i64, "batch");
     c->ws = LLVMGetParam(fn, 4);
@@ -120,12 +126,8 @@ static LLVMValueRef emit_infer_prepared(Cg *c, const char *lname, const Plan *pl
  *                 int n, void *workspace): NAME_prepare, then NAME_infer_prepared */
 static LLVMValueRef emit_infer(Cg *c, const char *lname, LLVMValueRef prepare, LLVMValueRef prepared)
 {
-    char fname[256];
-    snprintf(fname, sizeof fname, "%s_infer", lname);
-    LLVMTypeRef args[] = {c->ptr, c->ptr, c->ptr, c->i32, c->ptr};
-    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 5, false));
-    name_params(fn, (const char *[]){"params", "input", "output", "n", "workspace"});
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef fn = api_function(c, lname, "infer", (LLVMTypeRef[]){c->ptr, c->ptr, c->ptr, c->i32, c->ptr}, 5,
+                                   infer_names);
     LLVMValueRef pa[] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 4)};
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(prepare), prepare, pa, 2, "");
     LLVMValueRef ia[] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), LLVMGetParam(fn, 3),
@@ -164,13 +166,8 @@ static double init_value(const Param *p, int t, uint64_t seed, int64_t i)
 static LLVMValueRef emit_init(Cg *c, const char *lname)
 {
     const Graph *g = c->g;
-    char fname[256];
-    snprintf(fname, sizeof fname, "%s_init_params", lname);
-    LLVMTypeRef args[] = {c->ptr, c->i64};
-    LLVMValueRef fn = LLVMAddFunction(c->mod, fname, LLVMFunctionType(c->voidt, args, 2, false));
-    name_params(fn, (const char *[]){"params", "seed"});
-    c->fn = fn;
-    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef fn = api_function(c, lname, "init_params", (LLVMTypeRef[]){c->ptr, c->i64}, 2,
+                                   (const char *[]){"params", "seed"});
     LLVMValueRef params = LLVMGetParam(fn, 0), seed = LLVMGetParam(fn, 1);
     LLVMBuilderRef b = c->b;
     for (int t = 0; t < g->nparams; t++) {
