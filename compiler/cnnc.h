@@ -360,8 +360,9 @@ typedef struct Scratch {
                                      * (kept for backward), or in inference scale and shift */
     int64_t sums;                   /* batchnorm: per channel sums, exchanged across shares */
     int64_t fold;                   /* a conv or fc: the batch norm after it, folded (inference) */
+    int64_t wino_u;                 /* inference: Winograd's transformed weights, apart from its tiles */
 } Scratch;
-#define SCRATCH_NONE ((Scratch){-1, -1, -1, -1, -1, -1, -1, -1, -1, -1})
+#define SCRATCH_NONE ((Scratch){-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1})
 
 /* The workspace of every call: byte offsets, 64-byte aligned, -1 when unused.
  * Inference: each node's output where a liveness allocator put it (the
@@ -673,6 +674,7 @@ typedef struct ConvKernel {
     int64_t ph, pw;                 /* depthwise: the zero border the kernel adds (in is unpadded, Hp x Wp) */
     LLVMValueRef res;               /* inference: a fused add's other input, laid out as out, or NULL */
     bool slack;                     /* in may be read CONV_SLACK floats past its end (a padded copy) */
+    LLVMValueRef wino_u;            /* Winograd's U where `prepare` keeps it, or NULL: at the start of scratch */
 } ConvKernel;
 
 enum { CONV_SLACK = 16 };
@@ -709,6 +711,7 @@ void emit_conv_rows(Cg *c, ConvKernel *k);
 bool wino_fits(const ConvKernel *k);
 int wino_tile(const ConvKernel *k);         /* m: the output tile's side */
 int64_t wino_bytes(const ConvKernel *k);
+int64_t wino_u_bytes(const ConvKernel *k);  /* of them, the transformed weights U */
 void emit_wino(Cg *c, const ConvKernel *k);
 
 

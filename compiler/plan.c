@@ -387,6 +387,7 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
         {"d padded input", offsetof(Scratch, dpad)}, {"padded d pre-activation", offsetof(Scratch, gpad)},
         {"Winograd tiles", offsetof(Scratch, wino)}, {"statistics", offsetof(Scratch, stats)},
         {"sums", offsetof(Scratch, sums)}, {"folded batch norm", offsetof(Scratch, fold)},
+        {"Winograd weights", offsetof(Scratch, wino_u)},
     };
     for (int i = 1; i < g->n; i++) {
         if (!op_has(g->nodes[i].op, OPF_SCRATCH))

@@ -656,6 +656,14 @@ int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, in
     s->wpack = *packs;
     *packs += pack;
     int64_t wino = conv_wino_bytes(n, training);
+    if (wino && !training) {
+        /* U, from the weights alone, with the packs */
+        ConvKernel f = fwd_kernel(n);
+        int64_t u = wino_u_bytes(&f);
+        s->wino_u = *packs;
+        *packs += u;
+        wino -= u;
+    }
     if (wino) {
         s->wino = at;
         at += wino;
@@ -729,7 +737,9 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
         }
         emit_pack(c, n, cg_param(c, n->weight), k.wpack, PACK_FORWARD, scale, bw);
     }
-    if (c->prep != PREP_PACK)
+    /* Winograd's U is part of the pack */
+    k.wino_u = k.scratch && s->wino_u >= 0 ? cg_ws(c, s->wino_u) : NULL;
+    if (c->prep != PREP_PACK || (k.scratch && wino_fits(&k)))
         emit_conv_kernel(c, &k);
 }
 

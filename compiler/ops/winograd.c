@@ -83,6 +83,12 @@ static int64_t u_floats(const ConvKernel *k, int a)
     return (int64_t)a * a * k->C * ((k->M + 15) / 16 * 16);
 }
 
+int64_t wino_u_bytes(const ConvKernel *k)
+{
+    const WinoSpec *s = spec_of(k);
+    return floats64(u_floats(k, s->m + s->r - 1));
+}
+
 int64_t wino_bytes(const ConvKernel *k)
 {
     const WinoSpec *s = spec_of(k);
@@ -281,25 +287,31 @@ void emit_wino(Cg *c, const ConvKernel *k)
     const WinoSpec *s = spec_of(k);
     int a = s->m + s->r - 1, xis = a * a;
     int64_t TH = k->OH / s->m, TW = k->OW / s->m;
-    Wino w = {.k = k, .s = s, .a = a, .u = k->scratch};
+    Wino w = {.k = k, .s = s, .a = a, .u = k->wino_u ? k->wino_u : k->scratch};
     /* the a*a products of a row of tiles, each a 1x1 conv of TW pixels */
     ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE, .in = NULL, .Mp = k->Mp};
     w.bw = conv_pack_blocks(c, &g);
     g.blocked = w.bw > 0;
     LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
-    LLVMValueRef vo[] = {cg_i64(c, floats64(u_floats(k, a)))};
+    int64_t u = k->wino_u ? 0 : floats64(u_floats(k, a));
+    LLVMValueRef vo[] = {cg_i64(c, u)};
     w.v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, vo, 1, "V");
-    LLVMValueRef mo[] = {cg_i64(c, floats64(u_floats(k, a)) + floats64((int64_t)xis * TW * k->C))};
+    LLVMValueRef mo[] = {cg_i64(c, u + floats64((int64_t)xis * TW * k->C))};
     w.m = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, mo, 1, "M");
 
-    /* U's padding lanes (Mp > M) only reach the accumulators' padding lanes,
-     * which are never stored; zeroed all the same */
-    if (k->Mp != k->M)
-        LLVMBuildMemSet(c->b, w.u, LLVMConstInt(i8, 0, false), cg_i64(c, (int64_t)xis * k->C * k->Mp * 4), 4);
-    Loop lc;
-    w.ch = cg_loopn(c, &lc, k->C, "c");
-    cg_for_vectors(c, k->M, weight_tile, &w);
-    cg_loop_end(c, &lc);
+    /* U from the weights' pack: NAME_prepare's part of an inference pass */
+    if (c->prep != PREP_RUN) {
+        /* U's padding lanes (Mp > M) only reach the accumulators' padding
+         * lanes, which are never stored; zeroed all the same */
+        if (k->Mp != k->M)
+            LLVMBuildMemSet(c->b, w.u, LLVMConstInt(i8, 0, false), cg_i64(c, (int64_t)xis * k->C * k->Mp * 4), 4);
+        Loop lc;
+        w.ch = cg_loopn(c, &lc, k->C, "c");
+        cg_for_vectors(c, k->M, weight_tile, &w);
+        cg_loop_end(c, &lc);
+    }
+    if (c->prep == PREP_PACK)
+        return;
 
     Loop ln, lh, lt, lx;
     w.n = cg_loop(c, &ln, c->batch, "n");
