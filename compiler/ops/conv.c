@@ -709,7 +709,8 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
     /* the depthwise kernel and, in inference, Winograd's add a zero border
      * themselves: no padded copy */
-    bool own_border = s->pad < 0 || (!c->training && n->padmode != PAD_REPLICATE && k.scratch && wino_fits(&k));
+    bool wino = k.scratch && wino_fits(&k);
+    bool own_border = s->pad < 0 || (!c->training && n->padmode != PAD_REPLICATE && wino);
     if (s->pad >= 0 && !own_border) {
         k.in = cg_ws(c, s->pad);
         k.slack = true;
@@ -739,7 +740,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     }
     /* Winograd's U is part of the pack */
     k.wino_u = k.scratch && s->wino_u >= 0 ? cg_ws(c, s->wino_u) : NULL;
-    if (c->prep != PREP_PACK || (k.scratch && wino_fits(&k)))
+    if (c->prep != PREP_PACK || wino)
         emit_conv_kernel(c, &k);
 }
 
