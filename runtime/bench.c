@@ -56,6 +56,8 @@ int cmd_bench(const CnnModel *m, const Args *a)
         Stepper *stepper = stepper_new(m, threads);
         CnnHyper hp = m->hp;
         hp.lr *= 1e-3f;                 /* keep the weights where they are */
+        /* one step first: the workspaces' first touch, as PyTorch's side has its warm-up step */
+        stepper_step(stepper, params, opt, x, labels, batch, &hp);
         int64_t steps = 0;
         double t0 = now();
         do {
