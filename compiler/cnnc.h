@@ -378,6 +378,7 @@ typedef struct Plan {
     int64_t *out;                   /* inference: per node */
     int64_t infer_bytes;
     int64_t packed_bytes;       /* inference: [0, packed_bytes) holds what `prepare` packs */
+    int64_t chunk;              /* inference: images a call takes through every pass at a time (plan_chunk) */
     int64_t *act, *grad;            /* training: per node */
     int64_t **edge;                 /* training: per node and input edge, an accumulated gradient */
     int64_t dparams, grad_end;      /* the parameters' gradients: [dparams, grad_end) */
@@ -425,6 +426,7 @@ typedef struct Options {
     Mode mode;
     int opt_level;
     long batch;                     /* 0: the train block's */
+    long chunk;                     /* inference's images at a time; 0: the plan's choice (plan_chunk) */
     bool inference_only;
     bool no_winograd;               /* direct convs only */
     bool mpi;                       /* link the MPI flavour of the runtime (mpirun -np N) */

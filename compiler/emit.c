@@ -97,6 +97,27 @@ static LLVMValueRef emit_prepare(Cg *c, const char *lname, const Plan *plan, LLV
     return fn;
 }
 
+/* The forward pass of n images from input to output, plan->chunk of them at
+ * a time (each chunk through every pass before the next) */
+static void emit_forward_chunks(Cg *c, const Plan *plan, LLVMValueRef input, LLVMValueRef output, LLVMValueRef *val)
+{
+    const Graph *g = c->g;
+    if (plan->chunk >= plan->batch) {
+        emit_forward(c, plan, FWD_INFER, input, output, val);
+        return;
+    }
+    LLVMValueRef n = c->batch, chunk = cg_i64(c, plan->chunk);
+    Loop l;
+    LLVMValueRef first = cg_mul(c, cg_loop(c, &l, LLVMBuildUDiv(c->b, cg_add(c, n, cg_i64(c, plan->chunk - 1)),
+                                                                chunk, ""), "chunk"), chunk);
+    LLVMValueRef rest = LLVMBuildSub(c->b, n, first, "");
+    c->batch = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, rest, chunk, ""), rest, chunk, "images");
+    emit_forward(c, plan, FWD_INFER, cg_at(c, input, cg_mul(c, first, cg_i64(c, shape_elems(g->nodes[0].out)))),
+                 cg_at(c, output, cg_mul(c, first, cg_i64(c, shape_elems(g->nodes[g->n - 1].out)))), val);
+    cg_loop_end(c, &l);
+    c->batch = n;
+}
+
 /* void NAME_infer_prepared(const float *params, const float *input, float *output,
  *                          int n, void *workspace): the forward pass on the
  * packs NAME_prepare left in the workspace */
@@ -110,7 +131,7 @@ static LLVMValueRef emit_infer_prepared(Cg *c, const char *lname, const Plan *pl
     c->ws = LLVMGetParam(fn, 4);
     LLVMValueRef *val = calloc((size_t)g->n, sizeof *val);
     c->prep = PREP_RUN;
-    emit_forward(c, plan, FWD_INFER, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), val);
+    emit_forward_chunks(c, plan, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), val);
     c->prep = PREP_BOTH;
     free(val);
     if (g->n == 1 && !g->nodes[0].normalizes) {
@@ -701,12 +722,20 @@ static void hide_internals(Cg *c, const Options *opts, const char *lname)
     }
 }
 
-void emit_ir(FILE *f, Graph *g, const Options *opts)
+/* the plan at the batch of the options, with their --chunk */
+static void plan_for(Plan *p, const Graph *g, const Options *opts, bool training)
 {
     int64_t batch = opts->batch ? opts->batch : g->train.batch;
+    plan_build(p, g, batch, training);
+    if (opts->chunk)
+        p->chunk = opts->chunk < batch ? opts->chunk : batch;
+}
+
+void emit_ir(FILE *f, Graph *g, const Options *opts)
+{
     bool training = !opts->inference_only && g->n >= 2;
     Plan plan;
-    plan_build(&plan, g, batch, training);
+    plan_for(&plan, g, opts, training);
     ir_print(f, g, training, &plan);
     plan_free(&plan, g);
 }
@@ -723,7 +752,7 @@ void backend_plan(Backend *be)
 {
     const Graph *g = be->g;
     be->training = !be->opts->inference_only && g->n >= 2;
-    plan_build(&be->plan, g, be->opts->batch ? be->opts->batch : g->train.batch, be->training);
+    plan_for(&be->plan, g, be->opts, be->training);
     be->planned = true;
 }
 

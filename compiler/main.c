@@ -31,6 +31,8 @@ static void usage(FILE *out)
           "  --weights FILE     bake trained weights (.cnnw) into the output\n"
           "  --batch N          most images per call (default: the train block's batch);\n"
           "                     training keeps the train block's batch, in chunks of N\n"
+          "  --chunk N          inference takes N images through every layer at a time\n"
+          "                     (default: as many as stay in the core's cache)\n"
           "  --prefix P         -c: name the functions P_infer ... and constants P_BATCH ...\n"
           "  -O0 .. -O3         optimization level (default -O2)\n"
           "  --target TRIPLE    cross-compile for TRIPLE (e.g. aarch64-linux-gnu)\n"
@@ -71,7 +73,7 @@ static bool parse_args(int argc, char **argv, Options *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--batch") ||
+        if (!strcmp(a, "-o") || !strcmp(a, "--weights") || !strcmp(a, "--batch") || !strcmp(a, "--chunk") ||
             !strcmp(a, "--target") || !strcmp(a, "--prefix")) {
             if (!next) {
                 fprintf(stderr, "cnnc: error: '%s' needs an argument\n", a);
@@ -91,11 +93,11 @@ static bool parse_args(int argc, char **argv, Options *o)
                 errno = 0;
                 long v = strtol(next, &end, 10);
                 if (*end || errno || v < 1 || v > 1 << 20) {
-                    fprintf(stderr, "cnnc: error: --batch needs a number from 1 to 1048576, "
-                            "not '%s'\n", next);
+                    fprintf(stderr, "cnnc: error: %s needs a number from 1 to 1048576, "
+                            "not '%s'\n", a, next);
                     return false;
                 }
-                o->batch = v;
+                *(!strcmp(a, "--batch") ? &o->batch : &o->chunk) = v;
             }
         } else if (!strncmp(a, "-mcpu=", 6)) {
             o->cpu = a + 6;
