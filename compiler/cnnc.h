@@ -386,7 +386,8 @@ typedef struct Plan {
     int64_t bytes;                  /* the workspace for any call */
 } Plan;
 
-void plan_build(Plan *p, const Graph *g, int64_t batch, bool training);
+/* chunk: inference's images at a time, or 0 for plan_chunk's choice */
+void plan_build(Plan *p, const Graph *g, int64_t batch, int64_t chunk, bool training);
 int64_t plan_floats(int64_t floats);        /* bytes of that many floats, 64-byte aligned */
 /* The hooks of ops.def's SCRATCH flag, per family (scratch.def): n's scratch
  * laid out from `at` (at *keep, which moves on: what training keeps for

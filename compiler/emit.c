@@ -725,10 +725,7 @@ static void hide_internals(Cg *c, const Options *opts, const char *lname)
 /* the plan at the batch of the options, with their --chunk */
 static void plan_for(Plan *p, const Graph *g, const Options *opts, bool training)
 {
-    int64_t batch = opts->batch ? opts->batch : g->train.batch;
-    plan_build(p, g, batch, training);
-    if (opts->chunk)
-        p->chunk = opts->chunk < batch ? opts->chunk : batch;
+    plan_build(p, g, opts->batch ? opts->batch : g->train.batch, opts->chunk, training);
 }
 
 void emit_ir(FILE *f, Graph *g, const Options *opts)

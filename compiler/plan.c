@@ -10,7 +10,9 @@
  * allocated over the backward steps (from the loss or the first reader's
  * step that writes one, to its node's step), with a scratch tensor for each
  * gradient a second reader adds to; the convs share one scratch region.
- * Each buffer is 64-byte aligned. --emit-ir prints the plan.
+ * Each buffer is 64-byte aligned. An inference call takes its images through
+ * every pass a chunk at a time (plan_chunk), so its plan is one chunk's.
+ * --emit-ir prints the plan.
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -344,7 +346,7 @@ static int64_t plan_chunk(const Graph *g, const Plan *p)
     return pow2 > p->batch ? p->batch : pow2;
 }
 
-void plan_build(Plan *p, const Graph *g, int64_t batch, bool training)
+void plan_build(Plan *p, const Graph *g, int64_t batch, int64_t chunk, bool training)
 {
     *p = (Plan){.batch = batch};
     p->out = calloc((size_t)g->n, sizeof *p->out);
@@ -354,7 +356,9 @@ void plan_build(Plan *p, const Graph *g, int64_t batch, bool training)
     p->conv = calloc((size_t)g->n, sizeof *p->conv);
     p->conv_infer = calloc((size_t)g->n, sizeof *p->conv_infer);
     plan_inference(p, g, batch);
-    p->chunk = plan_chunk(g, p);
+    p->chunk = chunk ? (chunk < batch ? chunk : batch) : plan_chunk(g, p);
+    if (p->chunk < batch)
+        plan_inference(p, g, p->chunk);     /* a call's tensors are one chunk's */
     p->bytes = p->infer_bytes;
     if (!training)
         return;
