@@ -325,7 +325,7 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
  * 437 KB); but enough that weights read once an image (an fc's: fewer
  * than REUSE multiply-adds a weight) cost at most a twentieth of the
  * arithmetic, at about WEIGHT_FLOPS floating-point operations the time of
- * reading a byte (VGG-small's fc of 4 MB, LeNet-5's 240 KB). A power of
+ * reading a byte (VGG-small's fc of 4 MB, LeNet-5's 240 KB). Powers of
  * two: the fc kernels block images by 4, and 3 would leave their remainder. */
 enum { CHUNK_BYTES = 256 << 10, REUSE = 4, WEIGHT_FLOPS = 33 };
 
@@ -338,12 +338,13 @@ static int64_t plan_chunk(const Graph *g, const Plan *p)
         if (n->macs > 0 && n->macs < REUSE * n->nparams)
             weights += n->nparams * (int64_t)sizeof(float);
     }
-    int64_t chunk = live > 0 ? CHUNK_BYTES / live : p->batch;
-    int64_t reads = flops > 0 ? (WEIGHT_FLOPS * weights + flops - 1) / flops : 1;
-    int64_t pow2 = 1;
-    while (pow2 < chunk || pow2 < reads)
-        pow2 *= 2;
-    return pow2 > p->batch ? p->batch : pow2;
+    int64_t reads = flops > 0 ? (WEIGHT_FLOPS * weights + flops - 1) / flops : 1, fit = 1, need = 1;
+    while (fit < p->batch && 2 * fit * live <= CHUNK_BYTES)
+        fit *= 2;               /* the most within the bytes */
+    while (need < reads)
+        need *= 2;              /* the fewest for the weights */
+    int64_t chunk = fit > need ? fit : need;
+    return chunk < p->batch ? chunk : p->batch;
 }
 
 void plan_build(Plan *p, const Graph *g, int64_t batch, int64_t chunk, bool training)
