@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         autodiff_build(&g);
         fuse_activations(&g);
         Plan p;
-        plan_build(&p, &g, 4, true);
+        plan_build(&p, &g, 4, 0, true);
         ir_print(devnull, &g, true, &p);
         plan_free(&p, &g);
     }
