@@ -678,6 +678,7 @@ typedef struct ConvKernel {
     LLVMValueRef res;               /* inference: a fused add's other input, laid out as out, or NULL */
     bool slack;                     /* in may be read CONV_SLACK floats past its end (a padded copy) */
     LLVMValueRef wino_u;            /* Winograd's U where `prepare` keeps it, or NULL: at the start of scratch */
+    bool exact;                     /* training's: Winograd only of the kinds that train (winograd.c) */
 } ConvKernel;
 
 enum { CONV_SLACK = 16 };

@@ -707,6 +707,7 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
     k.pool = n->pool_fused;
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
+    k.exact = c->training;
     /* the depthwise kernel and, in inference, Winograd's add a zero border
      * themselves: no padded copy */
     bool wino = k.scratch && wino_fits(&k);
@@ -789,7 +790,7 @@ static ConvKernel dinp_kernel(const Node *n)
     bool fold = dinp_folds(n);
     return (ConvKernel){G.OH + 2 * qh, G.OW + 2 * qw, G.Mg, fold ? G.Hp : G.H, fold ? G.Wp : G.W, G.Cg,
                         n->kh, n->kw, 1, 1, ACT_NONE, .in = NULL, .G = G.G, .Cs = G.M, .Ms = G.C,
-                        .dh = G.dh, .dw = G.dw};
+                        .dh = G.dh, .dw = G.dw, .exact = true};
 }
 
 static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef dinp)
@@ -822,6 +823,7 @@ int64_t conv_wino_bytes(const Node *n, bool training)
 {
     int qh, qw;
     ConvKernel f = fwd_kernel(n), d = dinp_kernel(n);
+    f.exact = training;
     int64_t bytes = wino_fits(&f) ? wino_bytes(&f) : 0;
     if (training && conv_dinp_transposed(n, &qh, &qw) && wino_fits(&d) && wino_bytes(&d) > bytes)
         bytes = wino_bytes(&d);
