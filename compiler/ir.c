@@ -180,7 +180,7 @@ static void build_edges(Graph *g, const NameSet *names)
  * own output, which is that node's input. */
 static void split_act(Graph *g, NameSet *names, Node *n)
 {
-    if (!op_has(n->op, OPF_TAKES_ACT))
+    if (!op_has(n->op, OPF_TAKES_ACT) || spec_param(op_spec(n->op), "act") < 0)
         return;
     const Arg *a = node_arg(n, "act");
     if (!a->given || act_info[a->v.i].from_y)

@@ -311,12 +311,23 @@ static void update_running(Cg *c, void *ctx, LLVMValueRef m0, int w)
     cg_vstore(c, cg_fadd(c, cg_fmul(c, keep, cg_vload(c, rv, m0, w)), cg_fmul(c, mom, unbiased)), rv, m0, w);
 }
 
-/* training: y = (x - mean) (gamma / std) + beta */
-static void apply_batch(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w)
+/* training: (x - mean) (gamma / std) + beta, before the activation */
+static LLVMValueRef normalized(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w)
 {
     LLVMValueRef a = cg_fmul(c, vload(c, b->stats, b->C, m0, w), gamma_of(c, b, m0, w));
     LLVMValueRef d = LLVMBuildFSub(c->b, cg_vload(c, b->x, at, w), cg_vload(c, b->stats, m0, w), "");
-    cg_vstore(c, cg_fadd(c, cg_fmul(c, d, a), beta_of(c, b, m0, w)), b->y, at, w);
+    return cg_fadd(c, cg_fmul(c, d, a), beta_of(c, b, m0, w));
+}
+
+/* the activation fused after the batch norm (ops.def's TAKES_ACT), if any */
+static LLVMValueRef activated(Cg *c, const Norm *b, LLVMValueRef v)
+{
+    return cg_act(c, b->n->act, b->n->act_param, v);
+}
+
+static void apply_batch(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w)
+{
+    cg_vstore(c, activated(c, b, normalized(c, b, at, m0, w)), b->y, at, w);
 }
 
 /* inference: stats = scale gamma / sqrt(running_var + eps), stats + C = shift
@@ -336,7 +347,7 @@ static void apply_running(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0
 {
     LLVMValueRef y = cg_fadd(c, cg_fmul(c, cg_vload(c, b->x, at, w), cg_vload(c, b->stats, m0, w)),
                              vload(c, b->stats, b->C, m0, w));
-    cg_vstore(c, y, b->y, at, w);
+    cg_vstore(c, activated(c, b, y), b->y, at, w);
 }
 
 static Norm norm_with(const Node *n, Cg *c, LLVMValueRef stats, LLVMValueRef sums)
@@ -404,9 +415,22 @@ void emit_batchnorm_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out
 
 /* ---- backward ---- */
 
-static LLVMValueRef term_dy(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w, int k)
+/* d of the normalized value: dy, or with a fused activation dy through its
+ * derivative at the value the forward pass computed again (the same
+ * operations on the same x and statistics: the same bits), so that neither
+ * the activation's input nor its output need be read back */
+static LLVMValueRef dnormalized(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w)
 {
     LLVMValueRef dy = cg_vload(c, b->dy, at, w);
+    if (b->n->act == ACT_NONE)
+        return dy;
+    LLVMValueRef v = normalized(c, b, at, m0, w);
+    return cg_act_grad(c, b->n->act, b->n->act_param, v, activated(c, b, v), dy);
+}
+
+static LLVMValueRef term_dy(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w, int k)
+{
+    LLVMValueRef dy = dnormalized(c, b, at, m0, w);
     if (k == 0)
         return dy;
     return cg_fmul(c, dy, LLVMBuildFSub(c->b, cg_vload(c, b->x, at, w), cg_vload(c, b->stats, m0, w), ""));
@@ -452,7 +476,7 @@ static void dx_coefs(Cg *c, void *ctx, LLVMValueRef m0, int w)
 static void apply_dx(Cg *c, const Norm *b, LLVMValueRef at, LLVMValueRef m0, int w)
 {
     LLVMValueRef d = LLVMBuildFSub(c->b, cg_vload(c, b->x, at, w), cg_vload(c, b->stats, m0, w), "");
-    LLVMValueRef v = cg_fadd(c, cg_fmul(c, vload(c, b->sums, 2 * b->C, m0, w), cg_vload(c, b->dy, at, w)),
+    LLVMValueRef v = cg_fadd(c, cg_fmul(c, vload(c, b->sums, 2 * b->C, m0, w), dnormalized(c, b, at, m0, w)),
                              cg_fadd(c, cg_fmul(c, vload(c, b->sums, 3 * b->C, m0, w), d), vload(c, b->sums, 0, m0, w)));
     cg_vstore(c, v, b->dx, at, w);
 }
