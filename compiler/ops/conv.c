@@ -803,7 +803,13 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
     k.in = g;
     k.out = dinp_folds(n) ? cg_ws(c, s->dpad) : dinp;
     k.scratch = c->winograd && s->wino >= 0 ? cg_ws(c, s->wino) : NULL;
-    if (s->gpad >= 0) {
+    if (k.scratch && wino_fits(&k)) {
+        /* Winograd adds the zero border itself: no padded copy of g */
+        k.Hp = G.OH;
+        k.Wp = G.OW;
+        k.ph = qh;
+        k.pw = qw;
+    } else if (s->gpad >= 0) {
         k.in = cg_ws(c, s->gpad);
         emit_pad_walk(c, (PadGeom){G.OH, G.OW, G.M, qh, qw, false}, g, k.in, false);
     }
