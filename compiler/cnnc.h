@@ -106,6 +106,12 @@ enum {
     OPF_SUM = 1 << 11,              /* its output is the sum of its inputs */
     OPF_TAKES_SUM = 1 << 12,        /* its inference kernel adds in a SUM's other input */
     OPF_PACKS = 1 << 13,            /* its inference pass packs its weights first (`prepare`) */
+    /* what its backward reads of the forward pass's tensors (the training
+     * plan frees the others after their last forward reader) */
+    OPF_GRAD_IN = 1 << 14,          /* its inputs */
+    OPF_GRAD_OUT = 1 << 15,         /* its output */
+    OPF_GRAD_ACT_OUT = 1 << 16,     /* its output, when it applies an activation */
+    OPF_KEEPS_INPUT = 1 << 17,      /* with a kept copy of its input (its kept_ hook), that instead */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,
@@ -379,7 +385,9 @@ typedef struct Plan {
     int64_t infer_bytes;
     int64_t packed_bytes;       /* inference: [0, packed_bytes) holds what `prepare` packs */
     int64_t chunk;              /* inference: images a call takes through every pass at a time (plan_chunk) */
-    int64_t *act, *grad;            /* training: per node */
+    int64_t *act;                   /* per node, every one kept: `show`'s activations, the layer table */
+    int64_t *step_act;              /* training: per node, for its life in the step */
+    int64_t *grad;                  /* training: per node */
     int64_t **edge;                 /* training: per node and input edge, an accumulated gradient */
     int64_t dparams, grad_end;      /* the parameters' gradients: [dparams, grad_end) */
     int64_t train_bytes;

@@ -225,9 +225,9 @@ LLVMValueRef *node_input_values(const Node *n, const LLVMValueRef *val)
  * only reader), batch norms folded into the conv before them, and adds
  * into the conv whose output they alone read (infer_pass),
  * outputs where plan->out puts them, the model's into `output`.
- * FWD_TRAIN: activations applied by their producer's kernel, every output
- * kept at plan->act for backward. FWD_KEEP: every node on its own at
- * plan->act (`show` draws each). */
+ * FWD_TRAIN: activations applied by their producer's kernel, the outputs at
+ * plan->step_act, for as long as forward and backward read them. FWD_KEEP:
+ * every node on its own at plan->act (`show` draws each). */
 /* The pass from node i (see emit_forward): *n as its kernel runs it,
  * possibly tmp; returns the last node it stands for. */
 static int forward_pass(Cg *c, FwdPolicy policy, int i, Node *tmp, const Node **n)
@@ -254,17 +254,18 @@ void emit_forward(Cg *c, const Plan *plan, FwdPolicy policy, LLVMValueRef input,
 {
     const Graph *g = c->g;
     c->scratch = policy == FWD_INFER ? plan->conv_infer : plan->conv;
+    const int64_t *at = policy == FWD_TRAIN ? plan->step_act : plan->act;
     val[0] = input;
     if (g->nodes[0].normalizes) {
         /* the input's own pass: the caller's pixels, normalized */
-        val[0] = policy != FWD_INFER ? cg_ws(c, plan->act[0]) : g->n == 1 ? output : cg_ws(c, plan->out[0]);
+        val[0] = policy != FWD_INFER ? cg_ws(c, at[0]) : g->n == 1 ? output : cg_ws(c, plan->out[0]);
         emit_node_fwd(c, &g->nodes[0], &input, val[0]);
     }
     for (int i = 1; i < g->n; i++) {
         Node tmp;
         const Node *n;
         int end = forward_pass(c, policy, i, &tmp, &n);
-        LLVMValueRef dst = policy != FWD_INFER ? cg_ws(c, plan->act[i])
+        LLVMValueRef dst = policy != FWD_INFER ? cg_ws(c, at[i])
                          : end == g->n - 1 ? output : cg_ws(c, plan->out[end]);
         LLVMValueRef *ins = node_input_values(&g->nodes[i], val);
         if (n->residual)

@@ -250,25 +250,65 @@ static void plan_inference(Plan *p, const Graph *g, int64_t batch)
     free(head);
 }
 
-/* Training: activations, the parameters' gradients and the padded inputs kept
- * for backward, then the gradients over the backward steps (the loss is step
- * n, backward step s is n + 1 + s), then the convs' shared scratch. */
+/* Whether backward step st reads the forward tensor of node j (a store),
+ * by its op's GRAD_ flags */
+static bool grad_reads(const Graph *g, const BwdStep *st, int j)
+{
+    const Node *nd = st->node;
+    Node tmp;
+    const Node *run = node_with_fused(g, nd->index, &tmp);
+    unsigned f = op_spec(nd->op)->flags;
+    if (nd->fused)
+        return false;               /* its producer's step reads for it */
+    if (store_of(g, nd->index) == j &&
+        ((f & OPF_GRAD_OUT) || ((f & OPF_GRAD_ACT_OUT) && run->act != ACT_NONE)))
+        return true;
+    bool copy = (f & OPF_KEEPS_INPUT) && (f & OPF_SCRATCH) && kept_fn[nd->op](run, 1) > 0;
+    for (int k = 0; (f & OPF_GRAD_IN) && !copy && k < nd->ninputs; k++)
+        if (store_of(g, nd->inputs[k]) == j)
+            return true;
+    return false;
+}
+
+/* The step after which no one reads node i's output (a store): its last
+ * forward reader, the loss (step n) for the model's outputs, or the last
+ * backward step that reads it */
+static int last_read(const Graph *g, int i)
+{
+    int n = g->n, last = i;
+    for (int r = i + 1; r < n; r++)
+        for (int k = 0; k < g->nodes[r].ninputs; k++)
+            if (store_of(g, g->nodes[r].inputs[k]) == i)
+                last = r;
+    if (i == store_of(g, g->loss_grad_node) || i == store_of(g, n - 1))
+        last = n;
+    for (int s = 0; s < g->nbwd; s++)
+        if (grad_reads(g, &g->bwd[s], i))
+            last = n + 1 + s > last ? n + 1 + s : last;
+    return last;
+}
+
+/* Training: the parameters' gradients and the padded inputs kept for
+ * backward, then the step's activations (p->step_act) and gradients, each
+ * for its life (the loss is step n, backward step s is n + 1 + s), over the
+ * same bytes as `show`'s activations, every one kept (p->act); then the
+ * convs' shared scratch. */
 static void plan_training(Plan *p, const Graph *g, int64_t batch)
 {
     int n = g->n;
-    int64_t off = 0;
-    p->act[0] = -1;
-    for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++) {
-        p->act[i] = off;
-        off += buffer_bytes(&g->nodes[i], batch);
-    }
-    p->dparams = off;
-    off += align64(g->params_size * (int64_t)sizeof(float));
-    p->grad_end = off;
-    int64_t keep = off;
+    p->dparams = 0;
+    p->grad_end = align64(g->params_size * (int64_t)sizeof(float));
+    int64_t keep = p->grad_end;
     for (int i = 1; i < n; i++)
         if (op_has(g->nodes[i].op, OPF_SCRATCH))
             keep += kept_fn[g->nodes[i].op](&g->nodes[i], batch);
+    /* `show`'s activations, every one kept, over the bytes the step's take */
+    int64_t show_end = keep;
+    p->act[0] = -1;
+    for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++) {
+        p->act[i] = show_end;
+        show_end += buffer_bytes(&g->nodes[i], batch);
+    }
     /* each gradient's first and last step, by the node that stores it */
     int *first = malloc((size_t)n * sizeof *first), *last = malloc((size_t)n * sizeof *last);
     for (int i = 0; i < n; i++)
@@ -276,6 +316,10 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     int lg = store_of(g, g->loss_grad_node);
     first[lg] = last[lg] = n;
     Lives l = {0};
+    p->step_act[0] = -1;
+    for (int i = g->nodes[0].normalizes ? 0 : 1; i < n; i++)
+        if (store_of(g, i) == i)
+            live(&l, TK_ACTIVATION, i, buffer_bytes(&g->nodes[i], batch), i, last_read(g, i), &p->step_act[i]);
     for (int s = 0; s < g->nbwd; s++) {
         const BwdStep *st = &g->bwd[s];
         const Node *nd = st->node;
@@ -300,8 +344,11 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
         if (first[i] >= 0 && store_of(g, i) == i)
             live(&l, TK_GRADIENT, i, buffer_bytes(&g->nodes[i], batch), first[i], last[i], &p->grad[i]);
     int64_t grads_end = allocate(&l, keep);
-    for (int i = 1; i < n; i++)
+    grads_end = show_end > grads_end ? show_end : grads_end;
+    for (int i = 1; i < n; i++) {
         p->grad[i] = first[store_of(g, i)] >= 0 ? p->grad[store_of(g, i)] : -1;
+        p->step_act[i] = p->step_act[store_of(g, i)];
+    }
     free(first);
     free(last);
     /* the padded inputs kept for backward from grad_end on; the rest of the
@@ -352,6 +399,7 @@ void plan_build(Plan *p, const Graph *g, int64_t batch, int64_t chunk, bool trai
     *p = (Plan){.batch = batch};
     p->out = calloc((size_t)g->n, sizeof *p->out);
     p->act = calloc((size_t)g->n, sizeof *p->act);
+    p->step_act = calloc((size_t)g->n, sizeof *p->step_act);
     p->grad = calloc((size_t)g->n, sizeof *p->grad);
     p->edge = calloc((size_t)g->n, sizeof *p->edge);
     p->conv = calloc((size_t)g->n, sizeof *p->conv);
@@ -374,6 +422,7 @@ void plan_free(Plan *p, const Graph *g)
     free(p->edge);
     free(p->out);
     free(p->act);
+    free(p->step_act);
     free(p->grad);
     free(p->conv);
     free(p->conv_infer);
@@ -407,7 +456,7 @@ void plan_print(FILE *out, const Graph *g, const Plan *p, bool training)
         return;
     fprintf(out, "    training (%lld bytes):\n", (long long)p->train_bytes);
     for (int i = first; i < g->n; i++) {
-        fprintf(out, "      %%%s at %lld, %%d.%s at ", g->nodes[i].name, (long long)p->act[i], g->nodes[i].name);
+        fprintf(out, "      %%%s at %lld, %%d.%s at ", g->nodes[i].name, (long long)p->step_act[i], g->nodes[i].name);
         print_offset(out, p->grad[i]);
         fprintf(out, " (%lld bytes each)", (long long)buffer_bytes(&g->nodes[i], p->batch));
         for (int k = 0; p->edge[i] && k < g->nodes[i].ninputs; k++)

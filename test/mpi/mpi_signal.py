@@ -14,10 +14,16 @@ import time
 sig, prog, data, out, mpirun = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 train = mpirun + [prog, "train", "--data", data, "--epochs", "50", "--threads", "1"]
 ck, ref = os.path.join(out, "sig.cnnw"), os.path.join(out, "ref.cnnw")
-p = subprocess.Popen(train + ["--save", ck], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-time.sleep(2.5)
+p = subprocess.Popen(train + ["--save", ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# once the first epoch's line is out, every rank is in its training loop
+# with its handlers set (a fixed sleep was too short for ASan's ranks on a
+# loaded machine: the signal came before the handlers)
+for line in p.stdout:
+    if line.startswith("epoch "):
+        break
+time.sleep(0.5)
 p.send_signal(getattr(signal, "SIG" + sig))
-err = p.communicate(timeout=60)[1]
+err = p.communicate(timeout=120)[1]
 found = re.findall(r"interrupted at step (\d+)", err)
 if len(found) != 1:
     sys.exit("mpi_signal.py: %d 'interrupted' lines, expected 1:\n%s" % (len(found), err))
