@@ -111,7 +111,6 @@ enum {
     OPF_GRAD_IN = 1 << 14,          /* its inputs */
     OPF_GRAD_OUT = 1 << 15,         /* its output */
     OPF_GRAD_ACT_OUT = 1 << 16,     /* its output, when it applies an activation */
-    OPF_KEEPS_INPUT = 1 << 17,      /* with a kept copy of its input (its kept_ hook), that instead */
 };
 
 typedef enum { PT_INT, PT_UINT, PT_REAL, PT_RATE, PT_DIMS, PT_SHAPE, PT_PAD, PT_BOOL,

@@ -263,8 +263,7 @@ static bool grad_reads(const Graph *g, const BwdStep *st, int j)
     if (store_of(g, nd->index) == j &&
         ((f & OPF_GRAD_OUT) || ((f & OPF_GRAD_ACT_OUT) && run->act != ACT_NONE)))
         return true;
-    bool copy = (f & OPF_KEEPS_INPUT) && (f & OPF_SCRATCH) && kept_fn[nd->op](run, 1) > 0;
-    for (int k = 0; (f & OPF_GRAD_IN) && !copy && k < nd->ninputs; k++)
+    for (int k = 0; (f & OPF_GRAD_IN) && k < nd->ninputs; k++)
         if (store_of(g, nd->inputs[k]) == j)
             return true;
     return false;

@@ -627,26 +627,31 @@ bool conv_takes_pool(Cg *c, const Node *conv, const Node *pool)
 
 /* ---- the plan's hook (ops.def flag SCRATCH): what a conv needs of the workspace ---- */
 
-/* the padded input, which training keeps from forward to backward, and
- * CONV_SLACK floats after it that a kernel may read (never use) */
-int64_t kept_conv(const Node *n, int64_t batch)
+/* the padded input, and CONV_SLACK floats after it that a kernel may read
+ * (never use) */
+static int64_t padded_bytes(const Node *n, int64_t batch)
 {
     if (!n->ph && !n->pw)
         return 0;
     return plan_floats(batch * (n->in.d[0] + 2 * n->ph) * (n->in.d[1] + 2 * n->pw) * n->in.d[2] + CONV_SLACK);
 }
 
-/* A conv's scratch from `at` on (n with the activation it applies); returns its end. In training the padded
- * input is kept for backward, so it gets a place of its own (at *keep). */
+/* Training keeps the input itself for backward (ops.def's GRAD_IN), which
+ * pads it again, an image at a time into the shared scratch, where d
+ * weight reads it from the cache */
+int64_t kept_conv(const Node *n, int64_t batch)
+{
+    (void)n, (void)batch;
+    return 0;
+}
+
+/* A conv's scratch from `at` on (n with the activation it applies); returns its end. */
 int64_t scratch_conv(Scratch *s, const Node *n, int64_t batch, bool training, int64_t at, int64_t *keep)
 {
     int64_t pack = plan_floats(conv_pack_bound(n));
-    int64_t pad = kept_conv(n, batch);
+    int64_t pad = padded_bytes(n, batch);
     *s = SCRATCH_NONE;
-    if (pad && training) {
-        s->pad = *keep;
-        *keep += pad;
-    } else if (pad && !(conv_depthwise(n) && depthwise_pads_inline(n))) {
+    if (pad && (training || !(conv_depthwise(n) && depthwise_pads_inline(n)))) {
         s->pad = at;
         at += pad;
     }
@@ -708,10 +713,10 @@ void emit_conv_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     k.pool = n->pool_fused;
     k.res = n->residual ? c->ins[n->ninputs] : NULL;
     k.exact = c->training;
-    /* the depthwise kernel and, in inference, Winograd's add a zero border
+    /* the depthwise kernel (in inference) and Winograd's add a zero border
      * themselves: no padded copy */
     bool wino = k.scratch && wino_fits(&k);
-    bool own_border = s->pad < 0 || (!c->training && n->padmode != PAD_REPLICATE && wino);
+    bool own_border = s->pad < 0 || (n->padmode != PAD_REPLICATE && wino);
     if (s->pad >= 0 && !own_border) {
         k.in = cg_ws(c, s->pad);
         k.slack = true;
@@ -856,7 +861,7 @@ typedef struct TapBlock {
 /* d weight of a block += sum over image bn's pixels of x * d pre, packed as
  * the forward kernel's weights, (Kh, Kw, C, M): each d pre vector loaded
  * serves rkh x rt taps. */
-static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
+static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef pb, LLVMValueRef g,
                                LLVMValueRef dw, LLVMValueRef bn, LLVMValueRef gi, const TapBlock *b)
 {
     ConvGeom G = geom(n);
@@ -888,7 +893,7 @@ static void conv_dweight_block(Cg *c, const Node *n, LLVMValueRef pad, LLVMValue
                                                             cg_i64(c, G.M)), cg_muladd(c, gi, G.Mg, b->m0)),
                                      n->act != ACT_NONE ? lanes : b->bm, lanes);
     LLVMValueRef ih = cg_add(c, cg_mul(c, oh, cg_i64(c, n->sh)), cg_mul(c, b->kh0, cg_i64(c, G.dh)));
-    LLVMValueRef base = cg_mul(c, cg_muladd(c, cg_muladd(c, bn, G.Hp, ih), G.Wp, cg_mul(c, ow, cg_i64(c, n->sw))),
+    LLVMValueRef base = cg_mul(c, cg_muladd(c, cg_muladd(c, pb, G.Hp, ih), G.Wp, cg_mul(c, ow, cg_i64(c, n->sw))),
                                cg_i64(c, G.C));
     for (int h = 0; h < b->rkh; h++)
         for (int j = 0; j < b->rt; j++) {
@@ -947,19 +952,30 @@ static void for_tap_blocks(Cg *c, int64_t rows, int rkh, int64_t taps, int rt, i
 
 typedef struct DweightCtx {
     const Node *n;
-    LLVMValueRef pad, g, dwpack, bn, gi;
+    LLVMValueRef pad, pb, g, dwpack, bn, gi;
 } DweightCtx;
 
 static void dweight_body(Cg *c, void *ctx, const TapBlock *b)
 {
     DweightCtx *x = ctx;
-    conv_dweight_block(c, x->n, x->pad, x->g, x->dwpack, x->bn, x->gi, b);
+    conv_dweight_block(c, x->n, x->pad, x->pb, x->g, x->dwpack, x->bn, x->gi, b);
+}
+
+/* Image bn of inp with its border, at pad (one image's place) */
+static void pad_image(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef bn, LLVMValueRef pad)
+{
+    LLVMValueRef batch = c->batch;
+    c->batch = cg_i64(c, 1);
+    emit_pad_walk(c, input_pad(n), cg_at(c, inp, cg_mul(c, bn, cg_i64(c, shape_elems(n->in)))), pad, false);
+    c->batch = batch;
 }
 
 /* d weight (M,C,Kh,Kw) += the sum over pixels, reduced into dwpack (Kh,Kw,C,M)
- * by register blocks and then added in PyTorch's layout. */
-static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g, LLVMValueRef dwpack,
-                         LLVMValueRef dw)
+ * by register blocks and then added in PyTorch's layout. With a border,
+ * each image is padded first into pad, where its blocks read it from the
+ * cache. */
+static void conv_dweight(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef pad, LLVMValueRef g,
+                         LLVMValueRef dwpack, LLVMValueRef dw)
 {
     ConvGeom G = geom(n);
     int64_t T = n->kw * G.Cg;
@@ -970,9 +986,14 @@ static void conv_dweight(Cg *c, const Node *n, LLVMValueRef pad, LLVMValueRef g,
     /* an image at a time, its data in cache for every block, the blocks'
      * sums added into dwpack, (Kh, Kw, C, M) per group */
     cg_zero(c, dwpack, cg_i64(c, G.G * n->kh * T * G.Mg));
-    DweightCtx x = {n, pad, g, dwpack, NULL, cg_i64(c, 0)};
+    DweightCtx x = {n, pad ? pad : inp, NULL, g, dwpack, NULL, cg_i64(c, 0)};
     Loop ln, lg;
     x.bn = cg_loop(c, &ln, c->batch, "n");
+    x.pb = x.bn;
+    if (pad) {
+        pad_image(c, n, inp, x.bn, pad);
+        x.pb = cg_i64(c, 0);
+    }
     if (G.G > 1)
         x.gi = cg_loopn(c, &lg, G.G, "g");
     for_tap_blocks(c, n->kh, rkh, T, rt, G.Mg, bm, dweight_body, &x);
@@ -1168,12 +1189,14 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
             cg_vstore(c, cg_fadd(c, cg_vload(c, db, cg_i64(c, m0), width), cg_vget(c, bsum, width)), db,
                       cg_i64(c, m0), width);
     }
-    LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : a->inp;
+    LLVMValueRef pad = s->pad >= 0 ? cg_ws(c, s->pad) : NULL;
     if (dw && conv_depthwise(n)) {
-        emit_depthwise_dweight(c, n, pad, g, cg_ws(c, s->tpack));
+        if (pad)
+            emit_pad_walk(c, input_pad(n), a->inp, pad, false);
+        emit_depthwise_dweight(c, n, pad ? pad : a->inp, g, cg_ws(c, s->tpack));
         pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.C, true, NULL, 0);
     } else if (dw) {
-        conv_dweight(c, n, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
+        conv_dweight(c, n, a->inp, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
     }
     int qh, qw;
     bool transposed = conv_dinp_transposed(n, &qh, &qw);
