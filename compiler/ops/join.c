@@ -95,13 +95,26 @@ void emit_join_fwd(Cg *c, const Node *n, LLVMValueRef inp, LLVMValueRef out)
     LLVMValueRef sum = cg_load(c, inp, i, "x");
     for (int k = 1; k < n->ninputs; k++)
         sum = cg_fadd(c, sum, cg_load(c, c->ins[k], i, "x"));
-    cg_store(c, sum, out, i);
+    cg_store(c, cg_act(c, n->act, n->act_param, sum), out, i);
     cg_loop_end(c, &l);
 }
 
-/* d input k = its slice of d out (the whole of it for add) */
+/* d input k = its slice of d out (the whole of it for add); with the
+ * activation after an add in its pass (ops.def's TAKES_ACT), d out through
+ * its derivative at the output, into every input's */
 void emit_join_bwd(Cg *c, const Node *n, const Bwd *a)
 {
+    if (n->act != ACT_NONE) {
+        Loop l;
+        LLVMValueRef i = cg_loop(c, &l, cg_mul(c, c->batch, cg_i64(c, shape_elems(n->out))), "i");
+        LLVMValueRef d = cg_act_grad(c, n->act, n->act_param, NULL, cg_load(c, a->out, i, "y"),
+                                     cg_load(c, a->dout, i, "dy"));
+        for (int k = 0; k < n->ninputs; k++)
+            if (a->dins[k])
+                cg_store(c, d, a->dins[k], i);
+        cg_loop_end(c, &l);
+        return;
+    }
     for (int k = 0; k < n->ninputs; k++)
         if (a->dins[k])
             copy_slice(c, slice_of(c->g, n, k), a->dout, a->dins[k], false);
