@@ -287,8 +287,8 @@ static int last_read(const Graph *g, int i)
     return last;
 }
 
-/* Training: the parameters' gradients and the padded inputs kept for
- * backward, then the step's activations (p->step_act) and gradients, each
+/* Training: the parameters' gradients and what ops keep for backward (a
+ * batch norm's statistics), then the step's activations (p->step_act) and gradients, each
  * for its life (the loss is step n, backward step s is n + 1 + s), over the
  * same bytes as `show`'s activations, every one kept (p->act); then the
  * convs' shared scratch. */
@@ -350,8 +350,8 @@ static void plan_training(Plan *p, const Graph *g, int64_t batch)
     }
     free(first);
     free(last);
-    /* the padded inputs kept for backward from grad_end on; the rest of the
-     * convs' scratch shared, past the gradients */
+    /* what ops keep for backward from grad_end on; the rest of their
+     * scratch shared, past the gradients */
     keep = p->grad_end;
     int64_t train_end = grads_end;
     Node tmp;
