@@ -724,6 +724,10 @@ int wino_tile(const ConvKernel *k);         /* m: the output tile's side */
 int64_t wino_bytes(const ConvKernel *k);
 int64_t wino_u_bytes(const ConvKernel *k);  /* of them, the transformed weights U */
 void emit_wino(Cg *c, const ConvKernel *k);
+/* d weight of a forward kernel that fits (exact, its own zero border), into
+ * a (Kh, Kw, C, M) pack from the output gradient g, and its scratch */
+int64_t wino_dweight_bytes(const ConvKernel *k);
+void emit_wino_dweight(Cg *c, const ConvKernel *k, LLVMValueRef g, LLVMValueRef dwpack);
 
 
 /* True when conv n's input gradient is a stride-1 conv of its padded output

@@ -829,15 +829,37 @@ static void conv_dinp_as_conv(Cg *c, const Node *n, LLVMValueRef g, LLVMValueRef
         emit_pad_walk(c, input_pad(n), dinp, k.out, true);
 }
 
-/* Winograd's scratch, for the forward kernel and in training d inp's */
+/* d weight by Winograd: the forward kernel with its own zero border (none
+ * for replicate padding), of a kind that trains */
+static ConvKernel dweight_kernel(const Node *n)
+{
+    ConvKernel k = fwd_kernel(n);
+    k.Hp = n->in.d[0];
+    k.Wp = n->in.d[1];
+    k.ph = n->ph;
+    k.pw = n->pw;
+    k.exact = true;
+    return k;
+}
+
+static bool dweight_wino(const Node *n)
+{
+    ConvKernel k = dweight_kernel(n);
+    return (n->padmode != PAD_REPLICATE || (!n->ph && !n->pw)) && wino_fits(&k);
+}
+
+/* Winograd's scratch, for the forward kernel and in training d weight's and
+ * d inp's */
 int64_t conv_wino_bytes(const Node *n, bool training)
 {
     int qh, qw;
-    ConvKernel f = fwd_kernel(n), d = dinp_kernel(n);
+    ConvKernel f = fwd_kernel(n), d = dinp_kernel(n), dw = dweight_kernel(n);
     f.exact = training;
     int64_t bytes = wino_fits(&f) ? wino_bytes(&f) : 0;
     if (training && conv_dinp_transposed(n, &qh, &qw) && wino_fits(&d) && wino_bytes(&d) > bytes)
         bytes = wino_bytes(&d);
+    if (training && dweight_wino(n) && wino_dweight_bytes(&dw) > bytes)
+        bytes = wino_dweight_bytes(&dw);
     return bytes;
 }
 
@@ -1195,6 +1217,12 @@ void emit_conv_bwd(Cg *c, const Node *n, const Bwd *a)
             emit_pad_walk(c, input_pad(n), a->inp, pad, false);
         emit_depthwise_dweight(c, n, pad ? pad : a->inp, g, cg_ws(c, s->tpack));
         pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.C, true, NULL, 0);
+    } else if (dw && c->winograd && s->wino >= 0 && dweight_wino(n)) {
+        ConvKernel k = dweight_kernel(n);
+        k.in = a->inp;
+        k.scratch = cg_ws(c, s->wino);
+        emit_wino_dweight(c, &k, g, cg_ws(c, s->tpack));
+        pack_walk(c, n, dw, cg_ws(c, s->tpack), PACK_FORWARD, G.Mg, true, NULL, 0);
     } else if (dw) {
         conv_dweight(c, n, a->inp, pad, g, cg_ws(c, s->tpack), dw);    /* tpack is free till d inp */
     }

@@ -145,15 +145,17 @@ typedef struct Wino {
     int a;
     LLVMValueRef u, v, m;           /* the transformed weights, input tiles, products */
     LLVMValueRef n, th, tw;         /* image, tile row, tile column */
+    LLVMValueRef t;                 /* the tile's place in V and M, of T */
+    int64_t T, vxi, mxi;            /* the floats from one xi's V (M) to the next's */
     LLVMValueRef ch;                /* weights: the input channel */
     int bw;                         /* U's blocks for the products' kernel (conv_pack_blocks), or 0 */
 } Wino;
 
-/* where element xi of a transformed tile t is kept, in a (a*a, T, width)
- * array, for channels from c0 */
-static LLVMValueRef tile_at(Cg *c, int xi, int64_t T, LLVMValueRef t, int64_t width, LLVMValueRef c0)
+/* where element xi of a transformed tile t is kept, in an array of a*a
+ * blocks `stride` floats apart of (T, width) each, for channels from c0 */
+static LLVMValueRef tile_at(Cg *c, int xi, int64_t stride, LLVMValueRef t, int64_t width, LLVMValueRef c0)
 {
-    return cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, xi), T, t), cg_i64(c, width)), c0);
+    return cg_add(c, cg_add(c, cg_i64(c, xi * stride), cg_mul(c, t, cg_i64(c, width))), c0);
 }
 
 /* U (xi, c, m0..) = G g G^T for the kernels of input channel c, output
@@ -175,7 +177,7 @@ static void weight_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
             cg_vstore(c, u[i][j], w->u,
                       w->bw ? cg_add(c, cg_i64(c, (int64_t)(i * a + j) * k->C * k->Mp),
                                      conv_blocked_at(c, w->ch, k->C, m0, k->M, w->bw))
-                            : tile_at(c, i * a + j, k->C, w->ch, k->Mp, m0), width);
+                            : tile_at(c, i * a + j, k->C * k->Mp, w->ch, k->Mp, m0), width);
 }
 
 /* the first pixel of row i of tile (th, tw) of image n in an (N, H, W, .) image */
@@ -193,7 +195,6 @@ static void tile_transform(Cg *c, const Wino *w, LLVMValueRef c0, int width, boo
 {
     const ConvKernel *k = w->k;
     int a = w->a, m = w->s->m;
-    int64_t TW = k->OW / m;
     LLVMValueRef d[A_MAX][A_MAX], v[A_MAX][A_MAX];
     for (int i = 0; i < a; i++) {
         LLVMValueRef y = cg_add(c, cg_mul(c, w->th, cg_i64(c, m)), cg_i64(c, i - k->ph));
@@ -210,7 +211,7 @@ static void tile_transform(Cg *c, const Wino *w, LLVMValueRef c0, int width, boo
     sandwich(c, w->s->bt, a, a, d, v, width);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            cg_vstore(c, v[i][j], w->v, tile_at(c, i * a + j, TW, w->tw, k->C, c0), width);
+            cg_vstore(c, v[i][j], w->v, tile_at(c, i * a + j, w->vxi, w->t, k->C, c0), width);
 }
 
 /* the tiles t along one axis whose pixels t*m - p .. t*m - p + a - 1 are all
@@ -254,11 +255,10 @@ static void output_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
     Wino *w = ctx;
     const ConvKernel *k = w->k;
     int a = w->a, m = w->s->m;
-    int64_t TW = k->OW / m;
     LLVMValueRef x[A_MAX][A_MAX], y[A_MAX][A_MAX];
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++)
-            x[i][j] = cg_vload(c, w->m, tile_at(c, i * a + j, TW, w->tw, k->M, m0), width);
+            x[i][j] = cg_vload(c, w->m, tile_at(c, i * a + j, w->mxi, w->t, k->M, m0), width);
     sandwich(c, w->s->at, m, a, x, y, width);
     LLVMValueRef bias = k->bias ? cg_vload(c, k->bias, m0, width) : NULL;
     if (k->pool) {
@@ -294,7 +294,8 @@ void emit_wino(Cg *c, const ConvKernel *k)
     const WinoSpec *s = spec_of(k);
     int a = s->m + s->r - 1, xis = a * a;
     int64_t TH = k->OH / s->m, TW = k->OW / s->m;
-    Wino w = {.k = k, .s = s, .a = a, .u = k->wino_u ? k->wino_u : k->scratch};
+    Wino w = {.k = k, .s = s, .a = a, .u = k->wino_u ? k->wino_u : k->scratch,
+              .T = TW, .vxi = TW * k->C, .mxi = TW * k->M};
     /* the a*a products of a row of tiles, each a 1x1 conv of TW pixels */
     ConvKernel g = {1, TW, k->C, 1, TW, k->M, 1, 1, 1, 1, ACT_NONE, .in = NULL, .Mp = k->Mp};
     w.bw = conv_pack_blocks(c, &g);
@@ -323,7 +324,7 @@ void emit_wino(Cg *c, const ConvKernel *k)
     Loop ln, lh, lt, lx;
     w.n = cg_loop(c, &ln, c->batch, "n");
     w.th = cg_loopn(c, &lh, TH, "th");
-    w.tw = cg_loopn(c, &lt, TW, "tw");
+    w.t = w.tw = cg_loopn(c, &lt, TW, "tw");
     cg_for_vectors(c, k->C, input_tile, &w);
     cg_loop_end(c, &lt);
     /* the a*a products of this row of tiles */
@@ -336,9 +337,179 @@ void emit_wino(Cg *c, const ConvKernel *k)
     emit_conv_kernel(c, &g);
     c->batch = batch;
     cg_loop_end(c, &lx);
-    w.tw = cg_loopn(c, &lt, TW, "tw");
+    w.t = w.tw = cg_loopn(c, &lt, TW, "tw");
     cg_for_vectors(c, k->M, output_tile, &w);
     cg_loop_end(c, &lt);
     cg_loop_end(c, &lh);
     cg_loop_end(c, &ln);
+}
+
+/* ---- d weight: the same transforms, the other way round ----
+ *
+ * Y = A^T (U . V) A for every tile, so with dM = A dY A^T (the output
+ * gradient's tile transformed) the weights' gradient is
+ * dg = G^T (sum over tiles of dM . V) G: a*a matrix products
+ * dU (xi) (C, M) += V (xi)^T dM (xi), summed over the tiles of R rows of
+ * tiles of an image at a time, and one transform at the end. */
+
+/* the rows of tiles a chunk takes: the most, dividing TH, whose V and dM
+ * fit in half a megabyte (L2 here), and at least one */
+static int64_t dweight_rows(const ConvKernel *k, const WinoSpec *s)
+{
+    int a = s->m + s->r - 1;
+    int64_t TH = k->OH / s->m, TW = k->OW / s->m, per_row = (int64_t)a * a * TW * (k->C + k->M) * 4;
+    for (int64_t R = TH; R > 1; R--)
+        if (TH % R == 0 && R * per_row <= 512 * 1024)
+            return R;
+    return 1;
+}
+
+/* dU (a*a, C, M), then V (a*a, T, C) and dM (a*a, T, M) for a chunk, each
+ * xi's block of V and dM a cache line longer: whole powers of two apart,
+ * their stores would share one set of the L1 cache */
+static int64_t skew(int64_t floats)
+{
+    return floats + 16;
+}
+
+int64_t wino_dweight_bytes(const ConvKernel *k)
+{
+    const WinoSpec *s = spec_of(k);
+    int a = s->m + s->r - 1;
+    int64_t T = dweight_rows(k, s) * (k->OW / s->m);
+    return floats64((int64_t)a * a * k->C * k->M) + floats64((int64_t)a * a * skew(T * k->C)) +
+           floats64((int64_t)a * a * skew(T * k->M));
+}
+
+/* the transpose of a p x q matrix, into out (q x p) */
+static void transpose(const double *m, int p, int q, double *out)
+{
+    for (int i = 0; i < p; i++)
+        for (int j = 0; j < q; j++)
+            out[j * p + i] = m[i * q + j];
+}
+
+typedef struct WinoGrad {
+    Wino w;
+    LLVMValueRef g, dwpack;         /* d pre (N, OH, OW, M); d weight's pack (Kh, Kw, C, M) */
+    double A[A_MAX * A_MAX], GT[A_MAX * A_MAX];    /* a x m, r x a */
+    LLVMValueRef xi, m0;            /* the products' loop, while emitting */
+    int bm;
+} WinoGrad;
+
+/* dM (xi, t, m0..) = A dY A^T for tile (th, tw) of image n */
+static void grad_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
+{
+    WinoGrad *x = ctx;
+    const Wino *w = &x->w;
+    const ConvKernel *k = w->k;
+    int a = w->a, m = w->s->m;
+    LLVMValueRef d[A_MAX][A_MAX], v[A_MAX][A_MAX];
+    for (int i = 0; i < m; i++) {
+        LLVMValueRef pix = tile_pixel(c, w, k->OH, k->OW, i);
+        for (int j = 0; j < m; j++)
+            d[i][j] = cg_vload(c, x->g, cg_add(c, cg_mul(c, cg_add(c, pix, cg_i64(c, j)), cg_i64(c, k->M)), m0), width);
+    }
+    sandwich(c, x->A, a, m, d, v, width);
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            cg_vstore(c, v[i][j], w->m, tile_at(c, i * a + j, w->mxi, w->t, k->M, m0), width);
+}
+
+/* dU (xi, c0 .. c0+rows, m0 .. m0+bm) += the sum over the chunk's tiles t of
+ * V (xi, t, c) dM (xi, t, m): rows x bm accumulators, each dM vector loaded
+ * serving every row */
+static void product_block(Cg *c, void *ctx, LLVMValueRef c0, int rows)
+{
+    WinoGrad *x = ctx;
+    const Wino *w = &x->w;
+    const ConvKernel *k = w->k;
+    LLVMValueRef acc[32], at[32];
+    LLVMValueRef urow = cg_muladd(c, x->xi, k->C, c0);
+    for (int i = 0; i < rows; i++) {
+        at[i] = cg_add(c, cg_mul(c, cg_add(c, urow, cg_i64(c, i)), cg_i64(c, k->M)), x->m0);
+        acc[i] = cg_vvar(c, x->bm, "du");
+        LLVMBuildStore(c->b, cg_vload(c, w->u, at[i], x->bm), acc[i]);
+    }
+    Loop lt;
+    LLVMValueRef t = cg_loopn(c, &lt, w->T, "t");
+    LLVMValueRef gv = cg_vload(c, w->m, cg_add(c, cg_muladd(c, x->xi, w->mxi, cg_mul(c, t, cg_i64(c, k->M))), x->m0),
+                               x->bm);
+    LLVMValueRef vrow = cg_add(c, cg_muladd(c, x->xi, w->vxi, cg_mul(c, t, cg_i64(c, k->C))), c0);
+    for (int i = 0; i < rows; i++) {
+        LLVMValueRef v = cg_splat(c, cg_load(c, w->v, cg_add(c, vrow, cg_i64(c, i)), "v"), x->bm);
+        LLVMBuildStore(c->b, cg_fadd(c, cg_vget(c, acc[i], x->bm), cg_fmul(c, v, gv)), acc[i]);
+    }
+    cg_loop_end(c, &lt);
+    for (int i = 0; i < rows; i++)
+        cg_vstore(c, cg_vget(c, acc[i], x->bm), w->u, at[i], x->bm);
+}
+
+static void product_chans(Cg *c, void *ctx, LLVMValueRef m0, int bm)
+{
+    WinoGrad *x = ctx;
+    x->m0 = m0;
+    x->bm = bm;
+    cg_for_blocks(c, x->w.k->C, conv_block_count(c, bm, x->w.k->C), product_block, x);
+}
+
+/* d weight's pack (kh, kw, ch, m0..) = G^T dU G */
+static void weight_grad_tile(Cg *c, void *ctx, LLVMValueRef m0, int width)
+{
+    WinoGrad *x = ctx;
+    const Wino *w = &x->w;
+    const ConvKernel *k = w->k;
+    int a = w->a, r = w->s->r;
+    LLVMValueRef u[A_MAX][A_MAX], d[A_MAX][A_MAX];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            u[i][j] = cg_vload(c, w->u, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * a + j), k->C, w->ch),
+                                                           cg_i64(c, k->M)), m0), width);
+    sandwich(c, x->GT, r, a, u, d, width);
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++)
+            cg_vstore(c, d[i][j], x->dwpack, cg_add(c, cg_mul(c, cg_muladd(c, cg_i64(c, i * r + j), k->C, w->ch),
+                                                              cg_i64(c, k->M)), m0), width);
+}
+
+/* dwpack (Kh, Kw, C, M) = d weight of forward kernel k (in: its input,
+ * unpadded, with the zero border ph, pw; scratch: wino_dweight_bytes) for
+ * the output gradient g */
+void emit_wino_dweight(Cg *c, const ConvKernel *k, LLVMValueRef g, LLVMValueRef dwpack)
+{
+    const WinoSpec *s = spec_of(k);
+    int a = s->m + s->r - 1, xis = a * a;
+    int64_t R = dweight_rows(k, s), TW = k->OW / s->m, T = R * TW;
+    WinoGrad x = {.w = {.k = k, .s = s, .a = a, .T = T, .vxi = skew(T * k->C), .mxi = skew(T * k->M)},
+                  .g = g, .dwpack = dwpack};
+    transpose(s->at, s->m, a, x.A);
+    transpose(s->g, a, s->r, x.GT);
+    Wino *w = &x.w;
+    LLVMTypeRef i8 = LLVMInt8TypeInContext(c->ctx);
+    int64_t u = floats64((int64_t)xis * k->C * k->M);
+    w->u = k->scratch;
+    LLVMValueRef vo[] = {cg_i64(c, u)}, mo[] = {cg_i64(c, u + floats64(xis * w->vxi))};
+    w->v = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, vo, 1, "V");
+    w->m = LLVMBuildInBoundsGEP2(c->b, i8, k->scratch, mo, 1, "dM");
+    cg_zero(c, w->u, cg_i64(c, (int64_t)xis * k->C * k->M));
+
+    Loop ln, lr, lh, lt, lx, lc;
+    w->n = cg_loop(c, &ln, c->batch, "n");
+    LLVMValueRef chunk = cg_loopn(c, &lr, k->OH / s->m / R, "chunk");
+    LLVMValueRef i = cg_loopn(c, &lh, R, "th");
+    w->th = cg_muladd(c, chunk, R, i);
+    w->tw = cg_loopn(c, &lt, TW, "tw");
+    w->t = cg_muladd(c, i, TW, w->tw);
+    cg_for_vectors(c, k->C, input_tile, w);
+    cg_for_vectors(c, k->M, grad_tile, &x);
+    cg_loop_end(c, &lt);
+    cg_loop_end(c, &lh);
+    x.xi = cg_loopn(c, &lx, xis, "xi");
+    cg_for_blocks(c, k->M, conv_block_width(c, k->M), product_chans, &x);
+    cg_loop_end(c, &lx);
+    cg_loop_end(c, &lr);
+    cg_loop_end(c, &ln);
+    w->ch = cg_loopn(c, &lc, k->C, "c");
+    cg_for_vectors(c, k->M, weight_grad_tile, &x);
+    cg_loop_end(c, &lc);
 }
